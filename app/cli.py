@@ -1,0 +1,122 @@
+"""moodshelf — teach a small book-recommendation model with GPT/Claude, then compare it side by side.
+
+    moodshelf demo                     # catalog -> offline samples -> QLoRA run -> app on :7860
+    moodshelf serve --port 7860        # the Gradio app
+    moodshelf generate --count 100 --language en --approve
+    moodshelf train --max-steps 30     # or: --config data/runs/1/config.yaml
+    moodshelf catalog import library.csv --encoding cp949
+    moodshelf model prepare            # convert the embedded SmolLM2-135M once
+
+Every command upgrades the database schema first. Heavy libraries (torch, transformers, gradio) are
+imported inside the commands that need them, so `--help` is instant.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any
+
+from app.errors import UserError, user_errors
+from training.config import TrainConfig
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field: the CLI is a view of the same object as the YAML and the form."""
+    p.add_argument("--config", help="YAML file with TrainConfig fields; flags given here override it")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f"{f.metadata.get('help', '')} (default: {f.default})"
+        if f.type in (bool, "bool"):
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(str(f.type), str)
+            p.add_argument(flag, dest=f.name, type=typ, default=None, help=help_)
+
+
+def train_config_from_args(args: argparse.Namespace, **defaults: Any) -> TrainConfig:
+    base = TrainConfig.from_yaml(args.config).to_dict() if getattr(args, "config", None) else TrainConfig().to_dict()
+    base.update(defaults)
+    for f in dataclasses.fields(TrainConfig):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            base[f.name] = v
+    return TrainConfig.from_dict(base).validate()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="moodshelf", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="run the whole pipeline offline on embedded defaults, then serve the app",
+                       description="Load the catalog, generate samples with the offline catalog provider, approve "
+                                   "the valid ones, run a short QLoRA fine-tune of the embedded SmolLM2-135M, and "
+                                   "serve the app (Recommend + Compare tabs). No API key or network needed.")
+    p.add_argument("--count", type=int, default=100, help="samples to generate (default 100)")
+    p.add_argument("--language", choices=("en", "ko"), default="en",
+                   help="sample language (default en: SmolLM2-135M is an English model; use ko with a "
+                        "multilingual base such as gemma-3-270m)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=30, help="QLoRA steps (default 30, a few minutes on CPU)")
+    p.add_argument("--no-train", action="store_true", help="skip the training run")
+    p.add_argument("--no-serve", action="store_true", help="stop after the pipeline instead of serving the app")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+
+    p = sub.add_parser("serve", help="serve the Gradio app", description="Serve the app on http://HOST:PORT.")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--base-model", default=None, help="base model for local inference (default: the demo's)")
+
+    p = sub.add_parser("generate", help="generate samples with a provider (offline here; GPT/Claude with keys)",
+                       description="Generate instruction/input/output samples into the database.")
+    p.add_argument("--provider", default="offline", help="offline (default)")
+    p.add_argument("--model", default=None)
+    p.add_argument("--count", type=int, default=100)
+    p.add_argument("--language", choices=("ko", "en"), default="ko")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-books", type=int, default=3)
+    p.add_argument("--max-per-title", type=int, default=12)
+    p.add_argument("--approve", action="store_true", help="approve samples that pass validation")
+    p.add_argument("--resume", type=int, metavar="JOB", help="continue job JOB until it has its target count")
+
+    p = sub.add_parser("train", help="QLoRA fine-tune on approved samples (in its own process)",
+                       description="Create a training run from approved samples and run it in a worker process. "
+                                   "The resolved config is written to $MOODSHELF_HOME/runs/<id>/config.yaml.")
+    _add_train_flags(p)
+    p.add_argument("--name", default=None, help="a name for the run")
+    p.add_argument("--no-wait", action="store_true", help="start the worker and return")
+
+    p = sub.add_parser("catalog", help="load, import and inspect the book catalog")
+    csub = p.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")
+    c = csub.add_parser("import", help="import a CSV (one transaction; a bad file imports nothing)")
+    c.add_argument("file")
+    c.add_argument("--encoding", default="utf-8", help="file encoding (utf-8 default; cp949 for many Korean exports)")
+    csub.add_parser("load-builtin", help="load the catalog shipped with moodshelf")
+    csub.add_parser("stats", help="count books per language and mood")
+
+    p = sub.add_parser("model", help="prepare base models")
+    msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    m = msub.add_parser("prepare", help="convert a preset GGUF model to safetensors (once)")
+    m.add_argument("name", nargs="?", default="smollm2-135m")
+
+    p = sub.add_parser("runs", help="list training runs")
+    p = sub.add_parser("db", help="database maintenance")
+    dsub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    dsub.add_parser("upgrade", help="apply migrations (every command does this first)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from app import commands
+
+    handler = getattr(commands, f"cmd_{args.command}")
+    with user_errors() as result:
+        handler(args)
+    return result.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

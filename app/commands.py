@@ -1,0 +1,207 @@
+"""What each `moodshelf` subcommand does. Parsing lives in app/cli.py; the work lives in datagen/ and training/."""
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+
+from tqdm import tqdm
+
+from app.errors import UserError
+from db.engine import Database, open_db
+
+
+def _db() -> Database:
+    return open_db()
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise UserError(f"Port {port} on {host} is already in use ({e.strerror}). Stop the other server "
+                            f"(is moodshelf already running?) or pick another port with --port.") from None
+
+
+# -- catalog ---------------------------------------------------------------------------------------------------
+def cmd_catalog(args: argparse.Namespace) -> None:
+    from datagen.catalog import MOODS, count_books, import_catalog_file, load_builtin_catalog
+
+    db = _db()
+    if args.catalog_command == "import":
+        report = import_catalog_file(db, args.file, encoding=args.encoding)
+        print(f"imported {report.summary()}")
+    elif args.catalog_command == "load-builtin":
+        print(f"loaded {load_builtin_catalog(db).summary()}")
+    elif args.catalog_command == "stats":
+        from sqlalchemy import select
+
+        from db.models import Book
+
+        counts = count_books(db)
+        print("books:", ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none")
+        with db.session() as s:
+            books = list(s.scalars(select(Book)))
+        for mood in MOODS:
+            print(f"  {mood:<11}" + "  ".join(f"{lang}={sum(1 for b in books if b.language == lang and mood in b.moods)}"
+                                             for lang in sorted(counts)))
+
+
+# -- model -----------------------------------------------------------------------------------------------------
+def cmd_model(args: argparse.Namespace) -> None:
+    from training.base_model import resolve_base_model
+
+    print(resolve_base_model(args.name))
+
+
+def cmd_db(args: argparse.Namespace) -> None:
+    from db.migrate import current_revision
+
+    db = _db()
+    print(f"schema at revision {current_revision(db.engine)}")
+
+
+# -- generate --------------------------------------------------------------------------------------------------
+def run_generation(db: Database, job_id: int) -> None:
+    from datagen.jobs import run_job
+    from db.models import GenerationJob
+
+    with db.session() as s:
+        job = s.get(GenerationJob, job_id)
+        target, label = job.target_count, f"generate #{job_id} ({job.provider})"
+    bar = tqdm(total=target, desc=label, unit="sample", initial=job.accepted)
+
+    def progress(j) -> None:
+        bar.n = min(j.accepted, target)
+        bar.set_postfix(rejected=j.rejected, duplicates=j.duplicates)
+        bar.refresh()
+
+    try:
+        job = run_job(db, job_id, on_progress=progress)
+    finally:
+        bar.close()
+    print(f"job {job_id}: {job.status} — {job.accepted} accepted, {job.rejected} rejected, {job.duplicates} duplicates")
+    if job.status != "completed":
+        raise UserError(job.error or f"job {job_id} did not complete")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from datagen.catalog import count_books, load_builtin_catalog
+    from datagen.jobs import JobConfig, create_job
+
+    db = _db()
+    if not count_books(db):
+        load_builtin_catalog(db)
+    if args.resume:
+        run_generation(db, args.resume)
+        return
+    cfg = JobConfig(provider=args.provider, model=args.model, language=args.language, count=args.count,
+                    seed=args.seed, n_books=args.n_books, max_per_title=args.max_per_title,
+                    auto_approve=args.approve)
+    run_generation(db, create_job(db, cfg))
+
+
+# -- train -----------------------------------------------------------------------------------------------------
+def run_training(db: Database, cfg, name: str | None = None, wait: bool = True) -> int:
+    from training.runs import cancel_run, create_run, start_run, wait_for_run
+
+    run_id = create_run(db, cfg, name)
+    with db.session() as s:
+        from db.models import TrainingRun
+
+        run = s.get(TrainingRun, run_id)
+        n_train, n_eval, out = len(run.sample_ids), len(run.eval_sample_ids), run.output_dir
+    print(f"run {run_id}: {n_train} train / {n_eval} eval samples, config {out}/config.yaml, log {out}/train.log")
+    start_run(db, run_id)
+    if not wait:
+        return run_id
+    total = cfg.max_steps if cfg.max_steps > 0 else None
+    bar = tqdm(total=total, desc=f"train #{run_id}", unit="step")
+
+    def on_metric(m, run) -> None:
+        bar.n = m.step
+        post = {}
+        if m.loss is not None:
+            post["loss"] = f"{m.loss:.3f}"
+        if m.eval_loss is not None:
+            post["eval_loss"] = f"{m.eval_loss:.3f}"
+        if m.tokens_per_second:
+            post["tok/s"] = f"{m.tokens_per_second:.0f}"
+        bar.set_postfix(post)
+        bar.refresh()
+
+    try:
+        run = wait_for_run(db, run_id, on_metric)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"cancelling run {run_id}...", file=sys.stderr)
+        cancel_run(db, run_id)
+        raise
+    bar.close()
+    if run.status != "completed":
+        raise UserError(f"run {run_id} {run.status}: {run.error}")
+    print(f"run {run_id}: completed in {run.runtime_seconds:.0f} s, train loss {run.final_loss:.3f}; "
+          f"adapter at {run.adapter_path}")
+    return run_id
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from app.cli import train_config_from_args
+
+    cfg = train_config_from_args(args)
+    run_training(_db(), cfg, name=args.name, wait=not args.no_wait)
+
+
+def cmd_runs(args: argparse.Namespace) -> None:
+    from sqlalchemy import select
+
+    from db.models import TrainingRun
+    from training.runs import reconcile_runs
+
+    db = _db()
+    reconcile_runs(db)
+    with db.session() as s:
+        for r in s.scalars(select(TrainingRun).order_by(TrainingRun.id)):
+            loss = f"{r.final_loss:.3f}" if r.final_loss is not None else "-"
+            print(f"#{r.id:<4} {r.status:<10} {r.base_model:<20} loss {loss:<7} {r.name}")
+
+
+# -- serve / demo ----------------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> None:
+    from app.ui import serve
+
+    check_port_free(args.host, args.port)
+    serve(_db(), host=args.host, port=args.port, base_model=args.base_model)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from datagen.catalog import count_books, load_builtin_catalog
+    from datagen.jobs import JobConfig, create_job
+    from training.base_model import resolve_base_model
+    from training.config import TrainConfig
+
+    if not args.no_serve:
+        check_port_free(args.host, args.port)  # fail before minutes of work, not after
+    steps = 4 if args.no_train else 5
+    db = _db()
+    print(f"[1/{steps}] catalog")
+    report = load_builtin_catalog(db)
+    print(f"      {report.summary()} — " + ", ".join(f"{k}: {v}" for k, v in sorted(count_books(db).items())))
+    print(f"[2/{steps}] embedded base model (SmolLM2-135M-Instruct, converted once from GGUF)")
+    print(f"      {resolve_base_model('smollm2-135m')}")
+    print(f"[3/{steps}] {args.count} samples from the offline catalog provider (\"offline template\", seed {args.seed})")
+    cfg = JobConfig(provider="offline", language=args.language, count=args.count, seed=args.seed, auto_approve=True)
+    run_generation(db, create_job(db, cfg))
+    if not args.no_train:
+        print(f"[4/{steps}] QLoRA fine-tune: 4-bit NF4 base + LoRA, {args.max_steps} steps (own process)")
+        train_cfg = TrainConfig(max_steps=args.max_steps, batch_size=4, language=args.language,
+                                learning_rate=3e-4, eval_fraction=0.1, logging_steps=1)
+        run_training(db, train_cfg, name=f"demo ({args.language}, {args.max_steps} steps)")
+    if args.no_serve:
+        print("done (--no-serve).")
+        return
+    print(f"[{steps}/{steps}] app at http://{args.host}:{args.port} — Recommend and Compare tabs (Ctrl-C to stop)")
+    from app.ui import serve
+
+    serve(db, host=args.host, port=args.port)

@@ -1,0 +1,119 @@
+"""What the tabs share: the database, the catalog index, and the local model with its adapters.
+
+The base model is loaded once, on first use, and every finished training run on the same base is
+attached as a named peft adapter, so a request to "run #3" and one to the base model share weights.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from datagen.catalog import catalog_index
+from datagen.grid import EFFECTS, Request
+from datagen.prompts import input_for, instruction_for, student_prompt
+from datagen.validation import parse_books
+from db.engine import Database
+from db.models import Book, TrainingRun
+from training.config import DEFAULT_BASE_MODEL
+
+BASE_LABEL = "base model"
+
+
+@dataclass
+class BookCard:
+    title: str
+    author: str
+    book: Book | None
+
+    def markdown(self, language: str) -> str:
+        if self.book is None:
+            tag = "카탈로그에 없음" if language == "ko" else "not in catalog"
+            return f"- **{self.title}** — {self.author or '?'}  ⚠️ *{tag}*"
+        b = self.book
+        meta = ", ".join(str(x) for x in (b.author, b.translator and f"tr. {b.translator}", b.publisher, b.year) if x)
+        return f"- **{b.title}** — {meta}  ✅  \n  {b.description}  \n  `{' · '.join(b.moods)}`"
+
+
+def build_request(language: str, emotion: str, occupation: str, effects: list[str] | str, situation: str,
+                  focus: str, free_text: str = "") -> tuple[str, dict]:
+    """Turn the form into the student's prompt (the same format it was trained on)."""
+    if isinstance(effects, str):
+        effects = [e.strip() for e in effects.split(",") if e.strip()]
+    fields = {"emotion": (emotion or "").strip(), "occupation": (occupation or "").strip(),
+              "effects": [e.strip() for e in effects or [] if e.strip()], "situation": (situation or "").strip(),
+              "focus": (focus or "").strip(), "free_text": (free_text or "").strip(), "language": language}
+    if not any([fields["emotion"], fields["occupation"], fields["effects"], fields["situation"], fields["focus"],
+                fields["free_text"]]):
+        raise ValueError("The request is empty: pick at least an emotion or an effect, or write what you need."
+                         if language == "en" else "요청이 비어 있습니다: 감정이나 효과를 고르거나 원하는 것을 적어 주세요.")
+    ko = language == "ko"
+    req = Request(language=language, emotion=fields["emotion"] or ("평온함" if ko else "calm"),
+                  emotion_adj=fields["emotion"] or ("평온한" if ko else "calm"),
+                  occupation=fields["occupation"] or ("독자" if ko else "reader"),
+                  effects=tuple(fields["effects"] or (["위로"] if ko else ["comfort"])),
+                  situation=fields["situation"] or ("여유 시간" if ko else "free time"),
+                  focus=fields["focus"] or ("가볍게 읽을 수 있음" if ko else "light and easy"))
+    prompt = student_prompt(instruction_for(req), input_for(req))
+    if fields["free_text"]:
+        prompt += ("\n메모: " if ko else "\nNote: ") + fields["free_text"]
+    fields["moods"] = [m for e in req.effects for m in EFFECTS[language].get(e, [])]
+    return prompt, fields
+
+
+@dataclass
+class Services:
+    db: Database
+    base_model: str = DEFAULT_BASE_MODEL
+    _model: object = None
+    _index: object = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def index(self):
+        if self._index is None:
+            self._index = catalog_index(self.db)
+        return self._index
+
+    def finished_runs(self) -> list[TrainingRun]:
+        with self.db.session() as s:
+            return list(s.scalars(select(TrainingRun).where(
+                TrainingRun.status.in_(("completed", "stopped")), TrainingRun.adapter_path.is_not(None))
+                .order_by(TrainingRun.id.desc())))
+
+    def backend_choices(self) -> list[str]:
+        runs = [f"run #{r.id}: {r.name}" for r in self.finished_runs() if r.base_model == self.base_model]
+        return runs + [BASE_LABEL]
+
+    def model(self):
+        with self._lock:
+            if self._model is None:
+                from training.inference import LocalModel
+
+                self._model = LocalModel.load(self.base_model)
+            return self._model
+
+    def adapter_for(self, label: str) -> str | None:
+        if label == BASE_LABEL:
+            return None
+        run_id = int(label.split("#", 1)[1].split(":", 1)[0])
+        with self.db.session() as s:
+            run = s.get(TrainingRun, run_id)
+        if run is None or not run.adapter_path:
+            raise ValueError(f"Run #{run_id} has no adapter.")
+        if run.base_model != self.base_model:
+            raise ValueError(f"Run #{run_id} was trained on {run.base_model}, but the loaded base model is "
+                             f"{self.base_model}: its adapter does not fit.")
+        name = f"run-{run_id}"
+        self.model().add_adapter(name, run.adapter_path)
+        return name
+
+    def book_cards(self, answer: str, language: str) -> list[BookCard]:
+        items = parse_books(answer, language)
+        index = self.index()
+        cards = []
+        with self.db.session() as s:
+            for it in items:
+                m = index.match(it.title, it.author)
+                cards.append(BookCard(it.title, it.author, s.get(Book, m.book_id) if m.book_id else None))
+        return cards

@@ -1,0 +1,1 @@
+"""Sample generation: catalog, grounding, prompts, providers (offline, OpenAI, Anthropic), validation, jobs."""

@@ -1,0 +1,247 @@
+"""The book catalog: the shipped CSVs, a user's own CSV import, and mood-based candidate lookup.
+
+    moodshelf catalog import my_library.csv [--encoding cp949]   # one transaction, per-row report
+    moodshelf catalog stats
+
+A file is validated whole before anything is written: one bad row and nothing is imported.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional
+
+from pydantic import BaseModel, ValidationError, field_validator
+from sqlalchemy import func, select
+
+from datagen.grounding import CatalogIndex, book_key
+from db.engine import Database
+from db.models import Book
+
+CATALOG_DIR = Path(__file__).parent / "catalog_data"
+MOODS = ("comfort", "calm", "courage", "focus", "healing", "motivation",
+         "hope", "joy", "insight", "curiosity", "empathy", "escape")
+REQUIRED_COLUMNS = ("title", "author", "language")
+KNOWN_COLUMNS = ("title", "author", "translator", "publisher", "year", "language", "original_language",
+                 "isbn", "genres", "moods", "description")
+
+
+class CatalogError(ValueError):
+    """A catalog file that cannot be imported; `problems` lists every bad row."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        self.problems = problems or []
+        detail = "".join(f"\n  - {p}" for p in self.problems[:50])
+        more = f"\n  ... and {len(self.problems) - 50} more" if len(self.problems) > 50 else ""
+        super().__init__(message + detail + more)
+
+
+def _split_list(v: object) -> list[str]:
+    if v is None or v == "":
+        return []
+    if isinstance(v, list):
+        return [str(x).strip() for x in v if str(x).strip()]
+    return [p.strip().lower() for p in str(v).replace(",", ";").split(";") if p.strip()]
+
+
+class BookRow(BaseModel):
+    """One catalog row as validated at the boundary."""
+
+    title: str
+    author: str
+    translator: Optional[str] = None
+    publisher: Optional[str] = None
+    year: Optional[int] = None
+    language: str
+    original_language: Optional[str] = None
+    isbn: Optional[str] = None
+    genres: list[str] = []
+    moods: list[str] = []
+    description: str = ""
+
+    @field_validator("title", "author", "language")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        v = (v or "").strip()
+        if not v:
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("translator", "publisher", "original_language", "isbn", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v):
+        return (str(v).strip() or None) if v is not None else None
+
+    @field_validator("year", mode="before")
+    @classmethod
+    def _year(cls, v):
+        if v is None or str(v).strip() == "":
+            return None
+        s = str(v).strip()
+        if not (s.isdigit() and len(s) == 4 and 1000 <= int(s) <= 2100):
+            raise ValueError(f"'{s}' is not a 4-digit year")
+        return int(s)
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str) -> str:
+        v = v.lower()
+        if v not in ("ko", "en"):
+            raise ValueError(f"'{v}' is not supported (use ko or en)")
+        return v
+
+    @field_validator("isbn")
+    @classmethod
+    def _isbn(cls, v):
+        if v is None:
+            return None
+        digits = v.replace("-", "").replace(" ", "")
+        if not (len(digits) in (10, 13) and digits[:-1].isdigit() and (digits[-1].isdigit() or digits[-1] in "Xx")):
+            raise ValueError(f"'{v}' is not an ISBN-10 or ISBN-13")
+        return digits.upper()
+
+    @field_validator("genres", mode="before")
+    @classmethod
+    def _genres(cls, v):
+        return _split_list(v)
+
+    @field_validator("moods", mode="before")
+    @classmethod
+    def _moods(cls, v):
+        moods = _split_list(v)
+        unknown = [m for m in moods if m not in MOODS]
+        if unknown:
+            raise ValueError(f"unknown mood tag(s) {unknown}; use: {', '.join(MOODS)}")
+        return moods
+
+
+@dataclass
+class ImportReport:
+    source: str
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"{self.source}: {self.rows} rows, {self.inserted} new, {self.updated} updated"
+
+
+def read_catalog_csv(data: bytes, source: str, encoding: str = "utf-8") -> list[BookRow]:
+    """Decode and validate a whole CSV; raise CatalogError listing every problem, or return all rows."""
+    try:
+        text = data.decode("utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
+    except UnicodeDecodeError as e:
+        raise CatalogError(
+            f"{source} is not valid {encoding} (byte {e.start}: {data[e.start:e.start + 4]!r}). "
+            "Korean library exports are often CP949/EUC-KR: retry with --encoding cp949."
+        ) from e
+    except LookupError as e:
+        raise CatalogError(f"Unknown encoding '{encoding}'.") from e
+    if "\x00" in text:
+        raise CatalogError(f"{source} contains NUL bytes: it is not a text CSV file (is it a spreadsheet?).")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise CatalogError(
+            f"{source}: missing required column(s) {missing}. Found columns: {header or 'none'}. "
+            f"Expected a header row with: {', '.join(KNOWN_COLUMNS)}."
+        )
+    reader.fieldnames = header
+    rows: list[BookRow] = []
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    try:
+        for line_no, raw in enumerate(reader, start=2):
+            if None in raw:
+                problems.append(f"line {line_no}: {len(raw[None])} more field(s) than the header has")
+                continue
+            if all((v or "").strip() == "" for v in raw.values()):
+                continue
+            try:
+                row = BookRow(**{k: v for k, v in raw.items() if k in KNOWN_COLUMNS})
+            except ValidationError as e:
+                errs = "; ".join(f"{'.'.join(map(str, er['loc'])) or 'row'}: {er['msg']}" for er in e.errors())
+                problems.append(f"line {line_no}: {errs}")
+                continue
+            key = book_key(row.title, row.author)
+            if key in seen:
+                problems.append(f"line {line_no}: duplicate of line {seen[key]} ({row.title} - {row.author})")
+                continue
+            seen[key] = line_no
+            rows.append(row)
+    except csv.Error as e:
+        problems.append(f"line {reader.line_num}: malformed CSV ({e})")
+    if problems:
+        raise CatalogError(f"{source}: {len(problems)} bad row(s); nothing was imported.", problems)
+    if not rows:
+        raise CatalogError(f"{source}: no book rows found; nothing was imported.")
+    return rows
+
+
+def upsert_books(db: Database, rows: Iterable[BookRow], source: str) -> ImportReport:
+    """Write rows in one transaction: new books inserted, known books (same normalised key) updated."""
+    rows = list(rows)
+    report = ImportReport(source=source, rows=len(rows))
+    with db.friendly_errors(), db.begin() as s:
+        existing = {b.match_key: b for b in s.scalars(select(Book))}
+        for row in rows:
+            key = book_key(row.title, row.author)
+            values = row.model_dump()
+            book = existing.get(key)
+            if book is None:
+                book = Book(match_key=key, source=source, **values)
+                s.add(book)
+                existing[key] = book
+                report.inserted += 1
+            else:
+                for k, v in values.items():
+                    setattr(book, k, v)
+                book.source = source
+                report.updated += 1
+    return report
+
+
+def import_catalog_file(db: Database, path: str | Path, encoding: str = "utf-8") -> ImportReport:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CatalogError(f"Cannot read {path}: {e.strerror or e}") from e
+    rows = read_catalog_csv(data, path.name, encoding)
+    return upsert_books(db, rows, source=path.name)
+
+
+def builtin_catalog_files() -> list[Path]:
+    return sorted(CATALOG_DIR.glob("*.csv"))
+
+
+def load_builtin_catalog(db: Database) -> ImportReport:
+    """Load the shipped catalog (idempotent: a second call updates in place)."""
+    rows: list[BookRow] = []
+    for f in builtin_catalog_files():
+        rows += read_catalog_csv(f.read_bytes(), f.name)
+    return upsert_books(db, rows, source="builtin")
+
+
+def count_books(db: Database) -> dict[str, int]:
+    with db.session() as s:
+        return dict(s.execute(select(Book.language, func.count()).group_by(Book.language)).all())
+
+
+def catalog_index(db: Database) -> CatalogIndex:
+    with db.session() as s:
+        return CatalogIndex(s.execute(select(Book.id, Book.title, Book.author)).all())
+
+
+def books_for_moods(db: Database, moods: Iterable[str], language: str) -> list[Book]:
+    """Books in `language` tagged with any of `moods`, best overlap first (JSON filtering done in Python
+    so the same code runs on SQLite and PostgreSQL)."""
+    wanted = set(moods)
+    with db.session() as s:
+        books = list(s.scalars(select(Book).where(Book.language == language).order_by(Book.id)))
+    scored = [(len(wanted & set(b.moods)), b) for b in books]
+    return [b for n, b in sorted(scored, key=lambda x: -x[0]) if n > 0]

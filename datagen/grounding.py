@@ -1,0 +1,106 @@
+"""Match recommended (title, author) pairs against the catalog — normalised, fuzzy and Korean-aware.
+
+Korean bibliographic strings vary in ways that exact matching misses: spacing ("달러구트 꿈 백화점" vs
+"달러구트꿈백화점"), subtitles after ':' , role suffixes ("한강 지음", "방진이 옮김", "저", "역").
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from typing import Iterable, Sequence
+
+_ROLE_SUFFIX = re.compile(r"\s*(지음|글|그림|옮김|엮음|저|역|편저|편|著|訳)\s*$")
+_PUNCT = re.compile(r"[\W_]+", re.UNICODE)
+_BRACKETED = re.compile(r"\([^)]*\)|\[[^\]]*\]|<[^>]*>|《[^》]*》|「[^」]*」")
+
+
+def normalize_title(title: str) -> str:
+    t = unicodedata.normalize("NFKC", title).lower()
+    t = t.strip().strip("\"'“”‘’《》「」<>")
+    # Subtitles: "제대로 연습하는 법 : 어학부터 ..." and "Deep Work: Rules for ..." match their main title.
+    t = re.split(r"\s[:\-–—]\s|:", t, maxsplit=1)[0]
+    t = _BRACKETED.sub(" ", t)
+    return _PUNCT.sub("", t)
+
+
+def normalize_author(author: str) -> str:
+    a = unicodedata.normalize("NFKC", author).lower()
+    # Keep the first credited person: "아투로 E. 허낸데즈 지음 ; 방진이 옮김" -> "아투로 E. 허낸데즈".
+    a = re.split(r"[;,/&]| and | 외 |\s외$", a, maxsplit=1)[0]
+    a = _ROLE_SUFFIX.sub("", a.strip())
+    a = _BRACKETED.sub(" ", a)
+    return _PUNCT.sub("", a)
+
+
+def book_key(title: str, author: str) -> str:
+    return f"{normalize_title(title)}|{normalize_author(author)}"
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    book_id: int
+    title: str
+    author: str
+    title_norm: str
+    author_norm: str
+
+
+@dataclass(frozen=True)
+class Match:
+    title: str
+    author: str
+    book_id: int | None
+    score: float
+
+    @property
+    def grounded(self) -> bool:
+        return self.book_id is not None
+
+
+class CatalogIndex:
+    """In-memory index of the catalog for grounding. Build once per job or app; lookups are cheap."""
+
+    def __init__(self, entries: Iterable[tuple[int, str, str]]):
+        self.entries = [
+            CatalogEntry(i, t, a, normalize_title(t), normalize_author(a)) for i, t, a in entries
+        ]
+        self.by_key = {(e.title_norm, e.author_norm): e for e in self.entries}
+        self.by_title: dict[str, list[CatalogEntry]] = {}
+        for e in self.entries:
+            self.by_title.setdefault(e.title_norm, []).append(e)
+
+    def match(self, title: str, author: str, *, threshold: float = 0.85) -> Match:
+        tn, an = normalize_title(title), normalize_author(author)
+        exact = self.by_key.get((tn, an))
+        if exact:
+            return Match(title, author, exact.book_id, 1.0)
+        best, best_score = None, 0.0
+        for e in self.by_title.get(tn, []):  # same title, author written differently
+            s = 0.5 + 0.5 * _author_similarity(an, e.author_norm)
+            if s > best_score:
+                best, best_score = e, s
+        if best_score < threshold:
+            for e in self.entries:
+                ts = SequenceMatcher(None, tn, e.title_norm).ratio()
+                if ts < 0.8:
+                    continue
+                s = 0.6 * ts + 0.4 * _author_similarity(an, e.author_norm)
+                if s > best_score:
+                    best, best_score = e, s
+        if best is not None and best_score >= threshold:
+            return Match(title, author, best.book_id, round(best_score, 3))
+        return Match(title, author, None, round(best_score, 3))
+
+
+def _author_similarity(a: str, b: str) -> float:
+    if not a or not b:
+        return 0.0
+    if a in b or b in a:
+        return 1.0
+    return SequenceMatcher(None, a, b).ratio()
+
+
+def ground_titles(pairs: Sequence[tuple[str, str]], index: CatalogIndex) -> list[Match]:
+    return [index.match(t, a) for t, a in pairs]

@@ -1,0 +1,111 @@
+"""Engine and sessions. SQLite gets WAL, a busy timeout and foreign keys; any other URL is used as is.
+
+    from db.engine import open_db
+    db = open_db()                      # settings from the environment, schema upgraded
+    with db.begin() as s:               # one transaction
+        s.add(...)
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.settings import Settings, SettingsError, get_settings
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+class DatabaseError(RuntimeError):
+    """A database problem worded for the user (locked file, unreachable server...)."""
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets the web server read while a worker process writes; the busy timeout makes writers
+    # wait for each other instead of failing at once; SQLite ignores foreign keys unless asked.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_MS / 1000) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def explain_operational_error(e: OperationalError, url: str) -> DatabaseError:
+    msg = str(e.orig) if e.orig is not None else str(e)
+    if "locked" in msg:
+        return DatabaseError(
+            f"The database is locked by another process and stayed locked for {BUSY_TIMEOUT_MS // 1000} s "
+            f"({_safe_url(url)}). Close the other moodshelf process (or the SQLite browser) holding it and retry."
+        )
+    if "unable to open" in msg:
+        return DatabaseError(f"Cannot open the database file ({_safe_url(url)}): check MOODSHELF_HOME / DATABASE_URL.")
+    return DatabaseError(f"Database error on {_safe_url(url)}: {msg}")
+
+
+def _safe_url(url: str) -> str:
+    # Never show a password from DATABASE_URL.
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<DATABASE_URL>"
+
+
+@dataclass
+class Database:
+    engine: Engine
+    sessionmaker: sessionmaker[Session]
+    url: str
+
+    def begin(self):
+        """`with db.begin() as s:` — a session in one transaction, committed on success."""
+        return self.sessionmaker.begin()
+
+    def session(self) -> Session:
+        return self.sessionmaker()
+
+    @contextlib.contextmanager
+    def friendly_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as e:
+            raise explain_operational_error(e, self.url) from e
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_db(url: str | None = None, *, upgrade: bool = True, settings: Settings | None = None) -> Database:
+    """Open the database (creating the data directory) and bring its schema to the latest migration."""
+    if url is None:
+        settings = (settings or get_settings()).ensure_home()
+        url = settings.database_url
+    elif url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SettingsError(f"Cannot create the database directory {path.parent}: {e.strerror or e}") from e
+    engine = make_engine(url)
+    db = Database(engine=engine, sessionmaker=sessionmaker(engine, expire_on_commit=False), url=url)
+    if upgrade:
+        from db.migrate import upgrade_schema
+
+        with db.friendly_errors():
+            upgrade_schema(engine)
+    return db

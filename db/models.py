@@ -1,0 +1,180 @@
+"""The schema, as typed SQLAlchemy 2.x models. Alembic migrations under db/migrations mirror it.
+
+A sample keeps the seed's format (instruction / input / output) and, beside it, the structured request
+fields as columns so that curation can filter on them without parsing text.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SAMPLE_STATUSES = ("pending", "approved", "rejected", "needs_review")
+JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+RUN_STATUSES = ("queued", "running", "completed", "failed", "stopped", "cancelled")
+SPLITS = ("train", "eval")
+VOTES = ("A", "B", "tie", "both_bad")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Book(Base):
+    __tablename__ = "books"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(500))
+    author: Mapped[str] = mapped_column(String(500))
+    translator: Mapped[Optional[str]] = mapped_column(String(300))
+    publisher: Mapped[Optional[str]] = mapped_column(String(300))
+    year: Mapped[Optional[int]] = mapped_column(Integer)
+    language: Mapped[str] = mapped_column(String(8), index=True)
+    original_language: Mapped[Optional[str]] = mapped_column(String(8))
+    isbn: Mapped[Optional[str]] = mapped_column(String(17))
+    genres: Mapped[list[Any]] = mapped_column(default=list)
+    moods: Mapped[list[Any]] = mapped_column(default=list)
+    description: Mapped[str] = mapped_column(Text, default="")
+    # Normalised "title|author" (see datagen.grounding.book_key): one row per book, whatever the spacing.
+    match_key: Mapped[str] = mapped_column(String(600), unique=True)
+    source: Mapped[str] = mapped_column(String(200), default="builtin")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class GenerationJob(Base):
+    __tablename__ = "generation_jobs"
+    __table_args__ = (CheckConstraint(f"status IN {JOB_STATUSES}", name="job_status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(200))
+    language: Mapped[str] = mapped_column(String(8))
+    target_count: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_version: Mapped[str] = mapped_column(String(40))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    pid: Mapped[Optional[int]] = mapped_column(Integer)
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+    samples: Mapped[list["Sample"]] = relationship(back_populates="job")
+
+
+class Sample(Base):
+    __tablename__ = "samples"
+    __table_args__ = (
+        CheckConstraint(f"status IN {SAMPLE_STATUSES}", name="sample_status"),
+        CheckConstraint("split IS NULL OR split IN ('train', 'eval')", name="sample_split"),
+        Index("ix_samples_status_split", "status", "split"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[Optional[int]] = mapped_column(ForeignKey("generation_jobs.id", ondelete="SET NULL"), index=True)
+    instruction: Mapped[str] = mapped_column(Text)
+    input: Mapped[str] = mapped_column(Text, default="")
+    output: Mapped[str] = mapped_column(Text)
+    emotion: Mapped[Optional[str]] = mapped_column(String(100), index=True)
+    occupation: Mapped[Optional[str]] = mapped_column(String(100), index=True)
+    effect: Mapped[Optional[str]] = mapped_column(String(100), index=True)
+    situation: Mapped[Optional[str]] = mapped_column(String(200))
+    focus: Mapped[Optional[str]] = mapped_column(String(100))
+    language: Mapped[str] = mapped_column(String(8), index=True)
+    provider: Mapped[str] = mapped_column(String(50), index=True)
+    model: Mapped[str] = mapped_column(String(200))
+    prompt_version: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    quality_flags: Mapped[list[Any]] = mapped_column(default=list)
+    # Parsed answer: [{"title", "author", "reason", "effect", "book_id" | None}, ...]
+    books: Mapped[list[Any]] = mapped_column(default=list)
+    grounded_count: Mapped[int] = mapped_column(Integer, default=0)
+    raw_output: Mapped[Optional[str]] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    split: Mapped[Optional[str]] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    job: Mapped[Optional[GenerationJob]] = relationship(back_populates="samples")
+
+
+class TrainingRun(Base):
+    __tablename__ = "training_runs"
+    __table_args__ = (CheckConstraint(f"status IN {RUN_STATUSES}", name="run_status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    base_model: Mapped[str] = mapped_column(String(500))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    sample_ids: Mapped[list[Any]] = mapped_column(default=list)
+    eval_sample_ids: Mapped[list[Any]] = mapped_column(default=list)
+    output_dir: Mapped[Optional[str]] = mapped_column(String(1000))
+    adapter_path: Mapped[Optional[str]] = mapped_column(String(1000))
+    log_path: Mapped[Optional[str]] = mapped_column(String(1000))
+    pid: Mapped[Optional[int]] = mapped_column(Integer)
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    final_loss: Mapped[Optional[float]] = mapped_column(Float)
+    runtime_seconds: Mapped[Optional[float]] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+    metrics: Mapped[list["RunMetric"]] = relationship(
+        back_populates="run", order_by="RunMetric.step", cascade="all, delete-orphan"
+    )
+
+
+class RunMetric(Base):
+    __tablename__ = "run_metrics"
+    __table_args__ = (UniqueConstraint("run_id", "step", name="uq_run_metrics_run_step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[Optional[float]] = mapped_column(Float)
+    loss: Mapped[Optional[float]] = mapped_column(Float)
+    eval_loss: Mapped[Optional[float]] = mapped_column(Float)
+    learning_rate: Mapped[Optional[float]] = mapped_column(Float)
+    tokens_per_second: Mapped[Optional[float]] = mapped_column(Float)
+    peak_memory_mb: Mapped[Optional[float]] = mapped_column(Float)
+    eta_seconds: Mapped[Optional[float]] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    run: Mapped[TrainingRun] = relationship(back_populates="metrics")
+
+
+class Comparison(Base):
+    __tablename__ = "comparisons"
+    __table_args__ = (CheckConstraint(f"vote IS NULL OR vote IN {VOTES}", name="comparison_vote"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prompt: Mapped[str] = mapped_column(Text)
+    request: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # One entry per column: {"backend", "output", "ttft_s", "total_s", "tokens", "grounded", "books", "error"}
+    results: Mapped[list[Any]] = mapped_column(default=list)
+    blind: Mapped[bool] = mapped_column(default=False)
+    vote: Mapped[Optional[str]] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    voted_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))

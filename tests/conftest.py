@@ -1,0 +1,69 @@
+"""Shared fixtures: an isolated MOODSHELF_HOME per test, a migrated database, a catalog, and a tiny
+randomly initialised Llama model (built here, with the embedded SmolLM2 tokenizer) for fast training tests."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network here: fail fast instead of retrying the hub
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "DATABASE_URL"):
+    os.environ.pop(key, None)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    h = tmp_path / "home"
+    monkeypatch.setenv("MOODSHELF_HOME", str(h))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    return h
+
+
+@pytest.fixture
+def sqlite_db(home):
+    from db.engine import open_db
+
+    db = open_db()
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def catalog_db(sqlite_db):
+    from datagen.catalog import load_builtin_catalog
+
+    load_builtin_catalog(sqlite_db)
+    return sqlite_db
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """A 2-layer Llama with random weights and SmolLM2's tokenizer and chat template, saved to disk."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from training.base_model import PRESETS, find_gguf
+
+    gguf = find_gguf(PRESETS["smollm2-135m"])
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id or tok.eos_token_id, tie_word_embeddings=True)
+    model = LlamaForCausalLM(config)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,96 @@
+"""Training on a tiny random model through the real path: create_run -> worker process -> DB metrics ->
+PEFT adapter that plain peft can load."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import select
+
+from datagen.jobs import JobConfig, create_job, run_job
+from db.models import RunMetric, Sample, TrainingRun
+from training.config import TrainConfig
+from training.data import DatasetError, assign_splits
+from training.runs import create_run, reconcile_runs, start_run, wait_for_run
+
+
+@pytest.fixture
+def samples_db(catalog_db):
+    run_job(catalog_db, create_job(catalog_db, JobConfig(language="en", count=24, seed=1, auto_approve=True)))
+    return catalog_db
+
+
+def _tiny_cfg(model_dir, **kw):
+    base = dict(base_model=model_dir, max_steps=4, batch_size=2, max_length=256, eval_fraction=0.2, lora_r=4,
+                lora_alpha=8, learning_rate=1e-3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_qlora_run_in_worker_process_logs_metrics_and_saves_a_peft_adapter(samples_db, tiny_model_dir):
+    run_id = create_run(samples_db, _tiny_cfg(tiny_model_dir))
+    start_run(samples_db, run_id)
+    run = wait_for_run(samples_db, run_id, poll_s=0.5)
+    assert run.status == "completed", run.error
+    with samples_db.session() as s:
+        metrics = list(s.scalars(select(RunMetric).where(RunMetric.run_id == run_id).order_by(RunMetric.step)))
+        run = s.get(TrainingRun, run_id)
+    assert [m.step for m in metrics] == [1, 2, 3, 4]
+    assert all(m.loss is not None and m.learning_rate is not None and m.peak_memory_mb for m in metrics)
+    assert any(m.eval_loss is not None for m in metrics)
+    assert os.path.exists(os.path.join(run.output_dir, "config.yaml"))
+    # the adapter is standard PEFT: loadable without moodshelf
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForCausalLM
+
+    assert PeftConfig.from_pretrained(run.adapter_path).r == 4
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), run.adapter_path)
+    assert any("lora_A" in n for n, _ in model.named_parameters())
+
+
+def test_train_and_eval_splits_never_overlap_and_stay_put(samples_db):
+    first = assign_splits(samples_db, eval_fraction=0.25, seed=1)
+    assert first.eval and not set(first.train) & set(first.eval)
+    again = assign_splits(samples_db, eval_fraction=0.5, seed=2)  # new settings never move a sample
+    assert set(again.eval) == set(first.eval)
+
+
+def test_no_approved_samples_is_a_clear_error(catalog_db):
+    with pytest.raises(DatasetError, match="No approved samples"):
+        create_run(catalog_db, TrainConfig())
+
+
+def test_empty_eval_split_is_a_clear_error(catalog_db):
+    run_job(catalog_db, create_job(catalog_db, JobConfig(language="en", count=1, auto_approve=True)))
+    with pytest.raises(DatasetError):
+        create_run(catalog_db, TrainConfig(eval_fraction=0.01))
+
+
+def test_unknown_target_module_fails_the_run_with_the_available_names(samples_db, tiny_model_dir):
+    run_id = create_run(samples_db, _tiny_cfg(tiny_model_dir, target_modules="query_key_value"))
+    start_run(samples_db, run_id)
+    run = wait_for_run(samples_db, run_id, poll_s=0.5)
+    assert run.status == "failed"
+    assert "query_key_value" in run.error and "q_proj" in run.error
+
+
+def test_dead_worker_is_marked_failed_with_its_log_tail(samples_db, tiny_model_dir):
+    run_id = create_run(samples_db, _tiny_cfg(tiny_model_dir))
+    log = os.path.join(os.environ["MOODSHELF_HOME"], "runs", str(run_id), "train.log")
+    proc = subprocess.Popen([sys.executable, "-c", "import time; print('worker started', flush=True); time.sleep(60)"],
+                            stdout=open(log, "w"), start_new_session=True)
+    deadline = time.time() + 20
+    while "worker started" not in open(log).read() and time.time() < deadline:
+        time.sleep(0.1)
+    with samples_db.begin() as s:
+        run = s.get(TrainingRun, run_id)
+        run.pid, run.status = proc.pid, "running"
+    assert reconcile_runs(samples_db) == []
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert reconcile_runs(samples_db) == [run_id]
+    with samples_db.session() as s:
+        run = s.get(TrainingRun, run_id)
+    assert run.status == "failed" and "worker started" in run.error

@@ -1,0 +1,140 @@
+"""TrainConfig — the one object behind the Train form, `moodshelf train` flags and a run's YAML file.
+
+    moodshelf train --config run.yaml --max-steps 20      # flags override the YAML
+    cat data/runs/<id>/config.yaml                        # every run writes its resolved config
+
+Validation collects every problem and raises once with all of them.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_BASE_MODEL = "smollm2-135m"
+
+
+class ConfigError(ValueError):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("Invalid training config:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass
+class TrainConfig:
+    base_model: str = field(default=DEFAULT_BASE_MODEL, metadata={
+        "help": "preset name (smollm2-135m = embedded offline default), Hugging Face id, or local path"})
+    quantization: str = field(default="nf4", metadata={"help": "nf4 (4-bit QLoRA), int8, or none"})
+    double_quant: bool = field(default=True, metadata={"help": "quantize the 4-bit quantization constants too"})
+    compute_dtype: str = field(default="auto", metadata={
+        "help": "auto (bf16 on GPUs that support it, else fp32), float32, bfloat16, float16"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
+    target_modules: str = field(default="all-linear", metadata={
+        "help": "all-linear, attention (q/k/v/o), or a comma-separated list of module names"})
+    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate"})
+    lr_scheduler: str = field(default="cosine", metadata={"help": "linear, cosine, constant, ..."})
+    warmup_ratio: float = field(default=0.03, metadata={"help": "share of steps spent warming up"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the training split (ignored if max_steps > 0)"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: use epochs)"})
+    batch_size: int = field(default=4, metadata={"help": "per-device batch size"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    max_length: int = field(default=512, metadata={"help": "truncate examples to this many tokens"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for activation memory"})
+    optimizer: str = field(default="adamw_torch", metadata={
+        "help": "adamw_torch, adamw_bnb_8bit, paged_adamw_8bit, paged_adamw_32bit"})
+    eval_fraction: float = field(default=0.1, metadata={"help": "share of approved samples held out for eval"})
+    language: str = field(default="", metadata={"help": "train only on samples in this language (ko/en); empty: all"})
+    logging_steps: int = field(default=1, metadata={"help": "record metrics every N steps"})
+    seed: int = field(default=42, metadata={"help": "seed for the split, LoRA init and data order"})
+
+    def problems(self) -> list[str]:
+        p = []
+        if self.quantization not in ("nf4", "int8", "none"):
+            p.append(f"quantization must be nf4, int8 or none (got {self.quantization!r})")
+        if self.compute_dtype not in ("auto", "float32", "bfloat16", "float16"):
+            p.append(f"compute_dtype must be auto, float32, bfloat16 or float16 (got {self.compute_dtype!r})")
+        if self.lora_r <= 0:
+            p.append(f"lora_r must be > 0 (got {self.lora_r})")
+        if self.lora_alpha <= 0:
+            p.append(f"lora_alpha must be > 0 (got {self.lora_alpha})")
+        if not 0 <= self.lora_dropout < 1:
+            p.append(f"lora_dropout must be in [0, 1) (got {self.lora_dropout})")
+        if self.learning_rate <= 0:
+            p.append(f"learning_rate must be > 0 (got {self.learning_rate})")
+        if self.max_steps == 0 or self.max_steps < -1:
+            p.append(f"max_steps must be > 0, or -1 to train for `epochs` (got {self.max_steps})")
+        if self.max_steps == -1 and self.epochs <= 0:
+            p.append(f"epochs must be > 0 (got {self.epochs})")
+        if self.batch_size <= 0:
+            p.append(f"batch_size must be > 0 (got {self.batch_size})")
+        if self.grad_accum <= 0:
+            p.append(f"grad_accum must be > 0 (got {self.grad_accum})")
+        if self.max_length < 32:
+            p.append(f"max_length must be at least 32 tokens (got {self.max_length})")
+        if not 0 <= self.eval_fraction < 0.9:
+            p.append(f"eval_fraction must be in [0, 0.9) (got {self.eval_fraction})")
+        if self.optimizer not in ("adamw_torch", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit"):
+            p.append(f"optimizer {self.optimizer!r} is not one of adamw_torch, adamw_bnb_8bit, paged_adamw_8bit, "
+                     "paged_adamw_32bit")
+        if self.language not in ("", "ko", "en"):
+            p.append(f"language must be ko, en or empty (got {self.language!r})")
+        if self.logging_steps <= 0:
+            p.append(f"logging_steps must be > 0 (got {self.logging_steps})")
+        if not self.base_model.strip():
+            p.append("base_model must not be empty")
+        return p
+
+    def validate(self) -> "TrainConfig":
+        if problems := self.problems():
+            raise ConfigError(problems)
+        return self
+
+    def target_module_list(self) -> str | list[str]:
+        if self.target_modules == "all-linear":
+            return "all-linear"
+        if self.target_modules == "attention":
+            return ["q_proj", "k_proj", "v_proj", "o_proj"]
+        return [m.strip() for m in self.target_modules.split(",") if m.strip()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError([f"unknown setting(s): {', '.join(unknown)}"])
+        return cls(**d)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError([f"cannot read {path}: {e}"]) from e
+        if not isinstance(data, dict):
+            raise ConfigError([f"{path} must hold a mapping of settings"])
+        return cls.from_dict(data)
+
+    def to_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+    def command_line(self) -> str:
+        """The `moodshelf train` command equivalent to this config (only non-default values)."""
+        default = TrainConfig()
+        args = []
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v != getattr(default, f.name):
+                flag = "--" + f.name.replace("_", "-")
+                if isinstance(v, bool):
+                    args.append(flag if v else f"--no-{f.name.replace('_', '-')}")
+                else:
+                    args.append(f"{flag} {v}")
+        return " ".join(["moodshelf train", *args])

@@ -1,0 +1,74 @@
+"""Build the SFT dataset from approved samples: a stable train/eval split and chat-format examples.
+
+Each sample becomes a conversational prompt-completion pair, so TRL applies the base model's chat
+template and computes the loss on the answer tokens only:
+
+    {"prompt": [{"role": "user", "content": instruction + input}],
+     "completion": [{"role": "assistant", "content": output}]}
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from datagen.prompts import student_prompt
+from db.engine import Database
+from db.models import Sample
+
+
+class DatasetError(ValueError):
+    """Not enough (or unusable) data to train on, worded for the user."""
+
+
+def split_for(content_hash: str, eval_fraction: float, seed: int) -> str:
+    # A hash, not random.random(): the same sample lands in the same split on every machine and rerun.
+    h = int(hashlib.sha256(f"{seed}:{content_hash}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "eval" if h < eval_fraction else "train"
+
+
+@dataclass
+class SplitIds:
+    train: list[int]
+    eval: list[int]
+
+
+def assign_splits(db: Database, *, eval_fraction: float, seed: int, language: str = "") -> SplitIds:
+    """Give approved samples without a split one (kept forever after: an eval sample never moves to train)."""
+    with db.begin() as s:
+        q = select(Sample).where(Sample.status == "approved")
+        if language:
+            q = q.where(Sample.language == language)
+        samples = list(s.scalars(q.order_by(Sample.id)))
+        if not samples:
+            raise DatasetError(
+                "No approved samples to train on" + (f" in language '{language}'" if language else "")
+                + ". Generate samples (moodshelf generate) and approve them first.")
+        for sm in samples:
+            if sm.split is None:
+                sm.split = split_for(sm.content_hash, eval_fraction, seed)
+        ids = SplitIds([sm.id for sm in samples if sm.split == "train"], [sm.id for sm in samples if sm.split == "eval"])
+    if not ids.train:
+        raise DatasetError("Every approved sample is in the eval split: approve more samples to train on.")
+    if eval_fraction > 0 and not ids.eval:
+        raise DatasetError(
+            f"The eval split is empty ({len(ids.train)} approved samples, eval_fraction={eval_fraction}). "
+            "Approve more samples, raise eval_fraction, or set eval_fraction to 0 to train without eval.")
+    return ids
+
+
+def chat_example(sample: Sample) -> dict:
+    return {
+        "prompt": [{"role": "user", "content": student_prompt(sample.instruction, sample.input)}],
+        "completion": [{"role": "assistant", "content": sample.output}],
+    }
+
+
+def load_examples(db: Database, ids: list[int]) -> list[dict]:
+    with db.session() as s:
+        by_id = {sm.id: sm for sm in s.scalars(select(Sample).where(Sample.id.in_(ids)))}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise DatasetError(f"Samples {missing[:10]} recorded on the run no longer exist.")
+    return [chat_example(by_id[i]) for i in ids]

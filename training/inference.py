@@ -1,0 +1,135 @@
+"""Local inference: the base model loaded once, fine-tuned adapters attached by name, streamed answers.
+
+    lm = LocalModel.load("smollm2-135m")
+    lm.add_adapter("run-3", "data/runs/3/adapter")
+    for chunk in lm.stream("Recommend 3 books...", adapter="run-3"):   # adapter=None: the base model
+        print(chunk, end="")
+
+Generation holds a lock: one model instance is shared by every request in the app, and peft's active
+adapter is per model, so requests take turns (issue #5 brings a queue and parallel columns).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from training.base_model import explain_load_error, load_tokenizer, resolve_base_model
+
+
+@dataclass
+class StreamStats:
+    ttft_s: float | None = None
+    total_s: float = 0.0
+    tokens: int = 0
+
+
+@dataclass
+class LocalModel:
+    base_model: str
+    model: object
+    tokenizer: object
+    adapters: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def load(cls, base_model: str) -> "LocalModel":
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        path = resolve_base_model(base_model)
+        tok = load_tokenizer(path)
+        dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        except Exception as e:  # noqa: BLE001
+            raise explain_load_error(base_model, e) from e
+        if torch.cuda.is_available():
+            model = model.to("cuda")
+        model.eval()
+        return cls(base_model=base_model, model=model, tokenizer=tok)
+
+    def add_adapter(self, name: str, path: str) -> None:
+        from peft import PeftModel
+
+        with self.lock:
+            if name in self.adapters:
+                return
+            if not self.adapters:
+                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+            else:
+                self.model.load_adapter(path, adapter_name=name)
+            self.model.eval()
+            self.adapters[name] = path
+
+    def _messages(self, prompt: str) -> list[dict]:
+        return [{"role": "user", "content": prompt}]
+
+    def stream(self, prompt: str, adapter: str | None = None, *, max_new_tokens: int = 320,
+               stats: StreamStats | None = None, temperature: float = 0.0) -> Iterator[str]:
+        import contextlib
+
+        import torch
+        from transformers import TextIteratorStreamer
+
+        if adapter is not None and adapter not in self.adapters:
+            raise KeyError(f"Adapter '{adapter}' is not loaded.")
+        stats = stats or StreamStats()
+        inputs = self.tokenizer.apply_chat_template(self._messages(prompt), add_generation_prompt=True,
+                                                    return_tensors="pt", return_dict=True)
+        inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        gen_kwargs = dict(**inputs, streamer=streamer, max_new_tokens=max_new_tokens,
+                          pad_token_id=self.tokenizer.pad_token_id, repetition_penalty=1.1)
+        if temperature > 0:
+            gen_kwargs.update(do_sample=True, temperature=temperature, top_p=0.9)
+        else:
+            gen_kwargs.update(do_sample=False)
+
+        errors: list[BaseException] = []
+
+        def run():
+            try:
+                if adapter is None and self.adapters:
+                    ctx = self.model.disable_adapter()
+                else:
+                    ctx = contextlib.nullcontext()
+                    if adapter is not None:
+                        self.model.set_adapter(adapter)
+                with ctx, torch.inference_mode():
+                    self.model.generate(**gen_kwargs)
+            except BaseException as e:  # surfaced to the caller below
+                errors.append(e)
+                streamer.end()
+
+        t0 = time.perf_counter()
+        with self.lock:
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
+            for chunk in streamer:
+                if chunk:
+                    if stats.ttft_s is None:
+                        stats.ttft_s = time.perf_counter() - t0
+                    stats.tokens += len(self.tokenizer.encode(chunk, add_special_tokens=False))
+                    stats.total_s = time.perf_counter() - t0
+                    yield chunk
+            thread.join()
+        stats.total_s = time.perf_counter() - t0
+        if errors:
+            raise errors[0]
+
+    def generate(self, prompt: str, adapter: str | None = None, **kw) -> str:
+        return "".join(self.stream(prompt, adapter, **kw))
+
+    def release(self) -> None:
+        """Free memory before a training run starts on the same device."""
+        import gc
+
+        import torch
+
+        with self.lock:
+            self.model = None
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()

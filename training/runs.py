@@ -1,0 +1,191 @@
+"""Training runs: create (validate, split, write config.yaml), launch the worker process, watch, stop.
+
+    run_id = create_run(db, TrainConfig(max_steps=20))
+    start_run(db, run_id)            # python -m training.sft --run-id N, its own process and session
+    wait_for_run(db, run_id, on_metric=print)
+
+The web server only starts and watches; all state lives in the DB. A run whose process died is
+marked failed with the tail of its log (reconcile_runs), never left 'running'.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import select
+
+from db.engine import Database
+from db.models import RunMetric, TrainingRun
+from db.settings import get_settings
+from training.config import TrainConfig
+from training.data import assign_splits
+from training.sft import STOP_FILE
+
+ACTIVE = ("queued", "running")
+
+
+class RunError(RuntimeError):
+    """A run that cannot be created or started, worded for the user."""
+
+
+def create_run(db: Database, cfg: TrainConfig, name: str | None = None) -> int:
+    cfg.validate()
+    ids = assign_splits(db, eval_fraction=cfg.eval_fraction, seed=cfg.seed, language=cfg.language)
+    settings = get_settings().ensure_home()
+    with db.begin() as s:
+        run = TrainingRun(name=name or f"{cfg.base_model} r{cfg.lora_r}", base_model=cfg.base_model,
+                          config=cfg.to_dict(), sample_ids=ids.train, eval_sample_ids=ids.eval, status="queued")
+        s.add(run)
+        s.flush()
+        run_dir = settings.runs_dir / str(run.id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run.output_dir, run.log_path = str(run_dir), str(run_dir / "train.log")
+        cfg.to_yaml(run_dir / "config.yaml")  # rerun with: moodshelf train --config <this file>
+        return run.id
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited child not yet reaped) still answers kill(0); check /proc where it exists.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def log_tail(path: str | None, lines: int = 20) -> str:
+    if not path or not Path(path).exists():
+        return ""
+    text = Path(path).read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
+    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
+
+
+def reconcile_runs(db: Database) -> list[int]:
+    """Mark runs whose process is gone as failed, with the tail of their log. Returns their ids."""
+    failed = []
+    with db.begin() as s:
+        for run in s.scalars(select(TrainingRun).where(TrainingRun.status.in_(ACTIVE))):
+            if run.status == "queued" and run.pid is None:
+                continue  # created, not launched yet
+            if not pid_alive(run.pid):
+                run.status = "failed"
+                run.error = (run.error or "The training process exited without reporting.") + \
+                    ("\n--- log tail ---\n" + log_tail(run.log_path) if run.log_path else "")
+                run.finished_at, run.pid = datetime.now(timezone.utc), None
+                failed.append(run.id)
+    return failed
+
+
+def active_run(db: Database) -> TrainingRun | None:
+    reconcile_runs(db)
+    with db.session() as s:
+        return s.scalars(select(TrainingRun).where(TrainingRun.status == "running")).first()
+
+
+def start_run(db: Database, run_id: int) -> int:
+    """Launch the worker (no shell) in its own session; returns its pid. One run at a time."""
+    other = active_run(db)
+    if other is not None and other.id != run_id:
+        raise RunError(f"Run {other.id} is still training (pid {other.pid}); one run at a time. "
+                       "Wait for it, or stop it first.")
+    with db.session() as s:
+        run = s.get(TrainingRun, run_id)
+        if run is None:
+            raise RunError(f"No training run {run_id}.")
+        log_path = run.log_path
+    env = dict(os.environ)
+    env.setdefault("MOODSHELF_HOME", str(get_settings().home))
+    env["DATABASE_URL"] = db.url
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "training.sft", "--run-id", str(run_id)],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True, cwd=os.getcwd())
+    with db.begin() as s:
+        run = s.get(TrainingRun, run_id)
+        run.pid = proc.pid
+        if run.status == "queued":
+            run.status = "running"
+            run.started_at = datetime.now(timezone.utc)
+    _children[run_id] = proc
+    return proc.pid
+
+
+_children: dict[int, subprocess.Popen] = {}  # reap our own children so they don't linger as zombies
+
+
+def request_stop(db: Database, run_id: int) -> None:
+    """Cooperative stop: the worker finishes the current step, saves the adapter and exits."""
+    with db.session() as s:
+        run = s.get(TrainingRun, run_id)
+        if run and run.output_dir:
+            (Path(run.output_dir) / STOP_FILE).touch()
+
+
+def cancel_run(db: Database, run_id: int, grace_s: float = 10.0) -> None:
+    """Kill the worker's process group after a grace period and mark the run cancelled."""
+    with db.session() as s:
+        run = s.get(TrainingRun, run_id)
+        pid = run.pid if run else None
+    if pid and pid_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.time() + grace_s
+            while time.time() < deadline and pid_alive(pid):
+                _reap(run_id)
+                time.sleep(0.2)
+            if pid_alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _reap(run_id)
+    with db.begin() as s:
+        run = s.get(TrainingRun, run_id)
+        if run and run.status in ACTIVE:
+            run.status, run.pid, run.finished_at = "cancelled", None, datetime.now(timezone.utc)
+
+
+def _reap(run_id: int) -> None:
+    proc = _children.get(run_id)
+    if proc is not None and proc.poll() is not None:
+        _children.pop(run_id, None)
+
+
+def latest_metrics(db: Database, run_id: int) -> list[RunMetric]:
+    with db.session() as s:
+        return list(s.scalars(select(RunMetric).where(RunMetric.run_id == run_id).order_by(RunMetric.step)))
+
+
+def wait_for_run(db: Database, run_id: int, on_metric: Callable[[RunMetric, TrainingRun], None] | None = None,
+                 poll_s: float = 1.0) -> TrainingRun:
+    """Block until the run leaves queued/running, calling on_metric for each new metric row."""
+    seen = -1
+    while True:
+        _reap(run_id)
+        reconcile_runs(db)
+        with db.session() as s:
+            run = s.get(TrainingRun, run_id)
+            new = list(s.scalars(select(RunMetric).where(RunMetric.run_id == run_id, RunMetric.step > seen)
+                                 .order_by(RunMetric.step)))
+        for m in new:
+            # A row for the current step may still gain eval_loss; only report finished steps.
+            if on_metric:
+                on_metric(m, run)
+            seen = max(seen, m.step)
+        if run.status not in ACTIVE:
+            return run
+        time.sleep(poll_s)

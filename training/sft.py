@@ -1,0 +1,268 @@
+"""The training worker: QLoRA SFT of one TrainingRun with TRL + peft + bitsandbytes, state kept in the DB.
+
+    python -m training.sft --run-id 3        # what `moodshelf train` and the Train button launch
+
+It never runs inside the web server. Metrics go to run_metrics at every logging step; the adapter is
+saved in standard PEFT format (PeftModel.from_pretrained loads it without moodshelf).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from db.engine import Database, open_db
+from db.models import RunMetric, TrainingRun
+from training.config import TrainConfig
+
+STOP_FILE = "STOP"  # written by request_stop(); the callback ends training cleanly and the adapter is saved
+
+
+def pick_dtype(cfg: TrainConfig):
+    import torch
+
+    if cfg.compute_dtype != "auto":
+        return getattr(torch, cfg.compute_dtype)
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if torch.cuda.is_available():
+        return torch.float16
+    return torch.float32
+
+
+def quantization_config(cfg: TrainConfig, dtype):
+    from transformers import BitsAndBytesConfig
+
+    if cfg.quantization == "nf4":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_use_double_quant=cfg.double_quant, bnb_4bit_compute_dtype=dtype)
+    if cfg.quantization == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def linear_module_names(model) -> set[str]:
+    import torch
+
+    names = set()
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) or type(module).__name__ in ("Linear4bit", "Linear8bitLt"):
+            names.add(name.rsplit(".", 1)[-1])
+    return names
+
+
+def load_model_for_training(cfg: TrainConfig, model_path: str):
+    import torch
+    from peft import LoraConfig, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM
+
+    from training.base_model import explain_load_error
+
+    dtype = pick_dtype(cfg)
+    qconf = quantization_config(cfg, dtype)
+    kwargs = {"dtype": dtype}
+    if qconf is not None:
+        kwargs["quantization_config"] = qconf
+        kwargs["device_map"] = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    except Exception as e:  # noqa: BLE001
+        raise explain_load_error(cfg.base_model, e) from e
+    targets = cfg.target_module_list()
+    if targets != "all-linear":
+        available = linear_module_names(model)
+        unknown = [t for t in targets if t not in available]
+        if unknown:
+            raise ValueError(f"target_modules {unknown} do not exist in {cfg.base_model}; its linear layers are: "
+                             f"{', '.join(sorted(available - {'lm_head'}))}")
+    if qconf is not None and not torch.cuda.is_available():
+        keep_trainable_4bit_layout(model)
+    if qconf is not None:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                             target_modules=targets, task_type="CAUSAL_LM", bias="none")
+    return model, peft_config, dtype
+
+
+def keep_trainable_4bit_layout(model) -> None:
+    """Stop bitsandbytes repacking 4-bit weights for CPU inference during an eval pass.
+
+    On CPUs with AVX512-BF16, Linear4bit converts its weights to an inference-only layout the first time
+    it runs in eval mode and never converts back; the training steps after the first evaluation then go
+    through gemv_4bit, which has no autograd kernel, and gradients stop flowing through the frozen base
+    layers (torch warns "an autograd kernel was not registered"). Keeping the training layout costs a
+    little eval speed and keeps every LoRA layer learning.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+class DBMetricsCallback:
+    """Writes step, loss, eval loss, lr, tokens/s, peak memory and ETA to run_metrics at every log."""
+
+    def __new__(cls, *args, **kwargs):
+        # Subclass TrainerCallback lazily so importing this module stays light.
+        from transformers import TrainerCallback
+
+        class _Callback(TrainerCallback):
+            def __init__(self, db: Database, run_id: int, run_dir: Path):
+                self.db, self.run_id, self.run_dir = db, run_id, run_dir
+                self.t0 = self.last_t = time.time()
+                self.last_tokens = 0.0
+
+            def on_step_end(self, args, state, control, **kw):
+                if (self.run_dir / STOP_FILE).exists():
+                    control.should_training_stop = True
+                return control
+
+            def on_log(self, args, state, control, logs=None, **kw):
+                logs = logs or {}
+                now = time.time()
+                tokens = float(logs.get("num_tokens", state.num_input_tokens_seen or 0) or 0)
+                tps = None
+                if tokens > self.last_tokens and now > self.last_t:
+                    tps = (tokens - self.last_tokens) / (now - self.last_t)
+                    self.last_tokens, self.last_t = tokens, now
+                elapsed = now - self.t0
+                eta = None
+                if state.global_step and state.max_steps:
+                    eta = elapsed / state.global_step * (state.max_steps - state.global_step)
+                with self.db.begin() as s:
+                    m = s.query(RunMetric).filter_by(run_id=self.run_id, step=state.global_step).one_or_none()
+                    if m is None:
+                        m = RunMetric(run_id=self.run_id, step=state.global_step)
+                        s.add(m)
+                    m.epoch = logs.get("epoch", state.epoch)
+                    if "loss" in logs:
+                        m.loss = float(logs["loss"])
+                    if "eval_loss" in logs:
+                        m.eval_loss = float(logs["eval_loss"])
+                    if "learning_rate" in logs:
+                        m.learning_rate = float(logs["learning_rate"])
+                    if tps is not None:
+                        m.tokens_per_second = tps
+                    m.peak_memory_mb = peak_memory_mb()
+                    if eta is not None:
+                        m.eta_seconds = eta
+
+        return _Callback(*args, **kwargs)
+
+
+def peak_memory_mb() -> float:
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def train(db: Database, run_id: int) -> None:
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from training.base_model import load_tokenizer, resolve_base_model
+    from training.data import load_examples
+
+    with db.begin() as s:
+        run = s.get(TrainingRun, run_id)
+        if run is None:
+            raise SystemExit(f"No training run {run_id}.")
+        cfg = TrainConfig.from_dict(run.config).validate()
+        run.status, run.pid, run.started_at, run.error = "running", os.getpid(), _now(), None
+        run_dir, train_ids, eval_ids = Path(run.output_dir), list(run.sample_ids), list(run.eval_sample_ids)
+
+    torch.manual_seed(cfg.seed)
+    model_path = resolve_base_model(cfg.base_model)
+    tokenizer = load_tokenizer(model_path)
+    model, peft_config, dtype = load_model_for_training(cfg, model_path)
+    train_ds = Dataset.from_list(load_examples(db, train_ids))
+    eval_ds = Dataset.from_list(load_examples(db, eval_ids)) if eval_ids else None
+    on_gpu = torch.cuda.is_available()
+    args = SFTConfig(
+        output_dir=str(run_dir / "checkpoints"),
+        max_steps=cfg.max_steps,
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a value < 1 is a share of the total steps
+        logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if eval_ds is not None else "no",
+        eval_steps=max(1, cfg.max_steps // 4) if cfg.max_steps > 0 else None,
+        save_strategy="no",
+        report_to="none",
+        max_length=cfg.max_length,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=on_gpu and dtype == torch.bfloat16,
+        fp16=on_gpu and dtype == torch.float16,
+        use_cpu=not on_gpu,
+        optim=cfg.optimizer,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, peft_config=peft_config,
+                         callbacks=[DBMetricsCallback(db, run_id, run_dir)])
+    result = trainer.train()
+    if eval_ds is not None:
+        trainer.evaluate()
+    adapter_dir = run_dir / "adapter"
+    trainer.save_model(str(adapter_dir))
+    tokenizer.save_pretrained(str(adapter_dir))
+    stopped = (run_dir / STOP_FILE).exists()
+    with db.begin() as s:
+        run = s.get(TrainingRun, run_id)
+        run.status = "stopped" if stopped else "completed"
+        run.adapter_path = str(adapter_dir)
+        run.final_loss = float(result.training_loss)
+        run.runtime_seconds = float(result.metrics.get("train_runtime", 0.0))
+        run.finished_at = _now()
+        run.pid = None
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run-id", type=int, required=True)
+    args = ap.parse_args(argv)
+    db = open_db()
+    try:
+        train(db, args.run_id)
+        return 0
+    except BaseException as e:  # the run must never stay 'running'
+        traceback.print_exc()
+        with db.begin() as s:
+            run = s.get(TrainingRun, args.run_id)
+            if run is not None:
+                run.status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
+                run.error = _user_error(e)
+                run.finished_at, run.pid = _now(), None
+        return 1
+
+
+def _user_error(e: BaseException) -> str:
+    import torch
+
+    if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
+        return ("Out of memory. Lower batch_size or max_length, turn on gradient_checkpointing, "
+                "or use 4-bit quantization (nf4).")
+    return f"{type(e).__name__}: {e}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
