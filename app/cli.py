@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=30, help="QLoRA steps (default 30, a few minutes on CPU)")
     p.add_argument("--no-train", action="store_true", help="skip the training run")
+    p.add_argument("--retrain", action="store_true", help="train again even if an earlier demo run completed")
     p.add_argument("--no-serve", action="store_true", help="stop after the pipeline instead of serving the app")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)

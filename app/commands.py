@@ -175,6 +175,26 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(_db(), host=args.host, port=args.port, base_model=args.base_model)
 
 
+def _approved_offline_samples(db: Database, language: str) -> int:
+    from sqlalchemy import func, select
+
+    from db.models import Sample
+
+    with db.session() as s:
+        return s.scalar(select(func.count()).select_from(Sample).where(
+            Sample.provider == "offline", Sample.language == language, Sample.status == "approved"))
+
+
+def _completed_run(db: Database, name: str) -> int | None:
+    from sqlalchemy import select
+
+    from db.models import TrainingRun
+
+    with db.session() as s:
+        return s.scalar(select(TrainingRun.id).where(TrainingRun.name == name, TrainingRun.status == "completed")
+                        .order_by(TrainingRun.id.desc()).limit(1))
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from datagen.catalog import count_books, load_builtin_catalog
     from datagen.jobs import JobConfig, create_job
@@ -191,13 +211,23 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"[2/{steps}] embedded base model (SmolLM2-135M-Instruct, converted once from GGUF)")
     print(f"      {resolve_base_model('smollm2-135m')}")
     print(f"[3/{steps}] {args.count} samples from the offline catalog provider (\"offline template\", seed {args.seed})")
-    cfg = JobConfig(provider="offline", language=args.language, count=args.count, seed=args.seed, auto_approve=True)
-    run_generation(db, create_job(db, cfg))
+    have = _approved_offline_samples(db, args.language)
+    if have >= args.count:
+        print(f"      {have} approved offline-template samples ({args.language}) from an earlier demo: reusing them")
+    else:
+        cfg = JobConfig(provider="offline", language=args.language, count=args.count - have, seed=args.seed + have,
+                        auto_approve=True)
+        run_generation(db, create_job(db, cfg))
     if not args.no_train:
         print(f"[4/{steps}] QLoRA fine-tune: 4-bit NF4 base + LoRA, {args.max_steps} steps (own process)")
-        train_cfg = TrainConfig(max_steps=args.max_steps, batch_size=4, language=args.language,
-                                learning_rate=3e-4, eval_fraction=0.1, logging_steps=1)
-        run_training(db, train_cfg, name=f"demo ({args.language}, {args.max_steps} steps)")
+        name = f"demo ({args.language}, {args.max_steps} steps)"
+        earlier = _completed_run(db, name)
+        if earlier is not None and not args.retrain:
+            print(f"      run {earlier} ({name}) already completed: reusing its adapter (--retrain to train again)")
+        else:
+            train_cfg = TrainConfig(max_steps=args.max_steps, batch_size=4, language=args.language,
+                                    learning_rate=3e-4, eval_fraction=0.1, logging_steps=1)
+            run_training(db, train_cfg, name=name)
     if args.no_serve:
         print("done (--no-serve).")
         return

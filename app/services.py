@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from datagen.catalog import catalog_index
-from datagen.grid import EFFECTS, Request
+from datagen.grid import EFFECTS, EMOTIONS, Request
 from datagen.prompts import input_for, instruction_for, student_prompt
 from datagen.validation import parse_books
 from db.engine import Database
@@ -36,6 +36,16 @@ class BookCard:
         return f"- **{b.title}** — {meta}  ✅  \n  {b.description}  \n  `{' · '.join(b.moods)}`"
 
 
+def adnominal(emotion: str, language: str) -> str:
+    """'불안함' -> '불안한' (the form the instruction sentence uses), as in the training samples."""
+    known = dict(EMOTIONS[language])
+    if emotion in known:
+        return known[emotion]
+    if language == "ko" and emotion.endswith("함"):
+        return emotion[:-1] + "한"
+    return emotion
+
+
 def build_request(language: str, emotion: str, occupation: str, effects: list[str] | str, situation: str,
                   focus: str, free_text: str = "") -> tuple[str, dict]:
     """Turn the form into the student's prompt (the same format it was trained on)."""
@@ -49,8 +59,8 @@ def build_request(language: str, emotion: str, occupation: str, effects: list[st
         raise ValueError("The request is empty: pick at least an emotion or an effect, or write what you need."
                          if language == "en" else "요청이 비어 있습니다: 감정이나 효과를 고르거나 원하는 것을 적어 주세요.")
     ko = language == "ko"
-    req = Request(language=language, emotion=fields["emotion"] or ("평온함" if ko else "calm"),
-                  emotion_adj=fields["emotion"] or ("평온한" if ko else "calm"),
+    emotion = fields["emotion"] or ("평온함" if ko else "calm")
+    req = Request(language=language, emotion=emotion, emotion_adj=adnominal(emotion, language),
                   occupation=fields["occupation"] or ("독자" if ko else "reader"),
                   effects=tuple(fields["effects"] or (["위로"] if ko else ["comfort"])),
                   situation=fields["situation"] or ("여유 시간" if ko else "free time"),

@@ -154,8 +154,11 @@ def read_catalog_csv(data: bytes, source: str, encoding: str = "utf-8") -> list[
     rows: list[BookRow] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
+    line_no, next_line = 1, 2
     try:
-        for line_no, raw in enumerate(reader, start=2):
+        for raw in reader:
+            # A quoted field may span lines: report where the record starts in the file.
+            line_no, next_line = next_line, reader.line_num + 1
             if None in raw:
                 problems.append(f"line {line_no}: {len(raw[None])} more field(s) than the header has")
                 continue

@@ -25,21 +25,24 @@ class DatabaseError(RuntimeError):
     """A database problem worded for the user (locked file, unreachable server...)."""
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    cur = dbapi_conn.cursor()
-    # WAL lets the web server read while a worker process writes; the busy timeout makes writers
-    # wait for each other instead of failing at once; SQLite ignores foreign keys unless asked.
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
+def _sqlite_pragmas(busy_timeout_ms: int):
+    def on_connect(dbapi_conn, _record) -> None:
+        cur = dbapi_conn.cursor()
+        # WAL lets the web server read while a worker process writes; the busy timeout makes writers
+        # wait for each other instead of failing at once; SQLite ignores foreign keys unless asked.
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    return on_connect
 
 
 def make_engine(url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_MS / 1000) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_s * 1000))
         return engine
     return create_engine(url, pool_pre_ping=True)
 
@@ -48,7 +51,7 @@ def explain_operational_error(e: OperationalError, url: str) -> DatabaseError:
     msg = str(e.orig) if e.orig is not None else str(e)
     if "locked" in msg:
         return DatabaseError(
-            f"The database is locked by another process and stayed locked for {BUSY_TIMEOUT_MS // 1000} s "
+            f"The database is locked by another process and stayed locked past the busy timeout "
             f"({_safe_url(url)}). Close the other moodshelf process (or the SQLite browser) holding it and retry."
         )
     if "unable to open" in msg:

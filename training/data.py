@@ -22,10 +22,9 @@ class DatasetError(ValueError):
     """Not enough (or unusable) data to train on, worded for the user."""
 
 
-def split_for(content_hash: str, eval_fraction: float, seed: int) -> str:
-    # A hash, not random.random(): the same sample lands in the same split on every machine and rerun.
-    h = int(hashlib.sha256(f"{seed}:{content_hash}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "eval" if h < eval_fraction else "train"
+def split_score(content_hash: str, seed: int) -> float:
+    # A hash, not random.random(): the same sample gets the same score on every machine and rerun.
+    return int(hashlib.sha256(f"{seed}:{content_hash}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
 @dataclass
@@ -45,9 +44,14 @@ def assign_splits(db: Database, *, eval_fraction: float, seed: int, language: st
             raise DatasetError(
                 "No approved samples to train on" + (f" in language '{language}'" if language else "")
                 + ". Generate samples (moodshelf generate) and approve them first.")
-        for sm in samples:
-            if sm.split is None:
-                sm.split = split_for(sm.content_hash, eval_fraction, seed)
+        # Samples that already have a split keep it (an eval sample never leaks into training later);
+        # new ones top the eval split up to its share, lowest hash score first, so it is never empty
+        # when a share was asked for and there are at least two samples.
+        target = max(1, round(eval_fraction * len(samples))) if eval_fraction > 0 and len(samples) > 1 else 0
+        need = target - sum(1 for sm in samples if sm.split == "eval")
+        new = sorted((sm for sm in samples if sm.split is None), key=lambda sm: split_score(sm.content_hash, seed))
+        for i, sm in enumerate(new):
+            sm.split = "eval" if i < need else "train"
         ids = SplitIds([sm.id for sm in samples if sm.split == "train"], [sm.id for sm in samples if sm.split == "eval"])
     if not ids.train:
         raise DatasetError("Every approved sample is in the eval split: approve more samples to train on.")

@@ -81,7 +81,7 @@ class LocalModel:
         inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         gen_kwargs = dict(**inputs, streamer=streamer, max_new_tokens=max_new_tokens,
-                          pad_token_id=self.tokenizer.pad_token_id, repetition_penalty=1.1)
+                          pad_token_id=self.tokenizer.pad_token_id)
         if temperature > 0:
             gen_kwargs.update(do_sample=True, temperature=temperature, top_p=0.9)
         else:
@@ -107,15 +107,18 @@ class LocalModel:
         with self.lock:
             thread = threading.Thread(target=run, daemon=True)
             thread.start()
+            text = ""
             for chunk in streamer:
                 if chunk:
                     if stats.ttft_s is None:
                         stats.ttft_s = time.perf_counter() - t0
-                    stats.tokens += len(self.tokenizer.encode(chunk, add_special_tokens=False))
+                    text += chunk
                     stats.total_s = time.perf_counter() - t0
                     yield chunk
             thread.join()
         stats.total_s = time.perf_counter() - t0
+        # Re-encoding the whole answer once: per-chunk encoding would over-count merged tokens.
+        stats.tokens = len(self.tokenizer.encode(text, add_special_tokens=False))
         if errors:
             raise errors[0]
 
