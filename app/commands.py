@@ -225,8 +225,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
         if earlier is not None and not args.retrain:
             print(f"      run {earlier} ({name}) already completed: reusing its adapter (--retrain to train again)")
         else:
+            # 1e-3, not the usual QLoRA 2e-4: a 135M model with a 30-step budget learns the answer format
+            # at 1e-3 (train loss 2.9 -> 1.2) but barely moves at 3e-4 (-> 1.8), measured on this demo's data.
             train_cfg = TrainConfig(max_steps=args.max_steps, batch_size=4, language=args.language,
-                                    learning_rate=3e-4, eval_fraction=0.1, logging_steps=1)
+                                    learning_rate=1e-3, eval_fraction=0.1, logging_steps=1)
             run_training(db, train_cfg, name=name)
     if args.no_serve:
         print("done (--no-serve).")

