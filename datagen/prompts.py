@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from datagen.grid import Request
+from db.models import student_prompt  # noqa: F401 - the student's view of a sample lives with the Sample
 
 PROMPT_VERSION = "seed-v1"
 
@@ -64,6 +65,3 @@ class ChatPrompt:
     user: str
 
 
-def student_prompt(instruction: str, input_text: str) -> str:
-    """What the fine-tuned model sees as the user turn (training and inference must agree)."""
-    return f"{instruction}\n\n{input_text}" if input_text.strip() else instruction

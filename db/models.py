@@ -33,6 +33,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def student_prompt(instruction: str, input_text: str) -> str:
+    """The user turn the student model sees for a sample: training, the app and evaluation must agree."""
+    return f"{instruction}\n\n{input_text}" if input_text.strip() else instruction
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
@@ -117,6 +122,10 @@ class Sample(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     job: Mapped[Optional[GenerationJob]] = relationship(back_populates="samples")
+
+    @property
+    def prompt(self) -> str:
+        return student_prompt(self.instruction, self.input)
 
 
 class TrainingRun(Base):

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from datagen.prompts import student_prompt
 from db.engine import Database
 from db.models import Sample
 
@@ -64,7 +63,7 @@ def assign_splits(db: Database, *, eval_fraction: float, seed: int, language: st
 
 def chat_example(sample: Sample) -> dict:
     return {
-        "prompt": [{"role": "user", "content": student_prompt(sample.instruction, sample.input)}],
+        "prompt": [{"role": "user", "content": sample.prompt}],
         "completion": [{"role": "assistant", "content": sample.output}],
     }
 
