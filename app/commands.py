@@ -65,11 +65,15 @@ def cmd_db(args: argparse.Namespace) -> None:
 # -- generate --------------------------------------------------------------------------------------------------
 def run_generation(db: Database, job_id: int) -> None:
     from datagen.jobs import run_job
+    from datagen.providers import PROVIDERS
     from db.models import GenerationJob
 
     with db.session() as s:
         job = s.get(GenerationJob, job_id)
-        target, label = job.target_count, f"generate #{job_id} ({job.provider})"
+        if job is None:
+            raise UserError(f"No generation job {job_id} (see the job ids printed by earlier runs).")
+        provider = PROVIDERS.get(job.provider)
+        target, label = job.target_count, f"generate #{job_id} ({provider.label if provider else job.provider})"
     bar = tqdm(total=target, desc=label, unit="sample", initial=job.accepted)
 
     def progress(j) -> None:
