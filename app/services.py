@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from datagen.catalog import catalog_index
-from datagen.grid import EFFECTS, EMOTIONS, Request
+from datagen.grid import EFFECTS, Request, adnominal
 from datagen.prompts import input_for, instruction_for, student_prompt
 from datagen.validation import parse_books
 from db.engine import Database
@@ -34,16 +34,6 @@ class BookCard:
         b = self.book
         meta = ", ".join(str(x) for x in (b.author, b.translator and f"tr. {b.translator}", b.publisher, b.year) if x)
         return f"- **{b.title}** — {meta}  ✅  \n  {b.description}  \n  `{' · '.join(b.moods)}`"
-
-
-def adnominal(emotion: str, language: str) -> str:
-    """'불안함' -> '불안한' (the form the instruction sentence uses), as in the training samples."""
-    known = dict(EMOTIONS[language])
-    if emotion in known:
-        return known[emotion]
-    if language == "ko" and emotion.endswith("함"):
-        return emotion[:-1] + "한"
-    return emotion
 
 
 def build_request(language: str, emotion: str, occupation: str, effects: list[str] | str, situation: str,

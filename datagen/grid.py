@@ -63,6 +63,16 @@ class Request:
         return [m for e in self.effects for m in table.get(e, [e])]
 
 
+def adnominal(emotion: str, language: str) -> str:
+    """'불안함' -> '불안한': the form the instruction sentence uses (known emotions from the table, else a rule)."""
+    known = dict(EMOTIONS.get(language, []))
+    if emotion in known:
+        return known[emotion]
+    if language == "ko" and emotion.endswith("함"):
+        return emotion[:-1] + "한"
+    return emotion
+
+
 @dataclass
 class Grid:
     language: str = "ko"
@@ -78,6 +88,19 @@ class Grid:
             raise ValueError(f"Unsupported language '{language}': use ko or en.")
         return cls(language, list(EMOTIONS[language]), list(OCCUPATIONS[language]), list(EFFECTS[language]),
                    list(SITUATIONS[language]), list(FOCUS_LEVELS[language]))
+
+    @classmethod
+    def from_lists(cls, language: str, emotions=None, occupations=None, effects=None, situations=None,
+                   focus_levels=None) -> "Grid":
+        """Defaults for the language, with any list the user edited put in its place."""
+        g = cls.default(language)
+        if emotions is not None:
+            g.emotions = [(e, adnominal(e, language)) for e in _clean(emotions)]
+        for name, value in (("occupations", occupations), ("effects", effects), ("situations", situations),
+                            ("focus_levels", focus_levels)):
+            if value is not None:
+                setattr(g, name, _clean(value))
+        return g
 
     def validate(self) -> None:
         empty = [n for n in ("emotions", "occupations", "effects", "situations", "focus_levels") if not getattr(self, n)]
@@ -102,3 +125,9 @@ class Grid:
             seen.add(key)
             out.append(req)
         return out
+
+
+def _clean(values) -> list[str]:
+    if isinstance(values, str):
+        values = values.splitlines()
+    return [v.strip() for v in values if v and v.strip()]

@@ -1,47 +1,68 @@
-"""A generation job: sample the grid, ask the provider, validate, dedup, and commit each sample as it arrives.
+"""A generation job: its config, its creation (every input checked first), and its state in the DB.
 
     moodshelf generate --provider offline --count 100 --language ko --seed 0
-    moodshelf generate --resume 3        # continue job 3 until it has its target count
+    moodshelf generate --provider openai --model gpt-4.1-mini --count 2000 --concurrency 16 --rpm 500
+    moodshelf generate --resume 3        # continue job 3 until it has exactly its target count
 
-A job is resumable: request i always derives from (seed, i), and a sample that already exists (same
-content hash) is counted as a duplicate, never inserted twice.
+The engine that runs a job lives in datagen/engine.py; the worker process in datagen/worker.py.
 """
 from __future__ import annotations
 
-from collections import Counter
-from datetime import datetime, timezone
-from typing import Callable, Literal
+import socket
+from typing import Literal
+from urllib.parse import urlparse
 
-from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from datagen.catalog import books_for_moods, catalog_index
+from datagen.catalog import books_for_moods
 from datagen.grid import Grid
-from datagen.prompts import PROMPT_VERSION, input_for, instruction_for
+from datagen.prompts import PROMPT_VERSION, TEACHER_PROMPT_VERSION
 from datagen.providers import PROVIDERS, ProviderError, get_provider
-from datagen.validation import content_hash, status_for, validate_output
 from db.engine import Database
-from db.models import GenerationJob, Sample
+from db.models import GenerationJob
 
 
 class JobConfig(BaseModel):
-    """Everything a generation job needs; the CLI flags and (later) the Generate tab are views of it."""
+    """Everything a generation job needs; the CLI flags and the Generate tab are views of it."""
 
     provider: str = "offline"
     model: str | None = None
+    base_url: str | None = Field(None, description="OpenAI-compatible server URL, e.g. http://localhost:8000/v1")
     language: Literal["ko", "en"] = "ko"
     count: int = Field(100, description="accepted samples to produce")
     seed: int = 0
     n_books: int = Field(3, description="books per answer")
     max_per_title: int = Field(12, description="a title may appear at most this many times in one job")
     auto_approve: bool = Field(False, description="approve samples that pass validation (the demo does)")
-    max_attempts_factor: int = Field(5, description="give up after count × this many requests")
+    max_attempts_factor: int = Field(3, description="give up after count × this many requests")
+    concurrency: int = Field(4, description="requests in flight at once")
+    rpm: int | None = Field(None, description="requests per minute limit")
+    tpm: int | None = Field(None, description="tokens per minute limit")
+    max_retries: int = Field(5, description="retries of a call on 429 / 5xx / timeout")
+    timeout_s: float = Field(60.0, description="per-call timeout")
+    candidates_k: int = Field(8, description="catalog candidates put in the teacher's prompt")
+    retrieval: bool = Field(False, description="also write the candidates into the sample's input")
+    near_dup_threshold: float = Field(0.9, description="MinHash Jaccard above which answers are near-duplicates")
+    price_in: float | None = Field(None, description="override: USD per 1M input tokens")
+    price_out: float | None = Field(None, description="override: USD per 1M output tokens")
+    batch: bool = Field(False, description="use the provider's batch API (half price, slower)")
+    emotions: list[str] | None = None
+    occupations: list[str] | None = None
+    effects: list[str] | None = None
+    situations: list[str] | None = None
+    focus_levels: list[str] | None = None
 
-    @field_validator("count", "n_books", "max_per_title", "max_attempts_factor")
+    @field_validator("count", "n_books", "max_per_title", "max_attempts_factor", "concurrency", "candidates_k")
     @classmethod
     def _positive(cls, v: int, info) -> int:
         if v <= 0:
+            raise ValueError(f"{info.field_name} must be > 0 (got {v})")
+        return v
+
+    @field_validator("rpm", "tpm")
+    @classmethod
+    def _positive_limit(cls, v, info):
+        if v is not None and v <= 0:
             raise ValueError(f"{info.field_name} must be > 0 (got {v})")
         return v
 
@@ -52,114 +73,89 @@ class JobConfig(BaseModel):
             raise ValueError(f"unknown provider '{v}' (available: {', '.join(sorted(PROVIDERS))})")
         return v
 
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.candidates_k < self.n_books:
+            raise ValueError(f"candidates_k ({self.candidates_k}) must be at least n_books ({self.n_books})")
+        if self.batch and not PROVIDERS[self.provider].can_batch:
+            raise ValueError(f"provider '{self.provider}' has no batch API (openai and anthropic do)")
+        for name in ("emotions", "occupations", "effects", "situations", "focus_levels"):
+            value = getattr(self, name)
+            if value is not None and not [v for v in value if v.strip()]:
+                raise ValueError(f"the {name} list is empty: give at least one value or leave it at the default")
+        return self
 
-ProgressFn = Callable[[GenerationJob], None]
+    def grid(self) -> Grid:
+        return Grid.from_lists(self.language, self.emotions, self.occupations, self.effects, self.situations,
+                               self.focus_levels)
+
+    def price_override(self) -> tuple[float, float] | None:
+        if self.price_in is None and self.price_out is None:
+            return None
+        return (self.price_in or 0.0, self.price_out or 0.0)
+
+    def make_provider(self):
+        return get_provider(self.provider, self.model, base_url=self.base_url, timeout_s=self.timeout_s)
+
+
+def check_reachable(url: str, timeout_s: float = 3.0) -> None:
+    u = urlparse(url)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ProviderError(f"'{url}' is not an http(s) URL (expected e.g. http://localhost:8000/v1).")
+    port = u.port or (443 if u.scheme == "https" else 80)
+    try:
+        socket.create_connection((u.hostname, port), timeout=timeout_s).close()
+    except OSError as e:
+        raise ProviderError(f"Cannot reach {u.scheme}://{u.hostname}:{port} ({e.strerror or e}). Is the server "
+                            "running, and is the base URL right?") from None
+
+
+def check_catalog_covers(db: Database, grid: Grid, language: str, n_books: int) -> None:
+    """Every effect in the grid needs at least n_books catalog books for its moods, or the job cannot run."""
+    from datagen.grid import Request
+
+    missing = []
+    for effect in grid.effects:
+        moods = Request(language, "", "", "", (effect,), "", "").moods
+        found = len(books_for_moods(db, moods, language))
+        if found < n_books:
+            missing.append(f"'{effect}' ({found} book(s))")
+    if missing:
+        raise ProviderError(
+            f"The catalog has fewer than {n_books} {language} books for the effect(s) {', '.join(missing)}. "
+            "Import more books (moodshelf catalog import FILE.csv), tag them with these moods, or remove the effect.")
 
 
 def create_job(db: Database, cfg: JobConfig) -> int:
-    provider = get_provider(cfg.provider, cfg.model)  # fails early on a missing key / unknown model
+    """Check everything that can be checked before spending money, then record the job (status pending)."""
+    provider = cfg.make_provider()  # unknown provider, missing key, missing base URL
+    if provider.base_url:
+        check_reachable(provider.base_url)
+    grid = cfg.grid()
+    grid.validate()
+    check_catalog_covers(db, grid, cfg.language, cfg.n_books)
     with db.begin() as s:
         job = GenerationJob(provider=cfg.provider, model=provider.model, language=cfg.language,
-                            target_count=cfg.count, seed=cfg.seed, prompt_version=PROMPT_VERSION,
+                            target_count=cfg.count, seed=cfg.seed,
+                            prompt_version=TEACHER_PROMPT_VERSION if provider.is_api else PROMPT_VERSION,
                             config=cfg.model_dump(), status="pending")
         s.add(job)
         s.flush()
         return job.id
 
 
-def run_job(db: Database, job_id: int, on_progress: ProgressFn | None = None) -> GenerationJob:
-    with db.session() as s:
-        job = s.get(GenerationJob, job_id)
-        if job is None:
-            raise ValueError(f"No generation job {job_id}.")
-        cfg = JobConfig(**job.config)
-    provider = get_provider(cfg.provider, cfg.model)
-    index = catalog_index(db)
-    grid = Grid.default(cfg.language)
-    max_requests = cfg.count * cfg.max_attempts_factor
-    requests = grid.sample(max_requests, seed=cfg.seed)
-
+def request_stop(db: Database, job_id: int) -> None:
+    """Cooperative cancel: the engine stops dispatching, lets in-flight calls finish, and marks it cancelled."""
     with db.begin() as s:
         job = s.get(GenerationJob, job_id)
-        job.status, job.started_at, job.error = "running", job.started_at or _now(), None
-        accepted = s.scalar(select(func.count()).select_from(Sample).where(
-            Sample.job_id == job_id, Sample.status.in_(("approved", "pending", "needs_review"))))
-        title_uses = Counter(b["title"] for (books,) in s.execute(select(Sample.books).where(Sample.job_id == job_id))
-                             for b in books)
-        done_hashes = set(s.scalars(select(Sample.content_hash).where(Sample.job_id == job_id)))
-
-    try:
-        for i, req in enumerate(requests):
-            if accepted >= cfg.count:
-                break
-            candidates = [b for b in books_for_moods(db, req.moods, cfg.language)
-                          if title_uses[b.title] < cfg.max_per_title]
-            instruction, input_text = instruction_for(req, cfg.n_books), input_for(req)
-            try:
-                completion = provider.complete(req, instruction, input_text, candidates,
-                                               n_books=cfg.n_books, seed=cfg.seed * 1_000_003 + i)
-            except ProviderError as e:
-                _bump(db, job_id, rejected=1, error=str(e))
-                continue
-            h = content_hash(instruction, input_text, completion.text)
-            if h in done_hashes:  # resumed job re-deriving a request it already stored
-                continue
-            v = validate_output(completion.text, language=cfg.language, n_books=cfg.n_books, index=index)
-            status = status_for(v, auto_approve=cfg.auto_approve)
-            sample = Sample(
-                job_id=job_id, instruction=instruction, input=input_text, output=completion.text,
-                emotion=req.emotion, occupation=req.occupation, effect=", ".join(req.effects),
-                situation=req.situation, focus=req.focus, language=cfg.language, provider=cfg.provider,
-                model=provider.model, prompt_version=PROMPT_VERSION, status=status, quality_flags=v.flags,
-                books=[it.as_dict() for it in v.items], grounded_count=v.grounded_count,
-                raw_output=completion.text, content_hash=h,
-            )
-            try:
-                with db.begin() as s:  # one sample, one transaction: a kill loses at most this one
-                    s.add(sample)
-                    j = s.get(GenerationJob, job_id)
-                    if status == "rejected":
-                        j.rejected += 1
-                    else:
-                        j.accepted += 1
-            except IntegrityError:
-                _bump(db, job_id, duplicates=1)
-                continue
-            done_hashes.add(h)
-            if status != "rejected":
-                accepted += 1
-                title_uses.update(it.title for it in v.items)
-            if on_progress:
-                with db.session() as s:
-                    on_progress(s.get(GenerationJob, job_id))
-    except BaseException as e:
-        with db.begin() as s:
-            j = s.get(GenerationJob, job_id)
-            j.status, j.error, j.finished_at = ("cancelled" if isinstance(e, KeyboardInterrupt) else "failed"), \
-                f"{type(e).__name__}: {e}", _now()
-        raise
-
-    with db.begin() as s:
-        j = s.get(GenerationJob, job_id)
-        j.finished_at = _now()
-        if accepted >= cfg.count:
-            j.status = "completed"
-        else:
-            j.status = "failed"
-            j.error = (f"Only {accepted} of {cfg.count} samples were accepted after {len(requests)} requests"
-                       + (f"; last provider error: {j.error}" if j.error else "")
-                       + ". Import more catalog books or lower --max-per-title.")
-        return j
+        if job is not None:
+            job.cancel_requested = True
 
 
-def _bump(db: Database, job_id: int, *, rejected: int = 0, duplicates: int = 0, error: str | None = None) -> None:
-    with db.begin() as s:
-        j = s.get(GenerationJob, job_id)
-        j.rejected += rejected
-        j.duplicates += duplicates
-        if error:
-            j.error = error
+def run_job(db: Database, job_id: int, on_progress=None) -> GenerationJob:
+    """Run (or resume) a job in this process until done. See datagen/engine.py."""
+    import asyncio
 
+    from datagen.engine import JobRunner
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return asyncio.run(JobRunner(db, job_id, on_progress=on_progress).run())

@@ -65,3 +65,51 @@ class ChatPrompt:
     user: str
 
 
+
+
+# -- the teacher's prompt (API providers) ----------------------------------------------------------------------
+TEACHER_PROMPT_VERSION = "teacher-v1"
+
+TEACHER_SYSTEM = {
+    "ko": ("당신은 독서치료를 하는 사서입니다. 독자의 감정과 상황에 맞는 실제 책을 추천합니다. 반드시 후보 목록에 있는 "
+           "책만 고르고, 제목과 저자는 후보 목록에 적힌 그대로 씁니다. 추천 이유와 감정적 효과는 한국어로 한두 문장씩, "
+           "구체적이고 따뜻하게 씁니다. JSON으로만 답합니다."),
+    "en": ("You are a librarian who practises bibliotherapy. You recommend real books that fit a reader's feelings "
+           "and situation. Choose only books from the candidate list and copy their title and author exactly. Write "
+           "the reason and the emotional effect in English, one or two concrete, warm sentences each. Answer with "
+           "JSON only."),
+}
+CANDIDATE_INTRO = {
+    "ko": "아래 후보 중에서 정확히 {n}권을 고르세요 (제목 | 저자):",
+    "en": "Choose exactly {n} books from these candidates (title | author):",
+}
+
+
+def candidate_block(candidates) -> str:
+    return "<candidates>\n" + "\n".join(f"{b.title} | {b.author}" for b in candidates) + "\n</candidates>"
+
+
+def teacher_messages(instruction: str, input_text: str, candidates, n_books: int, language: str) -> list[dict]:
+    user = (f"{instruction}\n\n{input_text}\n\n{CANDIDATE_INTRO[language].format(n=n_books)}\n"
+            f"{candidate_block(candidates)}")
+    return [{"role": "system", "content": TEACHER_SYSTEM[language]}, {"role": "user", "content": user}]
+
+
+def answer_schema(n_books: int) -> dict:
+    """JSON schema of a teacher's answer. The count is stated, not enforced by minItems/maxItems, because
+    strict structured-output modes reject those keywords; validation checks the count afterwards."""
+    book = {"type": "object", "additionalProperties": False,
+            "required": ["title", "author", "reason", "effect"],
+            "properties": {"title": {"type": "string"}, "author": {"type": "string"},
+                           "reason": {"type": "string", "description": "why this book fits the reader"},
+                           "effect": {"type": "string", "description": "the emotional effect it may have"}}}
+    return {"type": "object", "additionalProperties": False, "required": ["books"],
+            "properties": {"books": {"type": "array", "items": book,
+                                     "description": f"exactly {n_books} books from the candidates"}}}
+
+
+def retrieval_input(input_text: str, candidates, language: str) -> str:
+    """Retrieval mode: the candidates become part of the sample's input, so the student learns to choose
+    among given books (and the app retrieves the same way at inference)."""
+    head = "후보 도서" if language == "ko" else "Candidate books"
+    return f"{input_text}\n{head}:\n" + "\n".join(f"- {b.title} - {b.author}" for b in candidates)

@@ -80,6 +80,14 @@ class GenerationJob(Base):
     accepted: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    ungrounded: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[Optional[float]] = mapped_column(Float, default=0.0)  # None: a model with no known price
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    # Batch mode: {"kind": "openai"|"anthropic", "batches": [{"id", "indexes", "status", "ingested"}]}
+    batch_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    log_path: Mapped[Optional[str]] = mapped_column(String(1000))
     error: Mapped[Optional[str]] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
@@ -94,6 +102,8 @@ class Sample(Base):
         CheckConstraint(f"status IN {SAMPLE_STATUSES}", name="sample_status"),
         CheckConstraint("split IS NULL OR split IN ('train', 'eval')", name="sample_split"),
         Index("ix_samples_status_split", "status", "split"),
+        # Request i of a job is derived from (seed, i): storing i makes a resumed job skip what is done.
+        UniqueConstraint("job_id", "request_index", name="uq_samples_job_request"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -117,6 +127,9 @@ class Sample(Base):
     grounded_count: Mapped[int] = mapped_column(Integer, default=0)
     raw_output: Mapped[Optional[str]] = mapped_column(Text)
     content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    request_index: Mapped[Optional[int]] = mapped_column(Integer)
+    # Near-duplicates share a cluster id (the id of the cluster's first sample); they are flagged, not deleted.
+    cluster_id: Mapped[Optional[int]] = mapped_column(Integer, index=True)
     split: Mapped[Optional[str]] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -126,6 +139,30 @@ class Sample(Base):
     @property
     def prompt(self) -> str:
         return student_prompt(self.instruction, self.input)
+
+
+class ApiCall(Base):
+    """Every call to a teacher: what was asked, what came back, what it cost. Never the key."""
+
+    __tablename__ = "api_calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[Optional[int]] = mapped_column(ForeignKey("generation_jobs.id", ondelete="CASCADE"), index=True)
+    request_index: Mapped[Optional[int]] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    provider: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(200))
+    request: Mapped[dict[str, Any]] = mapped_column(default=dict)   # messages + parameters
+    response_raw: Mapped[Optional[str]] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))                  # ok | error
+    http_status: Mapped[Optional[int]] = mapped_column(Integer)
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_s: Mapped[Optional[float]] = mapped_column(Float)
+    cost_usd: Mapped[Optional[float]] = mapped_column(Float)
+    batch: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class TrainingRun(Base):

@@ -43,8 +43,8 @@ def test_a_title_appears_at_most_max_per_title_times(catalog_db):
     job_id = create_job(catalog_db, JobConfig(language="en", count=40, seed=5, max_per_title=2))
     run_job(catalog_db, job_id)
     with catalog_db.session() as s:
-        titles = [b["title"] for (books,) in s.execute(select(Sample.books).where(Sample.job_id == job_id))
-                  for b in books]
+        titles = [b["title"] for (books,) in s.execute(select(Sample.books).where(
+            Sample.job_id == job_id, Sample.status.in_(("approved", "pending")))) for b in books]
     assert max(titles.count(t) for t in set(titles)) <= 2
 
 
@@ -52,7 +52,7 @@ def test_killed_job_resumes_without_duplicates_or_loss(catalog_db):
     job_id = create_job(catalog_db, JobConfig(language="ko", count=20, seed=9))
 
     def kill_after_seven(job):
-        if job.accepted == 7:
+        if job.accepted >= 7:
             raise KeyboardInterrupt  # what Ctrl-C or a kill does mid-job
 
     with pytest.raises(KeyboardInterrupt):
@@ -77,8 +77,8 @@ def test_bad_job_settings_are_refused_with_a_clear_message(kwargs, message):
         JobConfig(**kwargs)
 
 
-def test_catalog_without_books_for_the_mood_fails_the_job_with_a_reason(sqlite_db):
-    job_id = create_job(sqlite_db, JobConfig(language="en", count=3))  # empty catalog
-    job = run_job(sqlite_db, job_id)
-    assert job.status == "failed"
-    assert "catalog has only 0 en book(s)" in job.error
+def test_catalog_without_books_for_the_mood_is_refused_before_the_job_starts(sqlite_db):
+    from datagen.providers import ProviderError
+
+    with pytest.raises(ProviderError, match="fewer than 3 en books for the effect"):
+        create_job(sqlite_db, JobConfig(language="en", count=3))  # empty catalog

@@ -1,21 +1,27 @@
 """Teachers that write samples. Each is a small class; `get_provider(name)` picks one.
 
-Issue #3 adds OpenAI, Anthropic and OpenAI-compatible providers behind the same interface.
+    offline             catalog templates, no key (the demo's teacher)
+    openai              GPT via the openai SDK            OPENAI_API_KEY
+    anthropic           Claude via the anthropic SDK      ANTHROPIC_API_KEY
+    openai-compatible   vLLM / Ollama / llama.cpp server  OPENAI_COMPATIBLE_BASE_URL (key optional)
 """
 from __future__ import annotations
 
-from datagen.providers.base import Completion, Provider, ProviderError
+from datagen.providers.anthropic_provider import AnthropicProvider
+from datagen.providers.base import CallError, Completion, Provider, ProviderError, TeacherTask
 from datagen.providers.offline import OfflineCatalogProvider
+from datagen.providers.openai_provider import OpenAICompatibleProvider, OpenAIProvider
 
-PROVIDERS: dict[str, type[Provider]] = {OfflineCatalogProvider.name: OfflineCatalogProvider}
+PROVIDERS: dict[str, type[Provider]] = {p.name: p for p in (
+    OfflineCatalogProvider, OpenAIProvider, AnthropicProvider, OpenAICompatibleProvider)}
 
 
-def get_provider(name: str, model: str | None = None) -> Provider:
+def get_provider(name: str, model: str | None = None, **kw) -> Provider:
     try:
         cls = PROVIDERS[name]
     except KeyError:
-        raise ProviderError(f"Unknown provider '{name}'. Available here: {', '.join(sorted(PROVIDERS))}.") from None
-    return cls(model=model)
+        raise ProviderError(f"Unknown provider '{name}'. Available: {', '.join(sorted(PROVIDERS))}.") from None
+    return cls(model=model, **kw)
 
 
-__all__ = ["Completion", "Provider", "ProviderError", "get_provider", "PROVIDERS"]
+__all__ = ["CallError", "Completion", "Provider", "ProviderError", "TeacherTask", "get_provider", "PROVIDERS"]

@@ -1,10 +1,19 @@
-"""The provider interface: a request and its catalog candidates in, an answer in the seed format out."""
+"""The provider interface: one teacher task in, one answer (raw text, parsed object, usage) out.
+
+    provider = get_provider("openai", model="gpt-4.1-mini")
+    completion = await provider.agenerate(task)
+
+A provider is a small class: class attributes say what it is and needs (name, label, default model,
+key and base-URL environment variables, batch support); `agenerate` is the one method to write.
+"""
 from __future__ import annotations
 
+import json
 import os
+import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
 
 from datagen.grid import Request
 from db.models import Book
@@ -14,28 +23,100 @@ class ProviderError(RuntimeError):
     """A provider problem worded for the user (unknown model, missing key, unreachable server)."""
 
 
+class CallError(RuntimeError):
+    """One failed call. `retryable` calls are retried with backoff (429, 5xx, timeouts, connection drops)."""
+
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None,
+                 http_status: int | None = None):
+        super().__init__(message)
+        self.retryable, self.retry_after, self.http_status = retryable, retry_after, http_status
+
+
+_KEY_PATTERN = re.compile(r"(sk-(?:ant-|proj-)?)[A-Za-z0-9_\-*]{4,}")
+
+
+def redact(text: str, secrets: Sequence[str | None] = ()) -> str:
+    """Remove API keys from anything that may be shown, logged or stored."""
+    for secret in secrets:
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, "***")
+    return _KEY_PATTERN.sub(r"\1***", text)
+
+
+@dataclass
+class TeacherTask:
+    index: int
+    request: Request
+    instruction: str
+    input_text: str
+    candidates: list[Book]
+    n_books: int
+    seed: int
+    messages: list[dict] = field(default_factory=list)
+    schema: dict = field(default_factory=dict)
+
+
 @dataclass
 class Completion:
-    text: str
+    raw: str
+    parsed: dict | None = None
+    parse_error: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    finish_reason: str | None = None
+    latency_s: float = 0.0
+    cost_usd: float | None = None
+
+
+def parse_answer(raw: str) -> tuple[dict | None, str | None]:
+    """The teacher's JSON answer, or why it is not one (truncated, malformed, wrong shape)."""
+    text = raw.strip()
+    if text.startswith("```"):  # some models wrap JSON in a code fence even in JSON mode
+        text = text.strip("`").removeprefix("json").strip()
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        return None, f"format:invalid_json({e.msg} at char {e.pos})"
+    books = obj.get("books") if isinstance(obj, dict) else None
+    if not isinstance(books, list):
+        return None, "format:no_books_array"
+    for i, b in enumerate(books, 1):
+        if not isinstance(b, dict) or not all(isinstance(b.get(k), str) and b.get(k).strip()
+                                              for k in ("title", "author", "reason", "effect")):
+            return None, f"format:book_{i}_missing_fields"
+    return obj, None
 
 
 class Provider(ABC):
     name: ClassVar[str]
-    label: ClassVar[str]                 # what the UI shows, e.g. "offline template"
+    label: ClassVar[str]                      # what the UI shows, e.g. "offline template"
     default_model: ClassVar[str]
-    key_env: ClassVar[str | None] = None  # e.g. "OPENAI_API_KEY"
+    key_env: ClassVar[str | None] = None      # e.g. "OPENAI_API_KEY"
+    key_required: ClassVar[bool] = True
+    base_url_env: ClassVar[str | None] = None
+    can_batch: ClassVar[bool] = False
+    is_api: ClassVar[bool] = True
 
-    def __init__(self, model: str | None = None):
-        self.model = model or self.default_model
-        if self.key_env and not os.environ.get(self.key_env):
-            raise ProviderError(
-                f"No {self.key_env} set: export it (never commit it), or pick the offline provider."
-            )
+    def __init__(self, model: str | None = None, *, base_url: str | None = None, timeout_s: float = 60.0):
+        self.model = (model or self.default_model).strip()
+        if not self.model:
+            raise ProviderError(f"No model given for provider '{self.name}'.")
+        self.api_key = os.environ.get(self.key_env) if self.key_env else None
+        if self.key_env and self.key_required and not self.api_key:
+            raise ProviderError(f"No {self.key_env} set: export it (never commit it), or pick the offline provider.")
+        self.base_url = base_url or (os.environ.get(self.base_url_env) if self.base_url_env else None)
+        self.timeout_s = timeout_s
+
+    def redact(self, text: str) -> str:
+        return redact(text, [self.api_key])
+
+    def request_record(self, task: TeacherTask) -> dict[str, Any]:
+        """What is stored for a call: the messages and parameters, never the key."""
+        return {"model": self.model, "messages": task.messages, "n_books": task.n_books}
 
     @abstractmethod
-    def complete(self, request: Request, instruction: str, input_text: str, candidates: Sequence[Book],
-                 *, n_books: int, seed: int) -> Completion:
-        """Write one answer for `request`, recommending `n_books` books (ideally among `candidates`)."""
+    async def agenerate(self, task: TeacherTask) -> Completion:
+        """Answer one task. Raise CallError for a failed call (retryable or not)."""
+
+    async def aclose(self) -> None:
+        pass

@@ -6,13 +6,11 @@ give the student the output format, not a substitute for a GPT/Claude teacher.
 """
 from __future__ import annotations
 
+import json
 import random
-from typing import Sequence
 
-from datagen.grid import Request
-from datagen.prompts import format_book, has_batchim
-from datagen.providers.base import Completion, Provider, ProviderError
-from db.models import Book
+from datagen.prompts import has_batchim
+from datagen.providers.base import CallError, Completion, Provider, TeacherTask
 
 MOOD_EFFECT = {
     "ko": {
@@ -64,34 +62,32 @@ class OfflineCatalogProvider(Provider):
     name = "offline"
     label = "offline template"
     default_model = "offline-template"
+    is_api = False
 
-    def complete(self, request: Request, instruction: str, input_text: str, candidates: Sequence[Book],
-                 *, n_books: int, seed: int) -> Completion:
-        lang = request.language
-        if len(candidates) < n_books:
-            raise ProviderError(
-                f"The catalog has only {len(candidates)} {lang} book(s) for the mood(s) {request.moods}; "
-                f"{n_books} are needed. Import more books (moodshelf catalog import) or choose other effects."
-            )
-        rng = random.Random(seed)
+    async def agenerate(self, task: TeacherTask) -> Completion:
+        request, lang = task.request, task.request.language
+        if len(task.candidates) < task.n_books:
+            raise CallError(f"only {len(task.candidates)} candidate book(s) for {request.moods}; "
+                            f"{task.n_books} needed", retryable=False)
+        rng = random.Random(task.seed)
         wanted = set(request.moods)
         # Prefer books that match more of the requested moods, then shuffle within the pool.
-        pool = sorted(candidates, key=lambda b: (-len(wanted & set(b.moods)), rng.random()))[: max(n_books * 3, 6)]
-        picks = rng.sample(pool, n_books)
-        parts = []
-        for i, book in enumerate(picks, 1):
+        pool = sorted(task.candidates, key=lambda b: (-len(wanted & set(b.moods)), rng.random()))
+        picks = rng.sample(pool[: max(task.n_books * 3, 6)], task.n_books)
+        books = []
+        for book in picks:
             mood = next((m for m in request.moods if m in book.moods), None) or book.moods[0]
-            effect = MOOD_EFFECT[lang][mood].format(emo=request.emotion_adj)
-            focus_phrase = FOCUS_PHRASE[lang].get(request.focus, request.focus)
             article = "an" if request.occupation[0] in "aeiou" else "a"
             reason = rng.choice(REASON[lang]).format(
                 desc=book.description.rstrip(), situation=request.situation, occupation=request.occupation,
-                a_occupation=f"{article} {request.occupation}", focus_phrase=focus_phrase,
+                a_occupation=f"{article} {request.occupation}",
+                focus_phrase=FOCUS_PHRASE[lang].get(request.focus, request.focus),
                 occupation_subject=request.occupation + ("이" if has_batchim(request.occupation) else "가"),
             )
             author = book.author
             if lang == "ko" and book.translator:
                 author = f"{book.author} 지음 ; {book.translator} 옮김"
-            parts.append(format_book(i, book.title, author, reason, effect, lang))
-        text = "\n".join(parts)
-        return Completion(text=text, input_tokens=0, output_tokens=0, cost_usd=0.0)
+            books.append({"title": book.title, "author": author, "reason": reason,
+                          "effect": MOOD_EFFECT[lang][mood].format(emo=request.emotion_adj)})
+        obj = {"books": books}
+        return Completion(raw=json.dumps(obj, ensure_ascii=False), parsed=obj)
