@@ -34,6 +34,42 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, dest=f.name, type=typ, default=None, help=help_)
 
 
+def _add_job_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per JobConfig field (lists as comma-separated values)."""
+    from datagen.jobs import JobConfig
+
+    for name, f in JobConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        help_ = f"{f.description or ''} (default: {f.default})".strip()
+        ann = str(f.annotation)
+        if name == "auto_approve":
+            p.add_argument("--approve", dest=name, action="store_true", default=None, help=help_)
+        elif f.annotation is bool:
+            p.add_argument(flag, dest=name, action="store_true", default=None, help=help_)
+        elif "list" in ann:
+            p.add_argument(flag, dest=name, default=None, help="comma-separated values (default: the language's list)")
+        elif f.annotation is int or ann == "int | None":
+            p.add_argument(flag, dest=name, type=int, default=None, help=help_)
+        elif f.annotation is float or ann == "float | None":
+            p.add_argument(flag, dest=name, type=float, default=None, help=help_)
+        else:
+            p.add_argument(flag, dest=name, default=None, help=help_)
+
+
+def job_config_from_args(args: argparse.Namespace):
+    from datagen.jobs import JobConfig
+
+    values = {}
+    for name, f in JobConfig.model_fields.items():
+        v = getattr(args, name, None)
+        if v is None:
+            continue
+        if "list" in str(f.annotation):
+            v = [x.strip() for x in v.split(",")]
+        values[name] = v
+    return JobConfig(**values)
+
+
 def train_config_from_args(args: argparse.Namespace, **defaults: Any) -> TrainConfig:
     base = TrainConfig.from_yaml(args.config).to_dict() if getattr(args, "config", None) else TrainConfig().to_dict()
     base.update(defaults)
@@ -70,17 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--base-model", default=None, help="base model for local inference (default: the demo's)")
 
-    p = sub.add_parser("generate", help="generate samples with a provider (offline here; GPT/Claude with keys)",
-                       description="Generate instruction/input/output samples into the database.")
-    p.add_argument("--provider", default="offline", help="offline (default)")
-    p.add_argument("--model", default=None)
-    p.add_argument("--count", type=int, default=100)
-    p.add_argument("--language", choices=("ko", "en"), default="ko")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-books", type=int, default=3)
-    p.add_argument("--max-per-title", type=int, default=12)
-    p.add_argument("--approve", action="store_true", help="approve samples that pass validation")
+    p = sub.add_parser("generate", help="generate samples with a teacher (offline templates, GPT, Claude, any "
+                                        "OpenAI-compatible server)",
+                       description="Generate instruction/input/output samples into the database. Keys come from "
+                                   "OPENAI_API_KEY / ANTHROPIC_API_KEY; base URLs from OPENAI_BASE_URL, "
+                                   "ANTHROPIC_BASE_URL, OPENAI_COMPATIBLE_BASE_URL or --base-url.")
+    _add_job_flags(p)
     p.add_argument("--resume", type=int, metavar="JOB", help="continue job JOB until it has its target count")
+    p.add_argument("--detach", action="store_true", help="run in a background worker process and return")
 
     p = sub.add_parser("train", help="QLoRA fine-tune on approved samples (in its own process)",
                        description="Create a training run from approved samples and run it in a worker process. "
@@ -103,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("name", nargs="?", default="smollm2-135m")
 
     p = sub.add_parser("runs", help="list training runs")
+    p = sub.add_parser("jobs", help="list generation jobs with their counts and cost")
     p = sub.add_parser("db", help="database maintenance")
     dsub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     dsub.add_parser("upgrade", help="apply migrations (every command does this first)")

@@ -64,46 +64,91 @@ def cmd_db(args: argparse.Namespace) -> None:
 
 # -- generate --------------------------------------------------------------------------------------------------
 def run_generation(db: Database, job_id: int) -> None:
-    from datagen.jobs import run_job
+    from datagen.jobs import JobConfig
     from datagen.providers import PROVIDERS
+    from datagen.worker import reconcile_jobs
     from db.models import GenerationJob
 
+    reconcile_jobs(db)
     with db.session() as s:
         job = s.get(GenerationJob, job_id)
         if job is None:
-            raise UserError(f"No generation job {job_id} (see the job ids printed by earlier runs).")
+            raise UserError(f"No generation job {job_id} (see `moodshelf jobs`).")
+        if job.status == "running":
+            raise UserError(f"Job {job_id} is already running (pid {job.pid}).")
+        if job.status == "completed":
+            print(f"job {job_id} is already complete ({job.accepted} samples).")
+            return
+        cfg = JobConfig(**job.config)
         provider = PROVIDERS.get(job.provider)
         target, label = job.target_count, f"generate #{job_id} ({provider.label if provider else job.provider})"
     bar = tqdm(total=target, desc=label, unit="sample", initial=job.accepted)
 
     def progress(j) -> None:
         bar.n = min(j.accepted, target)
-        bar.set_postfix(rejected=j.rejected, duplicates=j.duplicates)
+        post = {"rejected": j.rejected, "dup": j.duplicates, "ungrounded": j.ungrounded}
+        if j.tokens_in or j.tokens_out:
+            post["tokens"] = j.tokens_in + j.tokens_out
+            post["cost"] = f"${j.cost_usd:.4f}" if j.cost_usd is not None else "unknown"
+        bar.set_postfix(post)
         bar.refresh()
 
     try:
-        job = run_job(db, job_id, on_progress=progress)
+        if cfg.batch:
+            from datagen.batch import run_batch_job
+
+            job = run_batch_job(db, job_id, on_progress=progress)
+        else:
+            from datagen.jobs import run_job
+
+            job = run_job(db, job_id, on_progress=progress)
     finally:
         bar.close()
-    print(f"job {job_id}: {job.status} — {job.accepted} accepted, {job.rejected} rejected, {job.duplicates} duplicates")
+    cost = "" if not (job.tokens_in or job.tokens_out) else (
+        f", {job.tokens_in}+{job.tokens_out} tokens, " + (f"~${job.cost_usd:.4f}" if job.cost_usd is not None
+                                                          else "cost unknown (no price for this model)"))
+    print(f"job {job_id}: {job.status} — {job.accepted} accepted, {job.rejected} rejected, "
+          f"{job.duplicates} duplicates, {job.ungrounded} ungrounded{cost}")
     if job.status != "completed":
         raise UserError(job.error or f"job {job_id} did not complete")
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
+    from app.cli import job_config_from_args
     from datagen.catalog import count_books, load_builtin_catalog
-    from datagen.jobs import JobConfig, create_job
+    from datagen.jobs import create_job
 
     db = _db()
     if not count_books(db):
         load_builtin_catalog(db)
     if args.resume:
-        run_generation(db, args.resume)
+        job_id = args.resume
+    else:
+        job_id = create_job(db, job_config_from_args(args))
+        print(f"job {job_id} created")
+    if args.detach:
+        from datagen.worker import start_job
+
+        pid = start_job(db, job_id)
+        print(f"job {job_id} running in the background (pid {pid}); `moodshelf jobs` shows progress")
         return
-    cfg = JobConfig(provider=args.provider, model=args.model, language=args.language, count=args.count,
-                    seed=args.seed, n_books=args.n_books, max_per_title=args.max_per_title,
-                    auto_approve=args.approve)
-    run_generation(db, create_job(db, cfg))
+    run_generation(db, job_id)
+
+
+def cmd_jobs(args: argparse.Namespace) -> None:
+    from sqlalchemy import select
+
+    from datagen.worker import reconcile_jobs
+    from db.models import GenerationJob
+
+    db = _db()
+    reconcile_jobs(db)
+    with db.session() as s:
+        for j in s.scalars(select(GenerationJob).order_by(GenerationJob.id)):
+            cost = f"${j.cost_usd:.4f}" if j.cost_usd is not None else "unknown"
+            print(f"#{j.id:<4} {j.status:<10} {j.provider:<18} {j.model:<22} {j.language} "
+                  f"{j.accepted}/{j.target_count} accepted, {j.rejected} rejected, {j.duplicates} dup, "
+                  f"{j.ungrounded} ungrounded, cost {cost}")
 
 
 # -- train -----------------------------------------------------------------------------------------------------

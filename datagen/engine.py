@@ -133,12 +133,13 @@ class JobRunner:
             return completion
         return None
 
-    def _log_call(self, index, attempt, record, raw, status, http_status, error, tin, tout, latency, cost=None):
+    def _log_call(self, index, attempt, record, raw, status, http_status, error, tin, tout, latency, cost=None,
+                  batch=False):
         with self.db.begin() as s:
             s.add(ApiCall(job_id=self.job_id, request_index=index, attempt=attempt, provider=self.provider.name,
                           model=self.provider.model, request=record, response_raw=raw, status=status,
                           http_status=http_status, error=self.provider.redact(error) if error else None,
-                          input_tokens=tin, output_tokens=tout, latency_s=latency, cost_usd=cost))
+                          input_tokens=tin, output_tokens=tout, latency_s=latency, cost_usd=cost, batch=batch))
             if status == "ok":
                 job = s.get(GenerationJob, self.job_id)
                 job.tokens_in += tin

@@ -25,12 +25,12 @@ from db.models import GenerationJob
 class JobConfig(BaseModel):
     """Everything a generation job needs; the CLI flags and the Generate tab are views of it."""
 
-    provider: str = "offline"
-    model: str | None = None
+    provider: str = Field("offline", description="offline, openai, anthropic or openai-compatible")
+    model: str | None = Field(None, description="model id; each provider has a default")
     base_url: str | None = Field(None, description="OpenAI-compatible server URL, e.g. http://localhost:8000/v1")
-    language: Literal["ko", "en"] = "ko"
+    language: Literal["ko", "en"] = Field("ko", description="language of the samples: ko or en")
     count: int = Field(100, description="accepted samples to produce")
-    seed: int = 0
+    seed: int = Field(0, description="the same seed gives the same requests (and offline answers)")
     n_books: int = Field(3, description="books per answer")
     max_per_title: int = Field(12, description="a title may appear at most this many times in one job")
     auto_approve: bool = Field(False, description="approve samples that pass validation (the demo does)")

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +20,7 @@ from sqlalchemy import select
 
 from db.engine import Database
 from db.models import RunMetric, TrainingRun
+from db.processes import launch_worker, log_tail, pid_alive, reap
 from db.settings import get_settings
 from training.config import TrainConfig
 from training.data import assign_splits
@@ -48,30 +47,6 @@ def create_run(db: Database, cfg: TrainConfig, name: str | None = None) -> int:
         run.output_dir, run.log_path = str(run_dir), str(run_dir / "train.log")
         cfg.to_yaml(run_dir / "config.yaml")  # rerun with: moodshelf train --config <this file>
         return run.id
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited child not yet reaped) still answers kill(0); check /proc where it exists.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def log_tail(path: str | None, lines: int = 20) -> str:
-    if not path or not Path(path).exists():
-        return ""
-    text = Path(path).read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
-    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
 
 
 def reconcile_runs(db: Database) -> list[int]:
@@ -107,25 +82,14 @@ def start_run(db: Database, run_id: int) -> int:
         if run is None:
             raise RunError(f"No training run {run_id}.")
         log_path = run.log_path
-    env = dict(os.environ)
-    env.setdefault("MOODSHELF_HOME", str(get_settings().home))
-    env["DATABASE_URL"] = db.url
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "training.sft", "--run-id", str(run_id)],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True, cwd=os.getcwd())
+    pid = launch_worker("training.sft", ["--run-id", str(run_id)], log_path, db.url)
     with db.begin() as s:
         run = s.get(TrainingRun, run_id)
-        run.pid = proc.pid
+        run.pid = pid
         if run.status == "queued":
             run.status = "running"
             run.started_at = datetime.now(timezone.utc)
-    _children[run_id] = proc
-    return proc.pid
-
-
-_children: dict[int, subprocess.Popen] = {}  # reap our own children so they don't linger as zombies
+    return pid
 
 
 def request_stop(db: Database, run_id: int) -> None:
@@ -146,23 +110,16 @@ def cancel_run(db: Database, run_id: int, grace_s: float = 10.0) -> None:
             os.killpg(pid, signal.SIGTERM)
             deadline = time.time() + grace_s
             while time.time() < deadline and pid_alive(pid):
-                _reap(run_id)
                 time.sleep(0.2)
             if pid_alive(pid):
                 os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    _reap(run_id)
+    reap()
     with db.begin() as s:
         run = s.get(TrainingRun, run_id)
         if run and run.status in ACTIVE:
             run.status, run.pid, run.finished_at = "cancelled", None, datetime.now(timezone.utc)
-
-
-def _reap(run_id: int) -> None:
-    proc = _children.get(run_id)
-    if proc is not None and proc.poll() is not None:
-        _children.pop(run_id, None)
 
 
 def latest_metrics(db: Database, run_id: int) -> list[RunMetric]:
@@ -175,7 +132,6 @@ def wait_for_run(db: Database, run_id: int, on_metric: Callable[[RunMetric, Trai
     """Block until the run leaves queued/running, calling on_metric for each new metric row."""
     seen = -1
     while True:
-        _reap(run_id)
         reconcile_runs(db)
         with db.session() as s:
             run = s.get(TrainingRun, run_id)

@@ -1,0 +1,184 @@
+"""Batch mode for large jobs: the OpenAI Batch API and Anthropic Message Batches (half price, hours not
+seconds). Submit, poll, ingest through the same validation as live calls; resumable across restarts
+because every batch id is in the job's batch_state before we wait on it.
+
+    moodshelf generate --provider anthropic --count 5000 --batch
+    moodshelf generate --resume 7          # picks up the batches job 7 was waiting for
+
+Exactness as in live mode: a round submits only the samples still missing, results are stored by
+request index (unique per job), and a batch is ingested once.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+
+from datagen.engine import JobRunner, now
+from datagen.pricing import estimate_cost
+from datagen.providers.anthropic_provider import completion_from_message
+from datagen.providers.base import Completion, TeacherTask, parse_answer
+from db.models import GenerationJob
+
+POLL_S = float(os.environ.get("MOODSHELF_BATCH_POLL_S", "30"))
+DONE_OPENAI = ("completed", "failed", "expired", "cancelled")
+
+
+def completion_from_chat(body: dict) -> Completion:
+    choice = (body.get("choices") or [{}])[0]
+    raw = (choice.get("message") or {}).get("content") or ""
+    parsed, error = parse_answer(raw)
+    if choice.get("finish_reason") == "length":
+        parsed, error = None, "format:truncated(max_tokens)"
+    usage = body.get("usage") or {}
+    return Completion(raw=raw, parsed=parsed, parse_error=error, input_tokens=usage.get("prompt_tokens", 0),
+                      output_tokens=usage.get("completion_tokens", 0), finish_reason=choice.get("finish_reason"))
+
+
+class BatchJobRunner(JobRunner):
+    def custom_id(self, index: int) -> str:
+        return f"job{self.job_id}-req{index}"
+
+    # -- provider specifics ----------------------------------------------------------------------------------
+    async def submit(self, tasks: list[TeacherTask]) -> str:
+        client = self.provider.client
+        if self.provider.name == "openai":
+            lines = [json.dumps({"custom_id": self.custom_id(t.index), "method": "POST", "url": "/v1/chat/completions",
+                                 "body": self.provider.request_body(t)}, ensure_ascii=False) for t in tasks]
+            f = await client.files.create(file=("batch.jsonl", io.BytesIO("\n".join(lines).encode()),
+                                                "application/jsonl"), purpose="batch")
+            b = await client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions",
+                                            completion_window="24h")
+            return b.id
+        b = await client.messages.batches.create(requests=[
+            {"custom_id": self.custom_id(t.index), "params": self.provider.request_body(t)} for t in tasks])
+        return b.id
+
+    async def poll(self, batch_id: str) -> bool:
+        client = self.provider.client
+        if self.provider.name == "openai":
+            return (await client.batches.retrieve(batch_id)).status in DONE_OPENAI
+        return (await client.messages.batches.retrieve(batch_id)).processing_status == "ended"
+
+    async def results(self, batch_id: str) -> dict[str, Completion | str]:
+        """custom_id -> Completion, or an error message for a request that failed inside the batch."""
+        client = self.provider.client
+        out: dict[str, Completion | str] = {}
+        if self.provider.name == "openai":
+            b = await client.batches.retrieve(batch_id)
+            for file_id in (b.output_file_id, getattr(b, "error_file_id", None)):
+                if not file_id:
+                    continue
+                content = await client.files.content(file_id)
+                for line in content.text.splitlines():
+                    if not line.strip():
+                        continue
+                    row = json.loads(line)
+                    resp = row.get("response") or {}
+                    if resp.get("status_code") == 200:
+                        out[row["custom_id"]] = completion_from_chat(resp.get("body") or {})
+                    else:
+                        out[row["custom_id"]] = self.provider.redact(json.dumps(row.get("error") or resp)[:500])
+            return out
+        async for row in await client.messages.batches.results(batch_id):
+            if row.result.type == "succeeded":
+                out[row.custom_id] = completion_from_message(row.result.message)
+            else:
+                out[row.custom_id] = self.provider.redact(str(getattr(row.result, "error", row.result.type))[:500])
+        return out
+
+    # -- the job ---------------------------------------------------------------------------------------------
+    def _save_state(self, state: dict) -> None:
+        with self.db.begin() as s:
+            s.get(GenerationJob, self.job_id).batch_state = json.loads(json.dumps(state))
+
+    async def run(self) -> GenerationJob:
+        accepted, done, uses = self._load_state()
+        target = self.cfg.count
+        requests = self.grid.sample(target * self.cfg.max_attempts_factor + len(done), seed=self.cfg.seed)
+        with self.db.session() as s:
+            state = dict(s.get(GenerationJob, self.job_id).batch_state or {})
+        state.setdefault("kind", self.provider.name)
+        state.setdefault("batches", [])
+        submitted = {i for b in state["batches"] for i in b["indexes"]}
+        todo = iter(i for i in range(len(requests)) if i not in done and i not in submitted)
+        try:
+            while True:
+                pending = [b for b in state["batches"] if not b.get("ingested")]
+                if not pending:
+                    if accepted >= target or self._progress():
+                        break
+                    tasks = []
+                    for _ in range(target - accepted):
+                        i = next(todo, None)
+                        if i is None:
+                            break
+                        tasks.append(self._task(i, requests[i], uses))
+                    if not tasks:
+                        break
+                    entry = {"id": None, "indexes": [t.index for t in tasks], "ingested": False,
+                             "tasks": {str(t.index): [t.instruction, t.input_text] for t in tasks}}
+                    state["batches"].append(entry)
+                    entry["id"] = await self.submit(tasks)
+                    entry["submitted_at"] = now().isoformat()
+                    self._save_state(state)  # the id is durable before we wait on it
+                    continue
+                batch = pending[0]
+                if batch["id"] is None:  # killed between building and submitting: submit again
+                    batch["id"] = await self.submit([self._task(i, requests[i], uses) for i in batch["indexes"]])
+                    self._save_state(state)
+                while not await self.poll(batch["id"]):
+                    if self._progress():
+                        raise asyncio.CancelledError("cancel requested while waiting for the batch")
+                    await asyncio.sleep(POLL_S)
+                accepted += self._ingest(batch, await self.results(batch["id"]), requests, uses)
+                batch["ingested"] = True
+                self._save_state(state)
+                self._progress()
+        except BaseException as e:
+            with self.db.begin() as s:
+                job = s.get(GenerationJob, self.job_id)
+                job.status = "cancelled" if isinstance(e, (KeyboardInterrupt, asyncio.CancelledError)) else "failed"
+                job.error, job.finished_at, job.pid = self.provider.redact(f"{type(e).__name__}: {e}"), now(), None
+            raise
+        finally:
+            await self.provider.aclose()
+        with self.db.begin() as s:
+            job = s.get(GenerationJob, self.job_id)
+            job.finished_at, job.pid = now(), None
+            job.status = "completed" if accepted >= target else "failed"
+            job.error = None if accepted >= target else (
+                f"Only {accepted} of {target} samples accepted after {len(state['batches'])} batch(es).")
+            s.flush()
+            s.expunge(job)
+        return job
+
+    def _ingest(self, batch: dict, results: dict, requests, uses) -> int:
+        added = 0
+        for i in batch["indexes"]:
+            instruction, input_text = batch["tasks"][str(i)]
+            task = TeacherTask(index=i, request=requests[i], instruction=instruction, input_text=input_text,
+                               candidates=[], n_books=self.cfg.n_books, seed=0)
+            result = results.get(self.custom_id(i), "missing from the batch results")
+            if isinstance(result, str):
+                self._log_batch_call(i, None, result)
+                with self.db.begin() as s:
+                    s.get(GenerationJob, self.job_id).rejected += 1
+                continue
+            result.cost_usd = estimate_cost(self.provider.model, result.input_tokens, result.output_tokens,
+                                            batch=True, override=self.cfg.price_override())
+            self._log_batch_call(i, result, None)
+            if self._store(task, result, uses) == "accepted":
+                added += 1
+        return added
+
+    def _log_batch_call(self, index: int, c: Completion | None, error: str | None) -> None:
+        self._log_call(index, 1, {"batch": True, "custom_id": self.custom_id(index)}, c.raw if c else None,
+                       "ok" if c else "error", 200 if c else None, error or (c.parse_error if c else None),
+                       c.input_tokens if c else 0, c.output_tokens if c else 0, None, c.cost_usd if c else None,
+                       batch=True)
+
+
+def run_batch_job(db, job_id: int, on_progress=None) -> GenerationJob:
+    return asyncio.run(BatchJobRunner(db, job_id, on_progress=on_progress).run())

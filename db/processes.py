@@ -1,0 +1,60 @@
+"""Worker processes that keep their state in the DB (training runs, generation jobs): launch, liveness, logs.
+
+The web server and the CLI only start and watch; a worker that died is found by its pid and marked
+failed with the tail of its log.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from db.settings import get_settings
+
+_children: dict[int, subprocess.Popen] = {}  # our own children, reaped so they don't linger as zombies
+
+
+def launch_worker(module: str, args: list[str], log_path: str | Path, database_url: str) -> int:
+    """Start `python -m module args...` in its own session (no shell), output appended to log_path."""
+    env = dict(os.environ)
+    env.setdefault("MOODSHELF_HOME", str(get_settings().home))
+    env["DATABASE_URL"] = database_url
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True, cwd=os.getcwd())
+    _children[proc.pid] = proc
+    return proc.pid
+
+
+def reap() -> None:
+    for pid, proc in list(_children.items()):
+        if proc.poll() is not None:
+            _children.pop(pid, None)
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    reap()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited child not yet reaped) still answers kill(0); check /proc where it exists.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def log_tail(path: str | None, lines: int = 20) -> str:
+    if not path or not Path(path).exists():
+        return ""
+    text = Path(path).read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
+    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
