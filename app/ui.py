@@ -1,4 +1,4 @@
-"""The Gradio app: Recommend and Compare tabs over the shared services.
+"""The Gradio app: Recommend, Compare and Generate tabs over the shared services.
 
     moodshelf serve --port 7860
     python -m app.ui          # same, with defaults
@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from app.compare_tab import build_compare_tab
+from app.generate_tab import build_generate_tab
 from app.recommend_tab import build_recommend_tab
 from app.services import BASE_LABEL, Services
 from db.engine import Database, open_db
@@ -24,6 +25,7 @@ def build_app(services: Services):
         with gr.Tabs():
             rec_backend = build_recommend_tab(services)
             cmp_left, cmp_right = build_compare_tab(services)
+            build_generate_tab(services)
 
         def refresh_backends():
             # New training runs appear without restarting the app.
@@ -39,6 +41,9 @@ def serve(db: Database, host: str = "127.0.0.1", port: int = 7860, base_model: s
           block: bool = True):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     reconcile_runs(db)  # a run whose worker died while the app was down is marked failed, not 'running'
+    from datagen.worker import reconcile_jobs
+
+    reconcile_jobs(db)
     services = Services(db=db, base_model=base_model or DEFAULT_BASE_MODEL)
     demo = build_app(services)
     demo.queue(default_concurrency_limit=4)

@@ -68,7 +68,6 @@ class AnthropicProvider(Provider):
         system = "\n".join(m["content"] for m in task.messages if m["role"] == "system")
         messages = [m for m in task.messages if m["role"] != "system"]
         return {"model": self.model, "max_tokens": MAX_OUTPUT_TOKENS, "system": system, "messages": messages,
-                "temperature": 0.7,
                 "tools": [{"name": TOOL_NAME, "description": "Record the recommended books.",
                            "input_schema": task.schema}],
                 "tool_choice": {"type": "tool", "name": TOOL_NAME}}
