@@ -7,7 +7,7 @@ import os
 import gradio as gr
 
 from app.request_form import build_request_form
-from app.services import BASE_LABEL, Services, build_request
+from app.services import BASE_LABEL, Services
 from db.models import Comparison
 from training.inference import StreamStats
 
@@ -46,9 +46,10 @@ def build_compare_tab(services: Services) -> tuple[gr.Dropdown, gr.Dropdown]:
                 right_out = gr.Textbox(label="Answer", lines=12, interactive=False, elem_id="cmp_right_answer")
                 right_stats = gr.Markdown(elem_id="cmp_right_stats")
 
-        def compare(left_label, right_label, language, emotion, occupation, effects, situation, focus, free_text):
+        def compare(left_label, right_label, language, emotion, occupation, effects, situation, focus, free_text, retrieval):
             try:
-                prompt, fields = build_request(language, emotion, occupation, effects, situation, focus, free_text)
+                prompt, fields = services.request_prompt(
+                    language, emotion, occupation, effects, situation, focus, free_text, retrieval)
                 adapters = [services.adapter_for(left_label), services.adapter_for(right_label)]
             except ValueError as e:
                 raise gr.Error(str(e))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app.request_form import build_request_form
-from app.services import Services, build_request
+from app.services import Services
 
 
 def build_recommend_tab(services: Services) -> gr.Dropdown:
@@ -19,9 +19,10 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
         answer = gr.Textbox(label="Answer", lines=12, interactive=False, elem_id="rec_answer")
         cards = gr.Markdown(elem_id="rec_cards")
 
-        def recommend(backend_label, language, emotion, occupation, effects, situation, focus, free_text):
+        def recommend(backend_label, language, emotion, occupation, effects, situation, focus, free_text, retrieval):
             try:
-                prompt, _ = build_request(language, emotion, occupation, effects, situation, focus, free_text)
+                prompt, _ = services.request_prompt(
+                    language, emotion, occupation, effects, situation, focus, free_text, retrieval)
                 adapter = services.adapter_for(backend_label)
             except ValueError as e:
                 raise gr.Error(str(e))

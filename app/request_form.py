@@ -24,15 +24,16 @@ class RequestForm:
     situation: gr.Dropdown
     focus: gr.Dropdown
     free_text: gr.Textbox
+    retrieval: gr.Checkbox
 
     @property
     def inputs(self) -> list:
         return [self.language, self.emotion, self.occupation, self.effects, self.situation, self.focus,
-                self.free_text]
+                self.free_text, self.retrieval]
 
     @property
     def fields(self) -> list:
-        return self.inputs[1:]
+        return self.inputs[1:7]
 
 
 def _choices(language: str) -> dict:
@@ -56,7 +57,9 @@ def build_request_form(language: str = "en", prefix: str = "") -> RequestForm:
         focus = gr.Dropdown(c["focus"], value=c["focus"][0], label=L["focus"], allow_custom_value=True,
                             elem_id=f"{prefix}focus")
     free_text = gr.Textbox(label=L["free"], lines=1, elem_id=f"{prefix}free_text")
-    form = RequestForm(lang, emotion, occupation, effects, situation, focus, free_text)
+    retrieval = gr.Checkbox(False, label="Give the model catalog candidates (retrieval mode: for adapters trained "
+                                         "on retrieval samples)", elem_id=f"{prefix}retrieval")
+    form = RequestForm(lang, emotion, occupation, effects, situation, focus, free_text, retrieval)
 
     def switch_language(new_lang: str):
         c2, L2 = _choices(new_lang), LABELS[new_lang]

@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from datagen.catalog import catalog_index
 from datagen.grid import EFFECTS, Request, adnominal
-from datagen.prompts import input_for, instruction_for, student_prompt
+from datagen.catalog import books_for_moods
+from datagen.prompts import input_for, instruction_for, retrieval_input, student_prompt
 from datagen.validation import parse_books
 from db.engine import Database
 from db.models import Book, TrainingRun
@@ -37,8 +38,9 @@ class BookCard:
 
 
 def build_request(language: str, emotion: str, occupation: str, effects: list[str] | str, situation: str,
-                  focus: str, free_text: str = "") -> tuple[str, dict]:
-    """Turn the form into the student's prompt (the same format it was trained on)."""
+                  focus: str, free_text: str = "", candidates: list[Book] | None = None) -> tuple[str, dict]:
+    """Turn the form into the student's prompt (the same format it was trained on). With candidates
+    (retrieval mode), they are listed in the input exactly as the generator wrote them into samples."""
     if isinstance(effects, str):
         effects = [e.strip() for e in effects.split(",") if e.strip()]
     fields = {"emotion": (emotion or "").strip(), "occupation": (occupation or "").strip(),
@@ -55,7 +57,10 @@ def build_request(language: str, emotion: str, occupation: str, effects: list[st
                   effects=tuple(fields["effects"] or (["위로"] if ko else ["comfort"])),
                   situation=fields["situation"] or ("여유 시간" if ko else "free time"),
                   focus=fields["focus"] or ("가볍게 읽을 수 있음" if ko else "light and easy"))
-    prompt = student_prompt(instruction_for(req), input_for(req))
+    input_text = input_for(req)
+    if candidates:
+        input_text = retrieval_input(input_text, candidates, language)
+    prompt = student_prompt(instruction_for(req), input_text)
     if fields["free_text"]:
         prompt += ("\n메모: " if ko else "\nNote: ") + fields["free_text"]
     fields["moods"] = [m for e in req.effects for m in EFFECTS[language].get(e, [])]
@@ -107,6 +112,17 @@ class Services:
         name = f"run-{run_id}"
         self.model().add_adapter(name, run.adapter_path)
         return name
+
+    def request_prompt(self, language, emotion, occupation, effects, situation, focus, free_text="",
+                       retrieval: bool = False, k: int = 8) -> tuple[str, dict]:
+        prompt, fields = build_request(language, emotion, occupation, effects, situation, focus, free_text)
+        if retrieval and fields["moods"]:
+            # Same retrieval as generation: best mood overlap first (stable order), the top k.
+            candidates = books_for_moods(self.db, fields["moods"], language)[:k]
+            prompt, fields = build_request(language, emotion, occupation, effects, situation, focus, free_text,
+                                           candidates=candidates)
+            fields["candidates"] = [b.id for b in candidates]
+        return prompt, fields
 
     def book_cards(self, answer: str, language: str) -> list[BookCard]:
         items = parse_books(answer, language)

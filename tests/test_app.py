@@ -58,12 +58,12 @@ def test_served_app_recommends_and_compares(trained, tiny_model_dir, free_port):
     try:
         client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
         answer, cards = client.predict(run_label, "en", "anxious", "nurse", ["calm"], "the commute",
-                                       "light and easy", "", api_name="/recommend")
+                                       "light and easy", "", False, api_name="/recommend")
         assert isinstance(answer, str) and cards  # random weights: text is noise, but it streams and is checked
         assert "catalog" in cards or "No numbered book list" in cards
 
         left, left_stats, right, right_stats = client.predict(
-            BASE_LABEL, run_label, "en", "anxious", "nurse", ["calm"], "the commute", "light and easy", "",
+            BASE_LABEL, run_label, "en", "anxious", "nurse", ["calm"], "the commute", "light and easy", "", False,
             api_name="/compare")
         assert "first token" in left_stats and "first token" in right_stats and "books in catalog" in right_stats
         with db.session() as s:
@@ -72,6 +72,6 @@ def test_served_app_recommends_and_compares(trained, tiny_model_dir, free_port):
         assert comparison.results[1]["output"] == right
 
         with pytest.raises(Exception, match="request is empty"):
-            client.predict(run_label, "en", "", "", [], "", "", "", api_name="/recommend")
+            client.predict(run_label, "en", "", "", [], "", "", "", False, api_name="/recommend")
     finally:
         demo.close()

@@ -82,3 +82,54 @@ def test_catalog_without_books_for_the_mood_is_refused_before_the_job_starts(sql
 
     with pytest.raises(ProviderError, match="fewer than 3 en books for the effect"):
         create_job(sqlite_db, JobConfig(language="en", count=3))  # empty catalog
+
+
+def test_retrieval_mode_writes_the_candidates_into_the_input(catalog_db):
+    job_id = create_job(catalog_db, JobConfig(language="ko", count=3, retrieval=True, candidates_k=5))
+    run_job(catalog_db, job_id)
+    with catalog_db.session() as s:
+        sample = s.scalars(select(Sample).where(Sample.job_id == job_id)).first()
+    head, _, listed = sample.input.partition("후보 도서:\n")
+    assert head.startswith("감정:") and len(listed.splitlines()) == 5
+    chosen = [b["title"] for b in sample.books]
+    assert all(any(line.startswith(f"- {t} - ") for line in listed.splitlines()) for t in chosen)
+
+
+def test_app_retrieval_uses_the_same_candidate_format(catalog_db):
+    from app.services import Services
+
+    prompt, fields = Services(db=catalog_db).request_prompt("en", "anxious", "nurse", ["calm"], "the commute",
+                                                            "light and easy", retrieval=True)
+    assert "Candidate books:\n- " in prompt and len(fields["candidates"]) == 8
+
+
+def test_near_duplicate_answers_share_a_cluster():
+    from datagen.dedup import NearDuplicateIndex
+
+    idx = NearDuplicateIndex(threshold=0.9)
+    a = "1. Walden - Henry David Thoreau\n - Why this book: A year in a cabin by a pond, told slowly. " * 3
+    assert idx.add(1, a) is None
+    assert idx.add(2, a.replace("slowly", "slowly!", 1)) == 1    # near-identical: joins cluster 1
+    assert idx.add(3, "1. Dune - Frank Herbert\n - Why this book: Politics and sand on a desert planet.") is None
+
+
+def test_engine_flags_near_duplicate_answers_with_a_cluster_id(catalog_db, monkeypatch):
+    from datagen.providers.base import Completion
+    from datagen.providers.offline import OfflineCatalogProvider
+
+    async def same_answer(self, task):  # a teacher collapsing onto one answer
+        books = [{"title": t, "author": a, "reason": "A gentle, quiet story for slow evenings at home.",
+                  "effect": "It calms a restless mind."} for t, a in
+                 [("Walden", "Henry David Thoreau"), ("Gilead", "Marilynne Robinson"), ("Stoner", "John Williams")]]
+        return Completion(raw="{}", parsed={"books": books})
+
+    monkeypatch.setattr(OfflineCatalogProvider, "agenerate", same_answer)
+    job = run_job(catalog_db, create_job(catalog_db, JobConfig(language="en", count=2, max_attempts_factor=2,
+                                                               concurrency=1)))
+    with catalog_db.session() as s:
+        samples = list(s.scalars(select(Sample).where(Sample.job_id == job.id).order_by(Sample.id)))
+    first, *rest = samples
+    assert first.cluster_id is None and first.status == "pending"
+    assert rest and all(x.cluster_id == first.id and x.status == "needs_review" for x in rest)
+    assert all(f"near_duplicate:cluster_{first.id}" in x.quality_flags for x in rest)
+    assert job.accepted == 1 and job.duplicates == len(rest) and job.status == "failed"
