@@ -13,12 +13,13 @@ from training.inference import StreamStats
 
 API_NOTE_NO_KEY = (
     "**API baseline:** no `OPENAI_API_KEY` or `ANTHROPIC_API_KEY` is set, so this comparison runs between the "
-    "local base model and your fine-tuned adapters. Export a key and restart to add GPT or Claude as a third "
-    "column (the teacher the small model is learning from)."
+    "local base model and your fine-tuned adapters. With a key, GPT or Claude writes your training samples "
+    "(Generate tab); a GPT/Claude column here comes with the API chat backends in the next release."
 )
 API_NOTE_KEY = (
-    "**API baseline:** a key is set; GPT/Claude columns arrive with the API backends (issue #5). This comparison "
-    "runs between the local base model and your fine-tuned adapters."
+    "**API baseline:** a key is set and GPT/Claude can write your training samples (Generate tab); a GPT/Claude "
+    "column here comes with the API chat backends in the next release. This comparison runs between the local "
+    "base model and your fine-tuned adapters."
 )
 
 

@@ -75,3 +75,38 @@ def test_served_app_recommends_and_compares(trained, tiny_model_dir, free_port):
             client.predict(run_label, "en", "", "", [], "", "", "", False, api_name="/recommend")
     finally:
         demo.close()
+
+
+def test_generate_tab_starts_a_worker_job_and_reports_bad_input(catalog_db, free_port):
+    import time
+
+    from gradio_client import Client
+
+    from app.ui import build_app
+    from db.models import GenerationJob
+
+    demo = build_app(Services(db=catalog_db))
+    demo.queue()
+    demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
+        grid = ["anxious", "nurse", "calm\ncomfort", "the commute", "light and easy"]
+        args = ["offline", "", "", "en", 6, 1, 3, 12, 2, 0, 0, True, False, False]
+        job_id, progress, history = client.predict(*args, *grid, api_name="/start_job_clicked")
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with catalog_db.session() as s:
+                job = s.get(GenerationJob, int(job_id))
+            if job.status != "running":
+                break
+            time.sleep(0.3)
+        assert job.status == "completed" and job.accepted == 6
+        assert job.config["effects"] == ["calm", "comfort"]
+        with pytest.raises(Exception, match="count must be > 0"):
+            client.predict("offline", "", "", "en", 0, 1, 3, 12, 2, 0, 0, True, False, False, *grid,
+                           api_name="/start_job_clicked")
+        with pytest.raises(Exception, match="No OPENAI_API_KEY set"):
+            client.predict("openai", "", "", "en", 5, 1, 3, 12, 2, 0, 0, True, False, False, *grid,
+                           api_name="/start_job_clicked")
+    finally:
+        demo.close()
