@@ -137,10 +137,7 @@ class BatchJobRunner(JobRunner):
                 self._save_state(state)
                 self._progress()
         except BaseException as e:
-            with self.db.begin() as s:
-                job = s.get(GenerationJob, self.job_id)
-                job.status = "cancelled" if isinstance(e, (KeyboardInterrupt, asyncio.CancelledError)) else "failed"
-                job.error, job.finished_at, job.pid = self.provider.redact(f"{type(e).__name__}: {e}"), now(), None
+            self._mark_interrupted(e)
             raise
         finally:
             await self.provider.aclose()

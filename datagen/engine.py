@@ -216,6 +216,13 @@ class JobRunner:
                 self.on_progress(job)
             return job.cancel_requested
 
+    def _mark_interrupted(self, e: BaseException) -> None:
+        """Ctrl-C / cancel -> cancelled, anything else -> failed; resumable either way, never left 'running'."""
+        with self.db.begin() as s:
+            job = s.get(GenerationJob, self.job_id)
+            job.status = "cancelled" if isinstance(e, (KeyboardInterrupt, asyncio.CancelledError)) else "failed"
+            job.error, job.finished_at, job.pid = self.provider.redact(f"{type(e).__name__}: {e}"), now(), None
+
     # -- the job ---------------------------------------------------------------------------------------------
     async def run(self) -> GenerationJob:
         accepted, done, uses = self._load_state()
@@ -255,10 +262,7 @@ class JobRunner:
         except BaseException as e:
             for fut in in_flight:
                 fut.cancel()
-            with self.db.begin() as s:
-                job = s.get(GenerationJob, self.job_id)
-                job.status = "cancelled" if isinstance(e, (KeyboardInterrupt, asyncio.CancelledError)) else "failed"
-                job.error, job.finished_at, job.pid = f"{type(e).__name__}: {e}", now(), None
+            self._mark_interrupted(e)
             raise
         finally:
             await self.provider.aclose()
