@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(p)
     p.add_argument("--name", default=None, help="a name for the run")
     p.add_argument("--no-wait", action="store_true", help="start the worker and return")
+    p.add_argument("--resume", type=int, metavar="RUN", help="continue a failed/stopped run from its last checkpoint")
 
     p = sub.add_parser("catalog", help="load, import and inspect the book catalog")
     csub = p.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")

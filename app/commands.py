@@ -153,19 +153,24 @@ def cmd_jobs(args: argparse.Namespace) -> None:
 
 # -- train -----------------------------------------------------------------------------------------------------
 def run_training(db: Database, cfg, name: str | None = None, wait: bool = True) -> int:
-    from training.runs import cancel_run, create_run, start_run, wait_for_run
+    from db.models import TrainingRun
+    from training.runs import create_run, start_run
 
     run_id = create_run(db, cfg, name)
     with db.session() as s:
-        from db.models import TrainingRun
-
         run = s.get(TrainingRun, run_id)
         n_train, n_eval, out = len(run.sample_ids), len(run.eval_sample_ids), run.output_dir
     print(f"run {run_id}: {n_train} train / {n_eval} eval samples, config {out}/config.yaml, log {out}/train.log")
     start_run(db, run_id)
-    if not wait:
-        return run_id
-    total = cfg.max_steps if cfg.max_steps > 0 else None
+    if wait:
+        watch_run(db, run_id, cfg.max_steps if cfg.max_steps > 0 else None)
+    return run_id
+
+
+def watch_run(db: Database, run_id: int, total: int | None) -> None:
+    """A progress bar fed from run_metrics until the worker finishes; Ctrl-C cancels the run."""
+    from training.runs import cancel_run, wait_for_run
+
     bar = tqdm(total=total, desc=f"train #{run_id}", unit="step")
 
     def on_metric(m, run) -> None:
@@ -188,18 +193,29 @@ def run_training(db: Database, cfg, name: str | None = None, wait: bool = True) 
         cancel_run(db, run_id)
         raise
     bar.close()
-    if run.status != "completed":
+    if run.status not in ("completed", "stopped"):
         raise UserError(f"run {run_id} {run.status}: {run.error}")
-    print(f"run {run_id}: completed in {run.runtime_seconds:.0f} s, train loss {run.final_loss:.3f}; "
+    print(f"run {run_id}: {run.status} in {run.runtime_seconds:.0f} s, train loss {run.final_loss:.3f}; "
           f"adapter at {run.adapter_path}")
-    return run_id
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     from app.cli import train_config_from_args
 
+    db = _db()
+    if args.resume:
+        from db.models import TrainingRun
+        from training.runs import resume_run
+
+        resume_run(db, args.resume)
+        with db.session() as s:
+            steps = s.get(TrainingRun, args.resume).config.get("max_steps", -1)
+        print(f"run {args.resume}: resuming from its last checkpoint")
+        if not args.no_wait:
+            watch_run(db, args.resume, steps if steps > 0 else None)
+        return
     cfg = train_config_from_args(args)
-    run_training(_db(), cfg, name=args.name, wait=not args.no_wait)
+    run_training(db, cfg, name=args.name, wait=not args.no_wait)
 
 
 def cmd_runs(args: argparse.Namespace) -> None:

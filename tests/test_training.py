@@ -94,3 +94,22 @@ def test_dead_worker_is_marked_failed_with_its_log_tail(samples_db, tiny_model_d
     with samples_db.session() as s:
         run = s.get(TrainingRun, run_id)
     assert run.status == "failed" and "worker started" in run.error
+
+
+def test_stopped_run_saves_its_adapter_and_resumes_from_its_checkpoint(samples_db, tiny_model_dir):
+    from training.runs import request_stop, resume_run
+
+    run_id = create_run(samples_db, _tiny_cfg(tiny_model_dir, max_steps=8, save_steps=100, eval_fraction=0.0))
+    request_stop(samples_db, run_id)  # stop at the first step: "Stop & save"
+    start_run(samples_db, run_id)
+    run = wait_for_run(samples_db, run_id, poll_s=0.5)
+    assert run.status == "stopped" and os.path.exists(os.path.join(run.adapter_path, "adapter_config.json"))
+    ckpts = [d for d in os.listdir(os.path.join(run.output_dir, "checkpoints")) if d.startswith("checkpoint-")]
+    assert ckpts == ["checkpoint-1"]
+    resume_run(samples_db, run_id)
+    run = wait_for_run(samples_db, run_id, poll_s=0.5)
+    assert run.status == "completed", run.error
+    assert "resuming from" in open(run.log_path).read()
+    with samples_db.session() as s:
+        steps = list(s.scalars(select(RunMetric.step).where(RunMetric.run_id == run_id).order_by(RunMetric.step)))
+    assert steps == list(range(1, 9))  # continued at step 2, no step logged twice

@@ -157,6 +157,10 @@ def resolve_base_model(name: str, settings: Settings | None = None, *, progress:
         if PRESETS[name].parts:
             gguf.unlink(missing_ok=True)  # the assembled file was only needed for the conversion
         return str(converted)
+    from training.presets import hub_id
+
+    if hub_id(name):
+        return _hub_model(hub_id(name))
     p = Path(name).expanduser()
     if p.exists():
         if not (p / "config.json").exists():

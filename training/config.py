@@ -45,11 +45,17 @@ class TrainConfig:
     grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
     max_length: int = field(default=512, metadata={"help": "truncate examples to this many tokens"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for activation memory"})
+    packing: bool = field(default=False, metadata={"help": "pack several examples into each sequence (BFD)"})
+    padding_free: bool = field(default=False, metadata={
+        "help": "concatenate the batch without padding tokens (position ids keep examples apart)"})
+    attn_implementation: str = field(default="sdpa", metadata={
+        "help": "sdpa, eager, or flash_attention_2 (needs the flash-attn package and a GPU)"})
     optimizer: str = field(default="adamw_torch", metadata={
         "help": "adamw_torch, adamw_bnb_8bit, paged_adamw_8bit, paged_adamw_32bit"})
     eval_fraction: float = field(default=0.1, metadata={"help": "share of approved samples held out for eval"})
     language: str = field(default="", metadata={"help": "train only on samples in this language (ko/en); empty: all"})
     logging_steps: int = field(default=1, metadata={"help": "record metrics every N steps"})
+    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps, to resume from (0: never)"})
     seed: int = field(default=42, metadata={"help": "seed for the split, LoRA init and data order"})
 
     def problems(self) -> list[str]:
@@ -83,10 +89,20 @@ class TrainConfig:
                      "paged_adamw_32bit")
         if self.language not in ("", "ko", "en"):
             p.append(f"language must be ko, en or empty (got {self.language!r})")
+        if self.save_steps < 0:
+            p.append(f"save_steps must be >= 0 (got {self.save_steps})")
         if self.logging_steps <= 0:
             p.append(f"logging_steps must be > 0 (got {self.logging_steps})")
         if not self.base_model.strip():
             p.append("base_model must not be empty")
+        if self.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
+            p.append(f"attn_implementation must be sdpa, eager or flash_attention_2 (got {self.attn_implementation!r})")
+        elif self.attn_implementation == "flash_attention_2":
+            import importlib.util
+
+            if importlib.util.find_spec("flash_attn") is None:
+                p.append("attn_implementation flash_attention_2 needs the flash-attn package (pip install flash-attn, "
+                         "on a CUDA machine); use sdpa instead")
         return p
 
     def validate(self) -> "TrainConfig":
@@ -98,7 +114,9 @@ class TrainConfig:
         if self.target_modules == "all-linear":
             return "all-linear"
         if self.target_modules == "attention":
-            return ["q_proj", "k_proj", "v_proj", "o_proj"]
+            from training.presets import attention_targets
+
+            return attention_targets(self.base_model)
         return [m.strip() for m in self.target_modules.split(",") if m.strip()]
 
     def to_dict(self) -> dict[str, Any]:

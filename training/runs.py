@@ -92,6 +92,19 @@ def start_run(db: Database, run_id: int) -> int:
     return pid
 
 
+def resume_run(db: Database, run_id: int) -> int:
+    """Start a failed, stopped or cancelled run again; the worker continues from its last checkpoint."""
+    with db.begin() as s:
+        run = s.get(TrainingRun, run_id)
+        if run is None:
+            raise RunError(f"No training run {run_id}.")
+        if run.status not in ("failed", "stopped", "cancelled"):
+            raise RunError(f"Run {run_id} is {run.status}; only failed, stopped or cancelled runs resume.")
+        (Path(run.output_dir) / STOP_FILE).unlink(missing_ok=True)
+        run.status, run.error, run.finished_at = "queued", None, None
+    return start_run(db, run_id)
+
+
 def request_stop(db: Database, run_id: int) -> None:
     """Cooperative stop: the worker finishes the current step, saves the adapter and exits."""
     with db.session() as s:

@@ -64,7 +64,7 @@ def load_model_for_training(cfg: TrainConfig, model_path: str):
 
     dtype = pick_dtype(cfg)
     qconf = quantization_config(cfg, dtype)
-    kwargs = {"dtype": dtype}
+    kwargs = {"dtype": dtype, "attn_implementation": cfg.attn_implementation}
     if qconf is not None:
         kwargs["quantization_config"] = qconf
         kwargs["device_map"] = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
@@ -118,6 +118,7 @@ class DBMetricsCallback:
             def on_step_end(self, args, state, control, **kw):
                 if (self.run_dir / STOP_FILE).exists():
                     control.should_training_stop = True
+                    control.should_save = args.save_strategy != "no"  # a checkpoint to resume from
                 return control
 
             def on_log(self, args, state, control, logs=None, **kw):
@@ -199,7 +200,9 @@ def train(db: Database, run_id: int) -> None:
         logging_steps=cfg.logging_steps,
         eval_strategy="steps" if eval_ds is not None else "no",
         eval_steps=max(1, cfg.max_steps // 4) if cfg.max_steps > 0 else None,
-        save_strategy="no",
+        save_strategy="steps" if cfg.save_steps > 0 else "no",
+        save_steps=cfg.save_steps or 500,
+        save_total_limit=1,
         report_to="none",
         max_length=cfg.max_length,
         seed=cfg.seed,
@@ -209,19 +212,28 @@ def train(db: Database, run_id: int) -> None:
         use_cpu=not on_gpu,
         optim=cfg.optimizer,
         gradient_checkpointing=cfg.gradient_checkpointing,
+        packing=cfg.packing,
+        padding_free=cfg.padding_free,
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, peft_config=peft_config,
                          callbacks=[DBMetricsCallback(db, run_id, run_dir)])
-    result = trainer.train()
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ckpt_dir = run_dir / "checkpoints"
+    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    if last:
+        print(f"resuming from {last}", flush=True)
+    result = trainer.train(resume_from_checkpoint=last)
     if eval_ds is not None:
         trainer.evaluate()
     adapter_dir = run_dir / "adapter"
     trainer.save_model(str(adapter_dir))
     tokenizer.save_pretrained(str(adapter_dir))
     stopped = (run_dir / STOP_FILE).exists()
+    (run_dir / STOP_FILE).unlink(missing_ok=True)
     with db.begin() as s:
         run = s.get(TrainingRun, run_id)
         run.status = "stopped" if stopped else "completed"
