@@ -98,6 +98,13 @@ class Services:
                 self._model = LocalModel.load(self.base_model)
             return self._model
 
+    def release_model(self) -> None:
+        """Free the local chat model (a training run is about to need the memory); reloaded on next use."""
+        with self._lock:
+            if self._model is not None:
+                self._model.release()
+                self._model = None
+
     def adapter_for(self, label: str) -> str | None:
         if label == BASE_LABEL:
             return None

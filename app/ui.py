@@ -1,4 +1,4 @@
-"""The Gradio app: Recommend, Compare and Generate tabs over the shared services.
+"""The Gradio app: Recommend, Compare, Generate and Train tabs over the shared services.
 
     moodshelf serve --port 7860
     python -m app.ui          # same, with defaults
@@ -9,6 +9,7 @@ import os
 
 from app.compare_tab import build_compare_tab
 from app.generate_tab import build_generate_tab
+from app.train_tab import build_train_tab
 from app.recommend_tab import build_recommend_tab
 from app.services import BASE_LABEL, Services
 from db.engine import Database, open_db
@@ -26,6 +27,7 @@ def build_app(services: Services):
             rec_backend = build_recommend_tab(services)
             cmp_left, cmp_right = build_compare_tab(services)
             build_generate_tab(services)
+            build_train_tab(services)
 
         def refresh_backends():
             # New training runs appear without restarting the app.

@@ -6,6 +6,7 @@ failed with the tail of its log.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,8 +54,14 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_PROGRESS_BAR = re.compile(r"^\s*[^|]*\d+%\|")
+
+
 def log_tail(path: str | None, lines: int = 20) -> str:
+    """The last lines of a worker's log, without terminal escapes or progress-bar redraws."""
     if not path or not Path(path).exists():
         return ""
-    text = Path(path).read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
-    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
+    text = _ANSI.sub("", Path(path).read_text(encoding="utf-8", errors="replace")).replace("\r", "\n")
+    kept = [ln for ln in text.splitlines() if ln.strip() and not _PROGRESS_BAR.match(ln)]
+    return "\n".join(kept[-lines:])

@@ -110,3 +110,46 @@ def test_generate_tab_starts_a_worker_job_and_reports_bad_input(catalog_db, free
                            api_name="/start_job_clicked")
     finally:
         demo.close()
+
+
+def test_train_tab_checks_the_dataset_then_trains_and_shows_progress(catalog_db, tiny_model_dir, free_port):
+    import time
+
+    from gradio_client import Client
+
+    from app.train_tab import FIELDS
+    from app.ui import build_app
+    from db.models import TrainingRun
+
+    run_job(catalog_db, create_job(catalog_db, JobConfig(language="en", count=10, seed=4, auto_approve=True)))
+    demo = build_app(Services(db=catalog_db))
+    demo.queue()
+    demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
+        cfg = TrainConfig(base_model=tiny_model_dir, max_steps=3, batch_size=2, lora_r=4, max_length=256,
+                          eval_fraction=0.2, language="en")
+        values = [getattr(cfg, f) for f in FIELDS]
+        preview, prompt, answer, command = client.predict(*values, api_name="/on_check")[:4]
+        assert "**10 approved samples**" in preview and "Tokens per example" in preview
+        assert "Recommend 3 books" in prompt and answer.startswith("1. ")
+        assert command.startswith("moodshelf train --base-model") and "--max-steps 3" in command
+        run_id = client.predict(*values, api_name="/on_start")[0]
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            with catalog_db.session() as s:
+                run = s.get(TrainingRun, int(run_id))
+            if run.status not in ("queued", "running"):
+                break
+            time.sleep(0.5)
+        assert run.status == "completed", run.error
+        status, plot, log, history = client.predict(run_id, api_name="/refresh_1")
+        assert "completed" in status and "step 3/3" in status
+        series = [row[2] for row in plot["data"]]
+        assert series.count("train") == 3 and series.count("eval") == 1  # the live loss plot's data
+        bad = values.copy()
+        bad[FIELDS.index("lora_r")] = 0
+        with pytest.raises(Exception, match="lora_r must be > 0"):
+            client.predict(*bad, api_name="/on_check")
+    finally:
+        demo.close()

@@ -154,6 +154,15 @@ class DBMetricsCallback:
         return _Callback(*args, **kwargs)
 
 
+def eval_every(cfg: TrainConfig, n_train: int) -> int:
+    """About five evaluations per run, never more often than every 10 steps (eval passes cost real time)."""
+    import math
+
+    steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(
+        math.ceil(n_train / cfg.batch_size) / cfg.grad_accum * cfg.epochs)
+    return max(10, steps // 5)
+
+
 def peak_memory_mb() -> float:
     import resource
 
@@ -199,7 +208,7 @@ def train(db: Database, run_id: int) -> None:
         warmup_steps=cfg.warmup_ratio,  # transformers 5: a value < 1 is a share of the total steps
         logging_steps=cfg.logging_steps,
         eval_strategy="steps" if eval_ds is not None else "no",
-        eval_steps=max(1, cfg.max_steps // 4) if cfg.max_steps > 0 else None,
+        eval_steps=eval_every(cfg, len(train_ds)),
         save_strategy="steps" if cfg.save_steps > 0 else "no",
         save_steps=cfg.save_steps or 500,
         save_total_limit=1,

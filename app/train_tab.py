@@ -1,0 +1,199 @@
+"""Train tab: the TrainConfig as a form, a dataset and memory check that enables the button, one-click
+QLoRA in a worker process, live progress (bar, loss plot, log tail), Stop & save, Cancel, Resume.
+
+The form is a view of TrainConfig: one component per field, built from the dataclass, so the tab, the
+CLI flags and the YAML file cannot drift apart.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import gradio as gr
+import pandas as pd
+from sqlalchemy import select
+
+from app.services import Services
+from db.models import RunMetric, TrainingRun
+from training.config import ConfigError, TrainConfig
+from training.data import DatasetError
+from training.presets import MODEL_PRESETS
+from training.runs import (RunError, active_run, cancel_run, create_run, log_tail, reconcile_runs, request_stop,
+                           resume_run, start_run)
+
+CHOICES = {
+    "base_model": list(MODEL_PRESETS),
+    "quantization": ["nf4", "int8", "none"],
+    "compute_dtype": ["auto", "float32", "bfloat16", "float16"],
+    "target_modules": ["all-linear", "attention"],
+    "lr_scheduler": ["cosine", "linear", "constant", "constant_with_warmup"],
+    "optimizer": ["adamw_torch", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit"],
+    "attn_implementation": ["sdpa", "eager", "flash_attention_2"],
+    "language": ["", "en", "ko"],
+}
+FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def _component(f: dataclasses.Field):
+    label = f.name.replace("_", " ")
+    info = f.metadata.get("help")
+    if f.name in CHOICES:
+        return gr.Dropdown(CHOICES[f.name], value=f.default, label=label, info=info, elem_id=f"train_{f.name}",
+                           allow_custom_value=f.name in ("base_model", "target_modules"))
+    if f.type in (bool, "bool"):
+        return gr.Checkbox(f.default, label=label, info=info, elem_id=f"train_{f.name}")
+    if f.type in (int, "int"):
+        return gr.Number(f.default, precision=0, label=label, info=info, elem_id=f"train_{f.name}")
+    if f.type in (float, "float"):
+        return gr.Number(f.default, label=label, info=info, elem_id=f"train_{f.name}")
+    return gr.Textbox(str(f.default), label=label, info=info, elem_id=f"train_{f.name}")
+
+
+def config_from_form(values) -> TrainConfig:
+    d = {}
+    for f, v in zip(dataclasses.fields(TrainConfig), values):
+        if f.type in (int, "int"):
+            v = int(v) if v is not None else f.default
+        elif f.type in (float, "float"):
+            v = float(v) if v is not None else f.default
+        d[f.name] = v
+    return TrainConfig.from_dict(d)
+
+
+def status_markdown(run: TrainingRun | None, last: RunMetric | None) -> str:
+    if run is None:
+        return "*No training run yet.*"
+    total = run.config.get("max_steps", -1)
+    step = last.step if last else 0
+    pct = step / total if total and total > 0 else 0
+    bar = "█" * int(pct * 30) + "░" * (30 - int(pct * 30))
+    parts = [f"**Run #{run.id}** ({run.name}) — **{run.status}**",
+             f"`{bar}` step {step}" + (f"/{total}" if total and total > 0 else "")]
+    if last:
+        bits = [f"loss {last.loss:.3f}" if last.loss is not None else None,
+                f"eval loss {last.eval_loss:.3f}" if last.eval_loss is not None else None,
+                f"lr {last.learning_rate:.2e}" if last.learning_rate is not None else None,
+                f"{last.tokens_per_second:.0f} tokens/s" if last.tokens_per_second else None,
+                f"peak {last.peak_memory_mb:.0f} MiB" if last.peak_memory_mb else None,
+                f"ETA {last.eta_seconds:.0f} s" if last.eta_seconds is not None and run.status == "running" else None]
+        parts.append(" · ".join(b for b in bits if b))
+    if run.status == "completed" and run.final_loss is not None:
+        parts.append(f"finished in {run.runtime_seconds:.0f} s — adapter: `{run.adapter_path}`")
+    if run.error:
+        parts.append(f"⚠️ {run.error}")
+    return "\n\n".join(parts)
+
+
+def loss_frame(metrics: list[RunMetric]) -> pd.DataFrame:
+    rows = [{"step": m.step, "loss": m.loss, "series": "train"} for m in metrics if m.loss is not None]
+    rows += [{"step": m.step, "loss": m.eval_loss, "series": "eval"} for m in metrics if m.eval_loss is not None]
+    frame = pd.DataFrame(rows or [{"step": 0, "loss": float("nan"), "series": "train"}])
+    return frame.astype({"step": int, "loss": float})
+
+
+def runs_table(services: Services) -> list[list]:
+    with services.db.session() as s:
+        runs = list(s.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(50)))
+    return [[r.id, r.status, r.name, r.base_model, r.config.get("lora_r"), r.config.get("max_steps"),
+             None if r.final_loss is None else round(r.final_loss, 4),
+             None if r.runtime_seconds is None else round(r.runtime_seconds)] for r in runs]
+
+
+def build_train_tab(services: Services) -> None:
+    with gr.Tab("Train", id="train"):
+        gr.Markdown("QLoRA on your approved samples. Check the dataset first; the run starts in its own process, "
+                    "so you can close the page and come back.")
+        comps = []
+        with gr.Accordion("Settings (TrainConfig)", open=True):
+            fields = dataclasses.fields(TrainConfig)
+            for i in range(0, len(fields), 6):
+                with gr.Row():
+                    comps += [_component(f) for f in fields[i:i + 6]]
+        check = gr.Button("Check dataset & settings", elem_id="train_check")
+        preview = gr.Markdown(elem_id="train_preview")
+        with gr.Row():
+            first_prompt = gr.Textbox(label="First example: prompt (not trained on)", lines=8, interactive=False)
+            first_answer = gr.Textbox(label="First example: answer (the loss is computed here)", lines=8,
+                                      interactive=False)
+        command = gr.Code(label="The same run from the command line", language="shell", elem_id="train_command")
+        with gr.Row():
+            start = gr.Button("Train", variant="primary", interactive=False, elem_id="train_start")
+            stop = gr.Button("Stop & save", elem_id="train_stop")
+            cancel = gr.Button("Cancel", variant="stop", elem_id="train_cancel")
+            resume = gr.Button("Resume", elem_id="train_resume")
+        run_id = gr.Number(None, precision=0, label="Run", elem_id="train_run_id")
+        status = gr.Markdown(status_markdown(None, None), elem_id="train_status")
+        plot = gr.LinePlot(loss_frame([]), x="step", y="loss", color="series", title="Loss", height=260,
+                           elem_id="train_plot")
+        log = gr.Textbox(label="Log (tail)", lines=8, interactive=False, elem_id="train_log")
+        history = gr.Dataframe(headers=["id", "status", "name", "base model", "r", "steps", "train loss", "s"],
+                               value=runs_table(services), interactive=False, elem_id="train_history")
+        timer = gr.Timer(2.0)
+
+        def on_check(*values):
+            from training.base_model import ModelLoadError, load_tokenizer, resolve_base_model
+            from training.preview import preview_dataset
+
+            try:
+                cfg = config_from_form(values).validate()
+                tok = load_tokenizer(resolve_base_model(cfg.base_model))
+                p = preview_dataset(services.db, cfg, tok)
+            except (ConfigError, ModelLoadError, ValueError) as e:
+                raise gr.Error(str(e))
+            if p.approved == 0:
+                return ("**No approved samples** — generate some (Generate tab) and approve them first.",
+                        "", "", cfg.command_line(), gr.Button(interactive=False))
+            return (p.markdown(cfg), p.first_prompt, p.first_completion, cfg.command_line(),
+                    gr.Button(interactive=True))
+
+        def on_start(*values):
+            try:
+                cfg = config_from_form(values).validate()
+                services.release_model()  # the chat model's memory goes back before training takes it
+                new_id = create_run(services.db, cfg)
+                start_run(services.db, new_id)
+            except (ConfigError, DatasetError, RunError) as e:
+                raise gr.Error(str(e))
+            return new_id, *refresh(new_id)
+
+        def refresh(current):
+            reconcile_runs(services.db)
+            with services.db.session() as s:
+                run = s.get(TrainingRun, int(current)) if current else None
+                if run is None:  # reattach: the active run, else the latest
+                    run = active_run(services.db) or s.scalars(
+                        select(TrainingRun).order_by(TrainingRun.id.desc()).limit(1)).first()
+                metrics = list(s.scalars(select(RunMetric).where(RunMetric.run_id == run.id)
+                                         .order_by(RunMetric.step))) if run else []
+            return (status_markdown(run, metrics[-1] if metrics else None), loss_frame(metrics),
+                    log_tail(run.log_path, 12) if run else "", runs_table(services))
+
+        def on_stop(current):
+            if not current:
+                raise gr.Error("No run selected.")
+            request_stop(services.db, int(current))
+            return refresh(current)
+
+        def on_cancel(current):
+            if not current:
+                raise gr.Error("No run selected.")
+            cancel_run(services.db, int(current))
+            return refresh(current)
+
+        def on_resume(current):
+            if not current:
+                raise gr.Error("Type the number of the run to resume.")
+            try:
+                resume_run(services.db, int(current))
+            except RunError as e:
+                raise gr.Error(str(e))
+            return refresh(current)
+
+        outputs = [status, plot, log, history]
+        check.click(on_check, comps, [preview, first_prompt, first_answer, command, start])
+        for c in comps:  # a changed setting needs a new check before training
+            c.change(lambda: gr.Button(interactive=False), None, start)
+        start.click(on_start, comps, [run_id, *outputs])
+        stop.click(on_stop, run_id, outputs)
+        cancel.click(on_cancel, run_id, outputs)
+        resume.click(on_resume, run_id, outputs)
+        timer.tick(refresh, run_id, outputs)
