@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("name", nargs="?", default="smollm2-135m")
 
     p = sub.add_parser("runs", help="list training runs")
+    p = sub.add_parser("merge", help="fold a run's LoRA adapter into a full-precision copy of its base (for serving)")
+    p.add_argument("run", type=int)
+    p.add_argument("--out", default=None, help="output directory (default: data/runs/<run>/merged)")
     p = sub.add_parser("jobs", help="list generation jobs with their counts and cost")
     p = sub.add_parser("db", help="database maintenance")
     dsub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")

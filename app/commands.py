@@ -218,6 +218,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     run_training(db, cfg, name=args.name, wait=not args.no_wait)
 
 
+def cmd_merge(args: argparse.Namespace) -> None:
+    from training.export import merge_run
+
+    try:
+        print(merge_run(_db(), args.run, args.out))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
 def cmd_runs(args: argparse.Namespace) -> None:
     from sqlalchemy import select
 

@@ -113,3 +113,25 @@ def test_stopped_run_saves_its_adapter_and_resumes_from_its_checkpoint(samples_d
     with samples_db.session() as s:
         steps = list(s.scalars(select(RunMetric.step).where(RunMetric.run_id == run_id).order_by(RunMetric.step)))
     assert steps == list(range(1, 9))  # continued at step 2, no step logged twice
+
+
+def test_merged_export_matches_the_adapter_and_loads_without_peft(samples_db, tiny_model_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from training.export import merge_run
+
+    run_id = create_run(samples_db, _tiny_cfg(tiny_model_dir, quantization="none", max_steps=2))
+    start_run(samples_db, run_id)
+    run = wait_for_run(samples_db, run_id, poll_s=0.5)
+    assert run.status == "completed", run.error
+    out = merge_run(samples_db, run_id)
+    merged = AutoModelForCausalLM.from_pretrained(out).eval()
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), run.adapter_path).eval()
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, tuned(ids).logits, atol=1e-4)
+        assert not torch.allclose(merged(ids).logits, base(ids).logits, atol=1e-4)  # the update is really in
+    assert not any("lora" in n for n, _ in merged.named_parameters())
