@@ -136,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     m = msub.add_parser("prepare", help="convert a preset GGUF model to safetensors (once)")
     m.add_argument("name", nargs="?", default="smollm2-135m")
 
+    p = sub.add_parser("sweep", help="run a grid of training runs one after another and compare them",
+                       description="Every TrainConfig flag sets the base; each --grid setting=v1,v2 adds an axis.")
+    _add_train_flags(p)
+    p.add_argument("--grid", action="append", required=True, metavar="SETTING=V1,V2",
+                   help="e.g. lora_r=8,128,256 or target_modules=attention,all-linear (repeatable)")
+    p.add_argument("--name", default=None, help="a name for the sweep")
+
     p = sub.add_parser("runs", help="list training runs")
     p = sub.add_parser("merge", help="fold a run's LoRA adapter into a full-precision copy of its base (for serving)")
     p.add_argument("run", type=int)

@@ -218,6 +218,30 @@ def cmd_train(args: argparse.Namespace) -> None:
     run_training(db, cfg, name=args.name, wait=not args.no_wait)
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from app.cli import train_config_from_args
+    from training.sweep import format_table, parse_grid, run_sweep, sweep_configs, sweep_table
+
+    db = _db()
+    base, grid = train_config_from_args(args), parse_grid(args.grid)
+    total = len(sweep_configs(base, grid))
+    done = [0]
+
+    def run_one(db_, cfg, run_id):
+        from training.runs import start_run
+
+        done[0] += 1
+        print(f"[{done[0]}/{total}] {run_id}")
+        start_run(db_, run_id)
+        try:
+            watch_run(db_, run_id, cfg.max_steps if cfg.max_steps > 0 else None)
+        except UserError as e:  # one failed configuration does not stop the sweep
+            print(f"  {e}", file=sys.stderr)
+
+    name = run_sweep(db, base, grid, args.name, run_one=run_one)
+    print(f"\n{name}\n" + format_table(sweep_table(db, name)))
+
+
 def cmd_merge(args: argparse.Namespace) -> None:
     from training.export import merge_run
 

@@ -17,6 +17,8 @@ from db.models import RunMetric, TrainingRun
 from training.config import ConfigError, TrainConfig
 from training.data import DatasetError
 from training.presets import MODEL_PRESETS
+from training.sweep import COLUMNS as SWEEP_COLUMNS
+from training.sweep import parse_grid, sweep_configs, sweep_names, sweep_table
 from training.runs import (RunError, active_run, cancel_run, create_run, log_tail, reconcile_runs, request_stop,
                            resume_run, start_run)
 
@@ -127,6 +129,15 @@ def build_train_tab(services: Services) -> None:
         log = gr.Textbox(label="Log (tail)", lines=8, interactive=False, elem_id="train_log")
         history = gr.Dataframe(headers=["id", "status", "name", "base model", "r", "steps", "train loss", "s"],
                                value=runs_table(services), interactive=False, elem_id="train_history")
+        with gr.Accordion("Sweep: several runs, one after another, compared", open=False):
+            sweep_grid = gr.Textbox("lora_r=8,128,256", lines=2, label="Grid (one setting=v1,v2 per line)",
+                                    elem_id="train_sweep_grid")
+            sweep_start = gr.Button("Start sweep", elem_id="train_sweep_start")
+            sweep_pick = gr.Dropdown(sweep_names(services.db), label="Sweep", allow_custom_value=True,
+                                     elem_id="train_sweep_pick")
+            sweep_rows = gr.Dataframe(headers=list(SWEEP_COLUMNS), interactive=False, elem_id="train_sweep_table")
+            sweep_plot = gr.BarPlot(pd.DataFrame({"setting": [], "loss": [], "kind": []}), x="setting", y="loss",
+                                    color="kind", title="Loss by setting", height=240, elem_id="train_sweep_plot")
         timer = gr.Timer(2.0)
 
         def on_check(*values):
@@ -187,6 +198,34 @@ def build_train_tab(services: Services) -> None:
             except RunError as e:
                 raise gr.Error(str(e))
             return refresh(current)
+
+        def on_sweep(grid_text, *values):
+            from db.processes import launch_worker
+            from db.settings import get_settings
+
+            specs = [ln.strip() for ln in grid_text.splitlines() if ln.strip()]
+            try:
+                cfg = config_from_form(values).validate()
+                sweep_configs(cfg, parse_grid(specs))  # refuse a bad grid here, not in the background
+            except ConfigError as e:
+                raise gr.Error(str(e))
+            name = f"sweep {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M:%S}"
+            args = ["sweep", "--name", name, *cfg.command_line().split()[2:]]
+            for spec in specs:
+                args += ["--grid", spec]
+            launch_worker("app.cli", args, get_settings().logs_dir / "sweeps.log", services.db.url)
+            return gr.Dropdown(choices=[name, *sweep_names(services.db)], value=name)
+
+        def show_sweep(name):
+            rows = sweep_table(services.db, name) if name else []
+            table = [[r[c] for c in SWEEP_COLUMNS] for r in rows]
+            bars = [{"setting": r["setting"], "loss": r[k], "kind": k} for r in rows
+                    for k in ("train_loss", "eval_loss") if r[k] is not None]
+            return table, pd.DataFrame(bars or {"setting": [], "loss": [], "kind": []})
+
+        sweep_start.click(on_sweep, [sweep_grid, *comps], sweep_pick)
+        sweep_pick.change(show_sweep, sweep_pick, [sweep_rows, sweep_plot])
+        timer.tick(show_sweep, sweep_pick, [sweep_rows, sweep_plot])
 
         outputs = [status, plot, log, history]
         check.click(on_check, comps, [preview, first_prompt, first_answer, command, start])

@@ -182,7 +182,13 @@ class TrainingRun(Base):
     pid: Mapped[Optional[int]] = mapped_column(Integer)
     error: Mapped[Optional[str]] = mapped_column(Text)
     final_loss: Mapped[Optional[float]] = mapped_column(Float)
+    eval_loss: Mapped[Optional[float]] = mapped_column(Float)
     runtime_seconds: Mapped[Optional[float]] = mapped_column(Float)
+    sweep: Mapped[Optional[str]] = mapped_column(String(200), index=True)  # runs of one sweep share its name
+    trainable_params: Mapped[Optional[int]] = mapped_column(Integer)
+    adapter_size_mb: Mapped[Optional[float]] = mapped_column(Float)
+    peak_memory_mb: Mapped[Optional[float]] = mapped_column(Float)
+    estimated_memory_mb: Mapped[Optional[float]] = mapped_column(Float)  # the preflight's estimate
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))

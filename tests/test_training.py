@@ -135,3 +135,27 @@ def test_merged_export_matches_the_adapter_and_loads_without_peft(samples_db, ti
         assert torch.allclose(merged(ids).logits, tuned(ids).logits, atol=1e-4)
         assert not torch.allclose(merged(ids).logits, base(ids).logits, atol=1e-4)  # the update is really in
     assert not any("lora" in n for n, _ in merged.named_parameters())
+
+
+def test_sweep_runs_each_setting_and_compares_them(samples_db, tiny_model_dir, capsys):
+    from app.cli import main
+    from training.sweep import sweep_table
+
+    assert main(["sweep", "--base-model", tiny_model_dir, "--max-steps", "2", "--batch-size", "2",
+                 "--max-length", "256", "--grid", "lora_r=2,16", "--name", "rank"]) == 0
+    rows = sweep_table(samples_db, "rank")
+    assert [r["setting"] for r in rows] == ["lora_r=2", "lora_r=16"]
+    assert all(r["status"] == "completed" and r["train_loss"] and r["peak_memory_mb"] for r in rows)
+    assert rows[1]["trainable_params"] == 8 * rows[0]["trainable_params"]  # LoRA params scale with r
+    assert rows[1]["adapter_mb"] > rows[0]["adapter_mb"]
+    assert "trainable_params" in capsys.readouterr().out
+
+
+def test_bad_sweep_grid_is_refused_before_any_run(samples_db, capsys):
+    from app.cli import main
+
+    assert main(["sweep", "--grid", "lora_rank=8,16", "--grid", "lora_r=0,8"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown setting 'lora_rank'" in err
+    with samples_db.session() as s:
+        assert s.scalars(select(TrainingRun)).first() is None

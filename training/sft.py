@@ -236,11 +236,12 @@ def train(db: Database, run_id: int) -> None:
     if last:
         print(f"resuming from {last}", flush=True)
     result = trainer.train(resume_from_checkpoint=last)
-    if eval_ds is not None:
-        trainer.evaluate()
+    eval_loss = trainer.evaluate().get("eval_loss") if eval_ds is not None else None
     adapter_dir = run_dir / "adapter"
     trainer.save_model(str(adapter_dir))
     tokenizer.save_pretrained(str(adapter_dir))
+    trainable, _ = trainer.model.get_nb_trainable_parameters()
+    adapter_bytes = sum(f.stat().st_size for f in adapter_dir.glob("adapter_model.*"))
     stopped = (run_dir / STOP_FILE).exists()
     (run_dir / STOP_FILE).unlink(missing_ok=True)
     with db.begin() as s:
@@ -248,6 +249,10 @@ def train(db: Database, run_id: int) -> None:
         run.status = "stopped" if stopped else "completed"
         run.adapter_path = str(adapter_dir)
         run.final_loss = float(result.training_loss)
+        run.eval_loss = float(eval_loss) if eval_loss is not None else None
+        run.trainable_params = int(trainable)
+        run.adapter_size_mb = adapter_bytes / 2**20
+        run.peak_memory_mb = peak_memory_mb()
         run.runtime_seconds = float(result.metrics.get("train_runtime", 0.0))
         run.finished_at = _now()
         run.pid = None

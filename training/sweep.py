@@ -1,0 +1,109 @@
+"""Sweeps: a small grid of training runs, one after another, then one table to compare them.
+
+    moodshelf sweep --grid lora_r=8,128,256 --max-steps 30
+    moodshelf sweep --grid target_modules=attention,all-linear --grid lora_r=8,64
+
+Every run is an ordinary training run (its own config.yaml, log and adapter) that carries the sweep's
+name, so the Train tab and `moodshelf runs` show them too.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from datetime import datetime, timezone
+from typing import Callable
+
+from sqlalchemy import select
+
+from db.engine import Database
+from db.models import TrainingRun
+from training.config import ConfigError, TrainConfig
+
+COLUMNS = ("run", "status", "setting", "train_loss", "eval_loss", "runtime_s", "trainable_params", "peak_memory_mb",
+           "adapter_mb")
+
+
+def parse_grid(specs: list[str]) -> dict[str, list]:
+    """["lora_r=8,128", "target_modules=attention,all-linear"] -> {"lora_r": [8, 128], ...}, typed like TrainConfig."""
+    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    grid, problems = {}, []
+    for spec in specs:
+        key, _, values = spec.partition("=")
+        key = key.strip().replace("-", "_")
+        if key not in types:
+            problems.append(f"unknown setting '{key}' in --grid {spec}")
+            continue
+        cast = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}.get(str(types[key]), str)
+        try:
+            grid[key] = [cast(v.strip()) for v in values.split(",") if v.strip()]
+        except ValueError:
+            problems.append(f"--grid {spec}: values must be {types[key]}")
+            continue
+        if not grid[key]:
+            problems.append(f"--grid {spec} has no values")
+    if not grid and not problems:
+        problems.append("a sweep needs at least one --grid setting=value1,value2")
+    if problems:
+        raise ConfigError(problems)
+    return grid
+
+
+def sweep_configs(base: TrainConfig, grid: dict[str, list]) -> list[tuple[str, TrainConfig]]:
+    out, problems = [], []
+    keys = list(grid)
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        cfg = dataclasses.replace(base, **dict(zip(keys, combo)))
+        label = ", ".join(f"{k}={v}" for k, v in zip(keys, combo))
+        problems += [f"{label}: {p}" for p in cfg.problems()]
+        out.append((label, cfg))
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def run_sweep(db: Database, base: TrainConfig, grid: dict[str, list], name: str | None = None,
+              run_one: Callable[[Database, TrainConfig, str], int] | None = None) -> str:
+    """Run every configuration of the grid, one after another; returns the sweep's name."""
+    from training.runs import create_run, start_run, wait_for_run
+
+    configs = sweep_configs(base, grid)  # all validated before the first run starts
+    name = name or f"sweep {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S}"
+    for label, cfg in configs:
+        run_id = create_run(db, cfg, name=f"{name}: {label}")
+        with db.begin() as s:
+            s.get(TrainingRun, run_id).sweep = name
+        if run_one is not None:
+            run_one(db, cfg, run_id)
+        else:
+            start_run(db, run_id)
+            wait_for_run(db, run_id)
+    return name
+
+
+def sweep_table(db: Database, name: str) -> list[dict]:
+    with db.session() as s:
+        runs = list(s.scalars(select(TrainingRun).where(TrainingRun.sweep == name).order_by(TrainingRun.id)))
+    return [{"run": r.id, "status": r.status, "setting": r.name.split(": ", 1)[-1],
+             "train_loss": r.final_loss, "eval_loss": r.eval_loss, "runtime_s": r.runtime_seconds,
+             "trainable_params": r.trainable_params, "peak_memory_mb": r.peak_memory_mb,
+             "adapter_mb": r.adapter_size_mb} for r in runs]
+
+
+def format_table(rows: list[dict]) -> str:
+    def cell(v):
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    widths = {c: max(len(c), *(len(cell(r[c])) for r in rows)) if rows else len(c) for c in COLUMNS}
+    lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS)]
+    lines += ["  ".join(cell(r[c]).ljust(widths[c]) for c in COLUMNS) for r in rows]
+    return "\n".join(lines)
+
+
+def sweep_names(db: Database) -> list[str]:
+    with db.session() as s:
+        return [n for (n,) in s.execute(select(TrainingRun.sweep).where(TrainingRun.sweep.is_not(None))
+                                        .group_by(TrainingRun.sweep).order_by(TrainingRun.sweep.desc()))]
