@@ -159,3 +159,29 @@ def test_bad_sweep_grid_is_refused_before_any_run(samples_db, capsys):
     assert "unknown setting 'lora_rank'" in err
     with samples_db.session() as s:
         assert s.scalars(select(TrainingRun)).first() is None
+
+
+def test_two_process_cpu_ddp_through_accelerate_launch(samples_db, tiny_model_dir):
+    run_id = create_run(samples_db, _tiny_cfg(tiny_model_dir, num_processes=2, accelerate_config="cpu_ddp",
+                                               max_steps=3))
+    start_run(samples_db, run_id)
+    run = wait_for_run(samples_db, run_id, poll_s=0.5)
+    log = open(run.log_path).read()
+    assert run.status == "completed", run.error or log[-3000:]
+    with samples_db.session() as s:
+        steps = list(s.scalars(select(RunMetric.step).where(RunMetric.run_id == run_id).order_by(RunMetric.step)))
+    assert steps == [1, 2, 3]  # one writer, not two
+    assert "rank 0 of world_size=2" in log and "rank 1 of world_size=2" in log
+    from peft import PeftConfig
+
+    assert PeftConfig.from_pretrained(run.adapter_path).r == 4
+
+
+def test_bad_distributed_settings_are_refused():
+    from training.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        TrainConfig(num_processes=0, accelerate_config="nope").validate()
+    assert "num_processes must be >= 1" in str(e.value) and "'nope' is neither a shipped config" in str(e.value)
+    with pytest.raises(ConfigError, match="ZeRO-3 cannot shard"):
+        TrainConfig(accelerate_config="deepspeed_zero3").validate()

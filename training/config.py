@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 DEFAULT_BASE_MODEL = "smollm2-135m"
+ACCELERATE_CONFIGS = {p.stem: p for p in (Path(__file__).parent / "accelerate_configs").glob("*.yaml")}
 
 
 class ConfigError(ValueError):
@@ -57,6 +58,11 @@ class TrainConfig:
     logging_steps: int = field(default=1, metadata={"help": "record metrics every N steps"})
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps, to resume from (0: never)"})
     seed: int = field(default=42, metadata={"help": "seed for the split, LoRA init and data order"})
+    num_processes: int = field(default=1, metadata={
+        "help": "processes (GPUs) to train on; > 1 runs through `accelerate launch`"})
+    accelerate_config: str = field(default="", metadata={
+        "help": "ddp, cpu_ddp, deepspeed_zero2, deepspeed_zero3, fsdp_qlora, or a YAML path (empty: ddp on GPUs, "
+                "cpu_ddp on CPU)"})
 
     def problems(self) -> list[str]:
         p = []
@@ -89,6 +95,14 @@ class TrainConfig:
                      "paged_adamw_32bit")
         if self.language not in ("", "ko", "en"):
             p.append(f"language must be ko, en or empty (got {self.language!r})")
+        if self.num_processes < 1:
+            p.append(f"num_processes must be >= 1 (got {self.num_processes})")
+        if self.accelerate_config and self.accelerate_config_path() is None:
+            p.append(f"accelerate_config {self.accelerate_config!r} is neither a shipped config "
+                     f"({', '.join(sorted(ACCELERATE_CONFIGS))}) nor a YAML file")
+        if self.accelerate_config.startswith("deepspeed_zero3") and self.quantization != "none":
+            p.append("DeepSpeed ZeRO-3 cannot shard 4/8-bit bitsandbytes weights: use quantization none, or "
+                     "accelerate_config fsdp_qlora for sharded QLoRA")
         if self.save_steps < 0:
             p.append(f"save_steps must be >= 0 (got {self.save_steps})")
         if self.logging_steps <= 0:
@@ -109,6 +123,17 @@ class TrainConfig:
         if problems := self.problems():
             raise ConfigError(problems)
         return self
+
+    def accelerate_config_path(self) -> Path | None:
+        name = self.accelerate_config
+        if not name:
+            import torch
+
+            name = "ddp" if torch.cuda.is_available() else "cpu_ddp"
+        if name in ACCELERATE_CONFIGS:
+            return ACCELERATE_CONFIGS[name]
+        path = Path(name).expanduser()
+        return path if path.is_file() else None
 
     def target_module_list(self) -> str | list[str]:
         if self.target_modules == "all-linear":

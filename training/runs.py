@@ -81,8 +81,14 @@ def start_run(db: Database, run_id: int) -> int:
         run = s.get(TrainingRun, run_id)
         if run is None:
             raise RunError(f"No training run {run_id}.")
-        log_path = run.log_path
-    pid = launch_worker("training.sft", ["--run-id", str(run_id)], log_path, db.url)
+        log_path, cfg = run.log_path, TrainConfig.from_dict(run.config)
+    if cfg.num_processes > 1:
+        # One launcher, N ranks: accelerate starts them; the launcher's process group is what Cancel kills.
+        args = ["--config_file", str(cfg.accelerate_config_path()), "--num_processes", str(cfg.num_processes),
+                "-m", "training.sft", "--run-id", str(run_id)]
+        pid = launch_worker("accelerate.commands.launch", args, log_path, db.url)
+    else:
+        pid = launch_worker("training.sft", ["--run-id", str(run_id)], log_path, db.url)
     with db.begin() as s:
         run = s.get(TrainingRun, run_id)
         run.pid = pid

@@ -38,8 +38,11 @@ def quantization_config(cfg: TrainConfig, dtype):
     from transformers import BitsAndBytesConfig
 
     if cfg.quantization == "nf4":
+        extra = {}
+        if cfg.num_processes > 1 and cfg.accelerate_config == "fsdp_qlora":
+            extra["bnb_4bit_quant_storage"] = dtype  # FSDP shards tensors of one dtype: store 4-bit packed as it
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                  bnb_4bit_use_double_quant=cfg.double_quant, bnb_4bit_compute_dtype=dtype)
+                                  bnb_4bit_use_double_quant=cfg.double_quant, bnb_4bit_compute_dtype=dtype, **extra)
     if cfg.quantization == "int8":
         return BitsAndBytesConfig(load_in_8bit=True)
     return None
@@ -67,7 +70,8 @@ def load_model_for_training(cfg: TrainConfig, model_path: str):
     kwargs = {"dtype": dtype, "attn_implementation": cfg.attn_implementation}
     if qconf is not None:
         kwargs["quantization_config"] = qconf
-        kwargs["device_map"] = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        kwargs["device_map"] = {"": local_rank} if torch.cuda.is_available() else {"": "cpu"}
     try:
         model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     except Exception as e:  # noqa: BLE001
@@ -122,6 +126,8 @@ class DBMetricsCallback:
                 return control
 
             def on_log(self, args, state, control, logs=None, **kw):
+                if not state.is_world_process_zero:  # with several ranks, one writes
+                    return
                 logs = logs or {}
                 now = time.time()
                 tokens = float(logs.get("num_tokens", state.num_input_tokens_seen or 0) or 0)
@@ -181,12 +187,15 @@ def train(db: Database, run_id: int) -> None:
     from training.base_model import load_tokenizer, resolve_base_model
     from training.data import load_examples
 
+    main_process = int(os.environ.get("RANK", "0")) == 0
     with db.begin() as s:
         run = s.get(TrainingRun, run_id)
         if run is None:
             raise SystemExit(f"No training run {run_id}.")
         cfg = TrainConfig.from_dict(run.config).validate()
-        run.status, run.pid, run.started_at, run.error = "running", os.getpid(), _now(), None
+        if main_process:
+            # Keep the pid start_run recorded (under accelerate it is the launcher, whose group Cancel kills).
+            run.status, run.pid, run.started_at, run.error = "running", run.pid or os.getpid(), _now(), None
         run_dir, train_ids, eval_ids = Path(run.output_dir), list(run.sample_ids), list(run.eval_sample_ids)
 
     torch.manual_seed(cfg.seed)
@@ -229,6 +238,8 @@ def train(db: Database, run_id: int) -> None:
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, peft_config=peft_config,
                          callbacks=[DBMetricsCallback(db, run_id, run_dir)])
+    print(f"moodshelf worker: rank {args.process_index} of world_size={args.world_size}, device {args.device}",
+          flush=True)
     from transformers.trainer_utils import get_last_checkpoint
 
     ckpt_dir = run_dir / "checkpoints"
@@ -238,7 +249,9 @@ def train(db: Database, run_id: int) -> None:
     result = trainer.train(resume_from_checkpoint=last)
     eval_loss = trainer.evaluate().get("eval_loss") if eval_ds is not None else None
     adapter_dir = run_dir / "adapter"
-    trainer.save_model(str(adapter_dir))
+    trainer.save_model(str(adapter_dir))  # every rank calls it; only the main process writes
+    if not main_process:
+        return
     tokenizer.save_pretrained(str(adapter_dir))
     trainable, _ = trainer.model.get_nb_trainable_parameters()
     adapter_bytes = sum(f.stat().st_size for f in adapter_dir.glob("adapter_model.*"))
