@@ -48,7 +48,8 @@ class TrainConfig:
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for activation memory"})
     packing: bool = field(default=False, metadata={"help": "pack several examples into each sequence (BFD)"})
     padding_free: bool = field(default=False, metadata={
-        "help": "concatenate the batch without padding tokens (position ids keep examples apart)"})
+        "help": "concatenate the batch without padding tokens (position ids keep examples apart); without "
+                "packing, examples are not truncated to max_length"})
     attn_implementation: str = field(default="sdpa", metadata={
         "help": "sdpa, eager, or flash_attention_2 (needs the flash-attn package and a GPU)"})
     optimizer: str = field(default="adamw_torch", metadata={
@@ -56,6 +57,8 @@ class TrainConfig:
     eval_fraction: float = field(default=0.1, metadata={"help": "share of approved samples held out for eval"})
     language: str = field(default="", metadata={"help": "train only on samples in this language (ko/en); empty: all"})
     logging_steps: int = field(default=1, metadata={"help": "record metrics every N steps"})
+    eval_steps: int = field(default=0, metadata={
+        "help": "evaluate every N steps (0: about five times per run; -1: only at the end)"})
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps, to resume from (0: never)"})
     seed: int = field(default=42, metadata={"help": "seed for the split, LoRA init and data order"})
     num_processes: int = field(default=1, metadata={
@@ -103,6 +106,8 @@ class TrainConfig:
         if self.accelerate_config.startswith("deepspeed_zero3") and self.quantization != "none":
             p.append("DeepSpeed ZeRO-3 cannot shard 4/8-bit bitsandbytes weights: use quantization none, or "
                      "accelerate_config fsdp_qlora for sharded QLoRA")
+        if self.eval_steps < -1:
+            p.append(f"eval_steps must be >= -1 (got {self.eval_steps})")
         if self.save_steps < 0:
             p.append(f"save_steps must be >= 0 (got {self.save_steps})")
         if self.logging_steps <= 0:

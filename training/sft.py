@@ -164,6 +164,8 @@ def eval_every(cfg: TrainConfig, n_train: int) -> int:
     """About five evaluations per run, never more often than every 10 steps (eval passes cost real time)."""
     import math
 
+    if cfg.eval_steps > 0:
+        return cfg.eval_steps
     steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(
         math.ceil(n_train / cfg.batch_size) / cfg.grad_accum * cfg.epochs)
     return max(10, steps // 5)
@@ -216,13 +218,14 @@ def train(db: Database, run_id: int) -> None:
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,  # transformers 5: a value < 1 is a share of the total steps
         logging_steps=cfg.logging_steps,
-        eval_strategy="steps" if eval_ds is not None else "no",
+        eval_strategy="steps" if eval_ds is not None and cfg.eval_steps != -1 else "no",
         eval_steps=eval_every(cfg, len(train_ds)),
         save_strategy="steps" if cfg.save_steps > 0 else "no",
         save_steps=cfg.save_steps or 500,
         save_total_limit=1,
         report_to="none",
-        max_length=cfg.max_length,
+        # TRL cannot enforce max_length on padding-free batches without packing; it refuses the combination.
+        max_length=None if cfg.padding_free and not cfg.packing else cfg.max_length,
         seed=cfg.seed,
         data_seed=cfg.seed,
         bf16=on_gpu and dtype == torch.bfloat16,
