@@ -80,6 +80,11 @@ def status_markdown(run: TrainingRun | None, last: RunMetric | None) -> str:
         parts.append(" · ".join(b for b in bits if b))
     if run.status == "completed" and run.final_loss is not None:
         parts.append(f"finished in {run.runtime_seconds:.0f} s — adapter: `{run.adapter_path}`")
+    if run.estimated_memory_mb:
+        measured = run.peak_memory_mb or (last.peak_memory_mb if last else None)
+        parts.append(f"memory: estimated {run.estimated_memory_mb:.0f} MiB" + (
+            f", measured peak {measured:.0f} MiB ({(run.estimated_memory_mb - measured) / measured:+.0%})"
+            if measured else ""))
     if run.error:
         parts.append(f"⚠️ {run.error}")
     return "\n\n".join(parts)
@@ -146,14 +151,25 @@ def build_train_tab(services: Services) -> None:
 
             try:
                 cfg = config_from_form(values).validate()
-                tok = load_tokenizer(resolve_base_model(cfg.base_model))
+                path = resolve_base_model(cfg.base_model)
+                tok = load_tokenizer(path)
                 p = preview_dataset(services.db, cfg, tok)
             except (ConfigError, ModelLoadError, ValueError) as e:
                 raise gr.Error(str(e))
+            memory = ""
+            if p.token_lengths:
+                import torch
+                from transformers import AutoConfig
+
+                from training.memory import preflight
+
+                est, warning = preflight(cfg, AutoConfig.from_pretrained(path), p.token_lengths,
+                                         "cuda" if torch.cuda.is_available() else "cpu")
+                memory = f"\n\n**Memory preflight:** {est.summary()}" + (f"\n\n⚠️ **{warning}**" if warning else "")
             if p.approved == 0:
                 return ("**No approved samples** — generate some (Generate tab) and approve them first.",
                         "", "", cfg.command_line(), gr.Button(interactive=False))
-            return (p.markdown(cfg), p.first_prompt, p.first_completion, cfg.command_line(),
+            return (p.markdown(cfg) + memory, p.first_prompt, p.first_completion, cfg.command_line(),
                     gr.Button(interactive=True))
 
         def on_start(*values):

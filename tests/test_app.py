@@ -132,6 +132,7 @@ def test_train_tab_checks_the_dataset_then_trains_and_shows_progress(catalog_db,
         values = [getattr(cfg, f) for f in FIELDS]
         preview, prompt, answer, command = client.predict(*values, api_name="/on_check")[:4]
         assert "**10 approved samples**" in preview and "Tokens per example" in preview
+        assert "Memory preflight" in preview
         assert "Recommend 3 books" in prompt and answer.startswith("1. ")
         assert command.startswith("moodshelf train --base-model") and "--max-steps 3" in command
         run_id = client.predict(*values, api_name="/on_start")[0]

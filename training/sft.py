@@ -160,6 +160,20 @@ class DBMetricsCallback:
         return _Callback(*args, **kwargs)
 
 
+def record_memory_preflight(db: Database, run_id: int, cfg: TrainConfig, model_config, tokenizer, examples) -> None:
+    """Store the preflight estimate on the run (the tab shows it next to the measured peak) and log it."""
+    import torch
+
+    from training.memory import example_lengths, preflight
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # The model is already loaded here, so only the warning is late; the Train tab's check shows it before.
+    est, warning = preflight(cfg, model_config, example_lengths(tokenizer, examples), device)
+    print(f"memory preflight: {est.summary()}" + (f"\nWARNING: {warning}" if warning else ""), flush=True)
+    with db.begin() as s:
+        s.get(TrainingRun, run_id).estimated_memory_mb = est.total
+
+
 def eval_every(cfg: TrainConfig, n_train: int) -> int:
     """About five evaluations per run, never more often than every 10 steps (eval passes cost real time)."""
     import math
@@ -204,7 +218,10 @@ def train(db: Database, run_id: int) -> None:
     model_path = resolve_base_model(cfg.base_model)
     tokenizer = load_tokenizer(model_path)
     model, peft_config, dtype = load_model_for_training(cfg, model_path)
-    train_ds = Dataset.from_list(load_examples(db, train_ids))
+    train_examples = load_examples(db, train_ids)
+    train_ds = Dataset.from_list(train_examples)
+    if main_process:
+        record_memory_preflight(db, run_id, cfg, model.config, tokenizer, train_examples)
     eval_ds = Dataset.from_list(load_examples(db, eval_ids)) if eval_ids else None
     on_gpu = torch.cuda.is_available()
     args = SFTConfig(
