@@ -15,7 +15,7 @@ from sqlalchemy import select
 from app.services import Services
 from db.models import RunMetric, TrainingRun
 from training.config import ConfigError, TrainConfig
-from training.data import DatasetError
+from training.data import DatasetError, check_prompt_lengths, chat_example
 from training.presets import MODEL_PRESETS
 from training.sweep import COLUMNS as SWEEP_COLUMNS
 from training.sweep import parse_grid, sweep_configs, sweep_names, sweep_table
@@ -59,6 +59,16 @@ def config_from_form(values) -> TrainConfig:
             v = float(v) if v is not None else f.default
         d[f.name] = v
     return TrainConfig.from_dict(d)
+
+
+def approved_samples(db, cfg: TrainConfig, limit: int = 2000):
+    from db.models import Sample
+
+    q = select(Sample).where(Sample.status == "approved")
+    if cfg.language:
+        q = q.where(Sample.language == cfg.language)
+    with db.session() as s:
+        return list(s.scalars(q.order_by(Sample.id).limit(limit)))
 
 
 def status_markdown(run: TrainingRun | None, last: RunMetric | None) -> str:
@@ -154,6 +164,9 @@ def build_train_tab(services: Services) -> None:
                 path = resolve_base_model(cfg.base_model)
                 tok = load_tokenizer(path)
                 p = preview_dataset(services.db, cfg, tok)
+                if p.approved and not (cfg.padding_free and not cfg.packing):
+                    check_prompt_lengths(tok, [chat_example(sm) for sm in approved_samples(services.db, cfg)],
+                                         cfg.max_length)
             except (ConfigError, ModelLoadError, ValueError) as e:
                 raise gr.Error(str(e))
             memory = ""

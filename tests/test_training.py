@@ -185,3 +185,11 @@ def test_bad_distributed_settings_are_refused():
     assert "num_processes must be >= 1" in str(e.value) and "'nope' is neither a shipped config" in str(e.value)
     with pytest.raises(ConfigError, match="ZeRO-3 cannot shard"):
         TrainConfig(accelerate_config="deepspeed_zero3").validate()
+
+
+def test_max_length_shorter_than_the_prompt_fails_with_a_clear_message(samples_db, tiny_model_dir):
+    run_id = create_run(samples_db, _tiny_cfg(tiny_model_dir, max_length=40))
+    start_run(samples_db, run_id)
+    run = wait_for_run(samples_db, run_id, poll_s=0.5)
+    assert run.status == "failed"
+    assert "max_length 40 is shorter than the prompt" in run.error and "raise max_length to at least" in run.error

@@ -75,3 +75,15 @@ def load_examples(db: Database, ids: list[int]) -> list[dict]:
     if missing:
         raise DatasetError(f"Samples {missing[:10]} recorded on the run no longer exist.")
     return [chat_example(by_id[i]) for i in ids]
+
+
+def check_prompt_lengths(tokenizer, examples: list[dict], max_length: int) -> None:
+    """Refuse a max_length that leaves no room for the answer: truncation would cut every answer token of
+    such an example, and it would teach nothing (TRL silently drops fully masked examples)."""
+    lengths = [len(tokenizer.apply_chat_template(ex["prompt"], tokenize=True, add_generation_prompt=True,
+                                                 return_dict=True)["input_ids"]) for ex in examples]
+    too_long = [n for n in lengths if n >= max_length]
+    if too_long:
+        raise DatasetError(
+            f"max_length {max_length} is shorter than the prompt of {len(too_long)} of {len(lengths)} examples "
+            f"(longest prompt {max(lengths)} tokens): raise max_length to at least {max(lengths) + 64}.")

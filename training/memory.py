@@ -56,7 +56,14 @@ MIB = 2**20
 # Measured on the 2-core CPU box (bench/bench_memory_preflight.py): RSS of the worker before the model loads
 # (~600 MiB: torch, transformers, trl, peft, datasets, bitsandbytes, tokenizer, DB), plus the trainer, plus
 # the file-backed library code the first training step pages in (~120 MiB).
-CPU_RUNTIME_MIB = 780.0
+CPU_RUNTIME_MIB = 540.0
+# bitsandbytes' CPU kernels: library pages the first quantized step maps in (RssFile, measured ~115 MiB).
+CPU_BNB_CODE_MIB = 115.0
+# glibc malloc keeps freed tensor memory that later tensors cannot always reuse (its mmap threshold grows to
+# the size of freed blocks, up to 32 MiB, so mid-sized activations land in the heap and leave holes): peak RSS
+# exceeds the live tensors by this share of the step's full activation volume (measured on SmolLM2-135M,
+# bench/bench_memory_preflight.py and per-layer RSS traces). Non-quantized base layers fragment the most.
+CPU_ALLOCATOR_SHARE = {"none": 0.45, "quantized": 0.0, "quantized+grad_ckpt": 0.10}
 # torch.cuda.max_memory_allocated does not see the CUDA context, so nothing for the comparison...
 CUDA_RUNTIME_MIB = 0.0
 # ...but a new training process needs one, so fits()/preflight() keep this much free on top.
@@ -161,9 +168,10 @@ class MemoryEstimate:
     gradients: float
     activations: float
     logits: float
+    allocator: float = 0.0
     notes: list[str] = field(default_factory=list)
 
-    TERMS = ("runtime", "weights", "lora", "optimizer", "gradients", "activations", "logits")
+    TERMS = ("runtime", "weights", "lora", "optimizer", "gradients", "activations", "logits", "allocator")
 
     @property
     def total(self) -> float:
@@ -256,7 +264,7 @@ def estimate_peak_memory(cfg: TrainConfig, model_config, seq_lengths: list[int],
     if cfg.target_modules not in ("all-linear", "attention") and len(targets) < len(cfg.target_module_list()):
         notes.append("some target_modules are not standard decoder linears and are not counted")
 
-    runtime = CUDA_RUNTIME_MIB if on_cuda else CPU_RUNTIME_MIB
+    runtime = CUDA_RUNTIME_MIB if on_cuda else CPU_RUNTIME_MIB + (CPU_BNB_CODE_MIB if cfg.quantization != "none" else 0)
     weights, wnotes = _weights_bytes(cfg, shape, d, on_cuda)
     notes += wnotes
 
@@ -264,7 +272,9 @@ def estimate_peak_memory(cfg: TrainConfig, model_config, seq_lengths: list[int],
     lora_tensors = [(cfg.lora_r * dims[t][0], dims[t][1] * cfg.lora_r) for t in targets]  # A, B per layer
     lora_params = shape.layers * sum(a + b for a, b in lora_tensors)
     lora = lora_params * 4
-    gradients = lora_params * 4
+    # The step peaks in the LM head's backward, before any LoRA gradient exists (the previous step's were
+    # freed by zero_grad); only with gradient accumulation do gradients outlive a micro-batch.
+    gradients = lora_params * 4 if cfg.grad_accum > 1 else 0.0
     if cfg.optimizer in ("adamw_bnb_8bit", "paged_adamw_8bit"):
         optimizer = shape.layers * sum((2 if n >= BNB_MIN_8BIT_SIZE else 8) * n for ab in lora_tensors for n in ab)
     else:
@@ -283,6 +293,12 @@ def estimate_peak_memory(cfg: TrainConfig, model_config, seq_lengths: list[int],
     if on_cuda and d < 4:
         activations += tokens * shape.layers * 2 * shape.hidden * 4  # RMSNorm computes in fp32
 
+    allocator = 0.0
+    if not on_cuda:
+        share = CPU_ALLOCATOR_SHARE["none" if cfg.quantization == "none" else
+                                    "quantized+grad_ckpt" if cfg.gradient_checkpointing else "quantized"]
+        allocator = share * tokens * shape.layers * per_layer_elems * d
+
     if fused_lm_head is None:
         fused_lm_head = _fused_lm_head_available()
     n_pred = cfg.batch_size * max(seq_len - 1, 1)
@@ -299,7 +315,7 @@ def estimate_peak_memory(cfg: TrainConfig, model_config, seq_lengths: list[int],
     return MemoryEstimate(device="cuda" if on_cuda else "cpu", batch_size=cfg.batch_size, seq_len=seq_len,
                           runtime=runtime, weights=weights / MIB, lora=lora / MIB, optimizer=optimizer / MIB,
                           gradients=gradients / MIB, activations=activations / MIB, logits=logits / MIB,
-                          notes=notes)
+                          allocator=allocator / MIB, notes=notes)
 
 
 def available_memory_mib(device: str = "cpu") -> float:

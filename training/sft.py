@@ -201,7 +201,7 @@ def train(db: Database, run_id: int) -> None:
     from trl import SFTConfig, SFTTrainer
 
     from training.base_model import load_tokenizer, resolve_base_model
-    from training.data import load_examples
+    from training.data import check_prompt_lengths, load_examples
 
     main_process = int(os.environ.get("RANK", "0")) == 0
     with db.begin() as s:
@@ -219,6 +219,8 @@ def train(db: Database, run_id: int) -> None:
     tokenizer = load_tokenizer(model_path)
     model, peft_config, dtype = load_model_for_training(cfg, model_path)
     train_examples = load_examples(db, train_ids)
+    if not (cfg.padding_free and not cfg.packing):  # padding-free batches are not truncated
+        check_prompt_lengths(tokenizer, train_examples, cfg.max_length)
     train_ds = Dataset.from_list(train_examples)
     if main_process:
         record_memory_preflight(db, run_id, cfg, model.config, tokenizer, train_examples)
