@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,6 +73,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2, help="optimizer steps per run")
     ap.add_argument("--only", default="", help="comma-separated row numbers (1-based) to run")
     ap.add_argument("--extra", action="store_true", help="also run the held-out configs")
+    ap.add_argument("--keep", action="store_true", help="keep the throwaway MOODSHELF_HOME (its path is printed)")
     ap.add_argument("--samples", type=int, default=32, help="approved samples to generate")
     args = ap.parse_args()
 
@@ -99,6 +101,7 @@ def main() -> None:
     split = assign_splits(db, eval_fraction=0.0, seed=42, language="en")
     lengths = example_lengths(load_tokenizer(str(model_dir)), load_examples(db, split.train))
     model_config = AutoConfig.from_pretrained(model_dir)
+    print(f"MOODSHELF_HOME={home}")
     print(f"{len(lengths)} training examples, {min(lengths)}-{max(lengths)} tokens; "
           f"{args.steps} steps per run; peak = max run_metrics.peak_memory_mb (CPU: peak RSS)\n", flush=True)
 
@@ -106,8 +109,9 @@ def main() -> None:
     if args.only:
         keep = {int(x) for x in args.only.split(",")}
         rows = [r for r in rows if r[0] in keep]
-    header = (f"{'#':>2}  {'config':<30}{'tokens':>10}{'estimate MiB':>14}{'measured MiB':>14}{'error':>8}"
+    header = (f"{'#':>2}  {'config':<30}{'batch':>10}{'estimate MiB':>14}{'measured MiB':>14}{'error':>8}"
               f"{'seconds':>9}")
+    print(header, flush=True)
     results = []
     t_all = time.perf_counter()
     for n, (name, overrides) in rows:
@@ -138,9 +142,13 @@ def main() -> None:
         worst = max(abs(r[4]) for r in results)
         inside = sum(abs(r[4]) <= 20 for r in results)
         print(f"\n{inside}/{len(results)} within +-20% (worst {worst:.1f}%); total {time.perf_counter() - t_all:.0f} s")
-        print("\nbreakdown (MiB): " + "  ".join(f"{t}" for t in results[0][2].TERMS))
+        terms = results[0][2].TERMS
+        print(f"\nbreakdown of the estimates (MiB)\n{'#':>2}  {'config':<30}" + "".join(f"{t:>12}" for t in terms))
         for n, name, est, *_ in results:
-            print(f"{n:>2}  {name:<30}" + "".join(f"{getattr(est, t):>9,.0f}" for t in est.TERMS))
+            print(f"{n:>2}  {name:<30}" + "".join(f"{getattr(est, t):>12,.0f}" for t in terms))
+    db.dispose()
+    if not args.keep:
+        shutil.rmtree(home, ignore_errors=True)  # the model symlink is removed, never followed
 
 
 if __name__ == "__main__":

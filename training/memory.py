@@ -11,23 +11,26 @@ peak RSS on CPU (so the Python/torch runtime and the mmapped checkpoint count), 
 `fits()` / `preflight()` add it, since the new process will need one).
 
 Terms (bytes; N = batch_size x S tokens, S = the longest example capped at max_length, since the collator
-pads each batch to its longest row; h, i, nh, nkv, hd, V, layers from the model config; d = compute dtype size):
+pads each batch to its longest row; h, i, nh, hd, V, layers from the model config; d = compute dtype size):
 
-  runtime      process baseline. CPU: imports (torch, transformers, trl, peft, datasets, bitsandbytes),
-               tokenizer, trainer and the library code pages the first step touches -- measured, ~0.8 GiB.
-               CUDA: 0 (the allocator never sees the context; cuBLAS workspace is small).
-  weights      quantized linear layers (every nn.Linear except lm_head -- what bitsandbytes converts):
+  runtime      process baseline. CPU: torch, transformers, trl, peft, datasets, bitsandbytes, tokenizer, DB
+               and trainer (RSS before the first step minus the weights: 0.5-0.63 GiB across runs; 540 MiB
+               fits the bench), plus ~115 MiB of bitsandbytes CPU-kernel code pages the first quantized step
+               maps in. CUDA: 0 (the allocator never sees the context; cuBLAS workspace is small).
+  weights      the linear layers bitsandbytes converts (every nn.Linear except lm_head):
                nf4 0.5 B/param + absmax per 64-block (fp32: 4/64 B; double quant: 1/64 + 4/(64*256) B),
                int8 1 B/param + one fp32 scale per output row, none: d. Everything else (embeddings, an untied
-               lm_head, norms) stays unquantized; prepare_model_for_kbit_training upcasts it to fp32.
-               CPU + quantization: also the checkpoint pages of the quantized layers, which stay mapped
-               (resident) after loading -- params x checkpoint dtype size.
+               lm_head, norms) stays unquantized and prepare_model_for_kbit_training upcasts it to fp32.
+  checkpoint   CPU + quantization only: the checkpoint pages of the quantized layers stay mapped (resident,
+               so in RSS) after loading -- params x checkpoint dtype size (405 MiB for SmolLM2's fp32 file).
+               Without quantization the weights are those mapped pages, so nothing extra.
   lora         r x (in + out) per targeted module, fp32 (peft keeps adapters in fp32).
   optimizer    AdamW: 2 x fp32 per trainable param; 8-bit AdamW: 2 x 1 B (tensors under 4096 elements stay
                32-bit, as bitsandbytes does).
-  gradients    fp32 per trainable param.
-  activations  what autograd saves during the forward, per token per layer, in elements (counted from
-               torch's saved-tensor hooks on SmolLM2 and matched to this formula within 1%):
+  gradients    fp32 per trainable param, but only with grad_accum > 1: the step peaks in the LM head's
+               backward, before any LoRA gradient exists, and zero_grad frees them before the next forward.
+  activations  what autograd saves during the forward, per token per layer, in elements (counted with
+               torch's saved-tensor hooks on SmolLM2; this formula matches those counts within 1%):
                  2h (inputs to the two RMSNorms) + 4 nh hd (SDPA keeps q, k, v repeated to nh heads, and the
                  output) + 3i (gate, up, act) + S (the 4-D padding mask each layer keeps) + nh + 2
                  + per LoRA module: r, plus its input: with lora_dropout > 0 each module keeps its dropout
@@ -37,13 +40,18 @@ pads each batch to its longest row; h, i, nh, nkv, hd, V, layers from the model 
                (recomputed during backward).
   logits       TRL's fused LM head never builds the B x S x V logits: it projects tiles of
                min(N, 4096) tokens x min(V, 32768) vocab. Without Triton (CPU) the tile is folded with torch
-               ops: ~8.2 tile-sized fp32 temporaries at once in the backward (measured), while all
-               activations are still held -- this is where the step peaks. With Triton (CUDA) one tile in the
-               compute dtype plus the fp32 hidden gradient. (A TRL without the fused head materializes the
-               logits: B x S x V x 4 B x 3 -- logits, log-softmax and its gradient.)
+               ops: ~8.2 tile-sized fp32 temporaries at once in the backward (measured: 8.1-8.3), while all
+               activations are still held -- this is where the step peaks. With Triton (CUDA) ~2 tiles in
+               the compute dtype plus the fp32 hidden gradient. (A TRL without the fused head materializes
+               the logits: B x S x V x 4 B x 3 -- logits, log-softmax and its gradient.)
+  allocator    CPU only: glibc keeps freed activation memory that later tensors cannot always reuse, so peak
+               RSS exceeds the live tensors by a share of the step's full activation volume (measured from
+               per-layer RSS traces: 0.4-0.5 with non-quantized base layers, 0-0.5 and 0.1 on average with
+               nf4, more with gradient checkpointing, whose recompute frees a layer's worth per layer).
 
-peak = runtime + weights + lora + optimizer + gradients + activations + logits. See
-bench/bench_memory_preflight.py for the comparison against measured peaks.
+peak = the sum of the terms. bench/bench_memory_preflight.py compares it with measured peaks: within +-15%
+on SmolLM2-135M on CPU (15 configs, worst -13.6%); the measured peak itself varies 5-8% run to run. The
+CUDA terms follow the same analysis (bf16 activations, Triton LM head) but were not measured here.
 """
 from __future__ import annotations
 
@@ -53,9 +61,8 @@ from training.config import TrainConfig
 
 MIB = 2**20
 
-# Measured on the 2-core CPU box (bench/bench_memory_preflight.py): RSS of the worker before the model loads
-# (~600 MiB: torch, transformers, trl, peft, datasets, bitsandbytes, tokenizer, DB), plus the trainer, plus
-# the file-backed library code the first training step pages in (~120 MiB).
+# Fitted on the 2-core CPU box (bench/bench_memory_preflight.py): the worker's RSS before its first step,
+# less the weights (500-630 MiB across runs).
 CPU_RUNTIME_MIB = 540.0
 # bitsandbytes' CPU kernels: library pages the first quantized step maps in (RssFile, measured ~115 MiB).
 CPU_BNB_CODE_MIB = 115.0
@@ -63,7 +70,7 @@ CPU_BNB_CODE_MIB = 115.0
 # the size of freed blocks, up to 32 MiB, so mid-sized activations land in the heap and leave holes): peak RSS
 # exceeds the live tensors by this share of the step's full activation volume (measured on SmolLM2-135M,
 # bench/bench_memory_preflight.py and per-layer RSS traces). Non-quantized base layers fragment the most.
-CPU_ALLOCATOR_SHARE = {"none": 0.45, "quantized": 0.0, "quantized+grad_ckpt": 0.10}
+CPU_ALLOCATOR_SHARE = {"none": 0.45, "quantized": 0.10, "quantized+grad_ckpt": 0.20}
 # torch.cuda.max_memory_allocated does not see the CUDA context, so nothing for the comparison...
 CUDA_RUNTIME_MIB = 0.0
 # ...but a new training process needs one, so fits()/preflight() keep this much free on top.
@@ -89,6 +96,15 @@ def _is_cuda(device: str) -> bool:
     return str(device).startswith("cuda")
 
 
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' when torch sees a GPU (as the worker decides), else 'cpu'."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def compute_dtype_bytes(cfg: TrainConfig, device: str) -> int:
     """What training.sft.pick_dtype chooses: auto = bf16/fp16 on CUDA, fp32 on CPU."""
     if cfg.compute_dtype != "auto":
@@ -97,11 +113,14 @@ def compute_dtype_bytes(cfg: TrainConfig, device: str) -> int:
 
 
 def _fused_lm_head_available() -> bool:
-    try:
-        from trl.trainer.utils import add_fused_lm_head  # noqa: F401
-    except Exception:  # noqa: BLE001 - older TRL, or TRL missing: the model's own loss builds the logits
+    """Whether the installed TRL scores tokens with its chunked LM head (found without importing TRL)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("trl")
+    if spec is None or not spec.origin:
         return False
-    return True
+    return (Path(spec.origin).parent / "kernels" / "chunked_logprob.py").exists()
 
 
 @dataclass
@@ -123,7 +142,7 @@ class ModelShape:
         heads = int(c.num_attention_heads)
         hidden = int(c.hidden_size)
         head_dim = getattr(c, "head_dim", None) or hidden // heads
-        dtype = getattr(c, "dtype", None) or getattr(c, "torch_dtype", None) or "float32"
+        dtype = getattr(c, "dtype", None) or vars(c).get("torch_dtype") or "float32"
         return cls(hidden=hidden, layers=int(c.num_hidden_layers), intermediate=int(c.intermediate_size),
                    heads=heads, kv_heads=int(getattr(c, "num_key_value_heads", None) or heads),
                    head_dim=int(head_dim), vocab=int(c.vocab_size),
@@ -163,6 +182,7 @@ class MemoryEstimate:
     seq_len: int
     runtime: float
     weights: float
+    checkpoint: float
     lora: float
     optimizer: float
     gradients: float
@@ -171,7 +191,7 @@ class MemoryEstimate:
     allocator: float = 0.0
     notes: list[str] = field(default_factory=list)
 
-    TERMS = ("runtime", "weights", "lora", "optimizer", "gradients", "activations", "logits", "allocator")
+    TERMS = ("runtime", "weights", "checkpoint", "lora", "optimizer", "gradients", "activations", "logits", "allocator")
 
     @property
     def total(self) -> float:
@@ -209,23 +229,16 @@ def _gib(mib: float) -> str:
     return f"{mib / 1024:.1f} GiB"
 
 
-def _weights_bytes(cfg: TrainConfig, shape: ModelShape, d: int, on_cuda: bool) -> tuple[float, list[str]]:
-    notes = []
+def _weights_bytes(cfg: TrainConfig, shape: ModelShape, d: int) -> float:
     lin, other = shape.linear_params(), shape.other_params()
     if cfg.quantization == "none":
-        return (lin + other) * d, notes
+        return (lin + other) * d
     if cfg.quantization == "nf4":
         per_param = 0.5 + (1 / NF4_BLOCK + 4 / (NF4_BLOCK * NESTED_BLOCK) if cfg.double_quant else 4 / NF4_BLOCK)
         quant = lin * per_param
     else:  # int8: int8 weight + one fp32 scale (SCB) per output row
         quant = lin + shape.layers * sum(out for _, out in shape.linears().values()) * 4
-    total = quant + other * 4  # prepare_model_for_kbit_training upcasts the unquantized params to fp32
-    if not on_cuda:
-        # The fp32/bf16 source pages of the quantized layers stay mapped after loading and count in RSS.
-        total += lin * shape.checkpoint_dtype_bytes
-        notes.append(f"weights include {lin * shape.checkpoint_dtype_bytes / MIB:,.0f} MiB of checkpoint pages "
-                     "that stay mapped after quantizing (CPU RSS)")
-    return total, notes
+    return quant + other * 4  # prepare_model_for_kbit_training upcasts the unquantized params to fp32
 
 
 def _activation_elems_per_token_layer(cfg: TrainConfig, shape: ModelShape, seq_len: int, targets: list[str],
@@ -254,6 +267,7 @@ def estimate_peak_memory(cfg: TrainConfig, model_config, seq_lengths: list[int],
                          fused_lm_head: bool | None = None) -> MemoryEstimate:
     """Estimated peak memory (MiB) of training `cfg` on examples of these tokenized lengths."""
     shape = ModelShape.from_config(model_config)
+    device = resolve_device(device)
     on_cuda = _is_cuda(device)
     d = compute_dtype_bytes(cfg, device)
     seq_len = min(max(seq_lengths), cfg.max_length) if seq_lengths else cfg.max_length
@@ -264,9 +278,14 @@ def estimate_peak_memory(cfg: TrainConfig, model_config, seq_lengths: list[int],
     if cfg.target_modules not in ("all-linear", "attention") and len(targets) < len(cfg.target_module_list()):
         notes.append("some target_modules are not standard decoder linears and are not counted")
 
-    runtime = CUDA_RUNTIME_MIB if on_cuda else CPU_RUNTIME_MIB + (CPU_BNB_CODE_MIB if cfg.quantization != "none" else 0)
-    weights, wnotes = _weights_bytes(cfg, shape, d, on_cuda)
-    notes += wnotes
+    if on_cuda:
+        runtime = CUDA_RUNTIME_MIB
+    else:
+        runtime = CPU_RUNTIME_MIB + (CPU_BNB_CODE_MIB if cfg.quantization != "none" else 0.0)
+    weights = _weights_bytes(cfg, shape, d)
+    # CPU: the source pages of the quantized layers stay mapped after quantizing and count in RSS.
+    checkpoint = shape.linear_params() * shape.checkpoint_dtype_bytes if (
+        not on_cuda and cfg.quantization != "none") else 0.0
 
     dims = shape.linears()
     lora_tensors = [(cfg.lora_r * dims[t][0], dims[t][1] * cfg.lora_r) for t in targets]  # A, B per layer
@@ -275,6 +294,9 @@ def estimate_peak_memory(cfg: TrainConfig, model_config, seq_lengths: list[int],
     # The step peaks in the LM head's backward, before any LoRA gradient exists (the previous step's were
     # freed by zero_grad); only with gradient accumulation do gradients outlive a micro-batch.
     gradients = lora_params * 4 if cfg.grad_accum > 1 else 0.0
+    if not gradients:
+        notes.append(f"LoRA gradients ({lora_params * 4 / MIB:,.0f} MiB) never coexist with the activations "
+                     "without gradient accumulation")
     if cfg.optimizer in ("adamw_bnb_8bit", "paged_adamw_8bit"):
         optimizer = shape.layers * sum((2 if n >= BNB_MIN_8BIT_SIZE else 8) * n for ab in lora_tensors for n in ab)
     else:
@@ -313,13 +335,15 @@ def estimate_peak_memory(cfg: TrainConfig, model_config, seq_lengths: list[int],
         notes.append("this TRL has no fused LM head: the full logits are materialized")
 
     return MemoryEstimate(device="cuda" if on_cuda else "cpu", batch_size=cfg.batch_size, seq_len=seq_len,
-                          runtime=runtime, weights=weights / MIB, lora=lora / MIB, optimizer=optimizer / MIB,
+                          runtime=runtime, weights=weights / MIB, checkpoint=checkpoint / MIB, lora=lora / MIB,
+                          optimizer=optimizer / MIB,
                           gradients=gradients / MIB, activations=activations / MIB, logits=logits / MIB,
                           allocator=allocator / MIB, notes=notes)
 
 
 def available_memory_mib(device: str = "cpu") -> float:
     """Free memory for a new training process: available RAM on CPU, free memory on the GPU."""
+    device = resolve_device(device)
     if _is_cuda(device):
         import torch
 
@@ -353,6 +377,7 @@ def suggestions(cfg: TrainConfig) -> list[str]:
 def preflight(cfg: TrainConfig, model_config, seq_lengths: list[int], device: str = "cpu", *,
               available_mib: float | None = None) -> tuple[MemoryEstimate, str | None]:
     """The estimate, and a warning when it will not fit in the memory free now (None when it fits)."""
+    device = resolve_device(device)
     est = estimate_peak_memory(cfg, model_config, seq_lengths, device=device)
     free = available_memory_mib(device) if available_mib is None else available_mib
     if est.fits(free):
