@@ -64,7 +64,6 @@ def cmd_db(args: argparse.Namespace) -> None:
 
 # -- generate --------------------------------------------------------------------------------------------------
 def run_generation(db: Database, job_id: int) -> None:
-    from datagen.jobs import JobConfig
     from datagen.providers import PROVIDERS
     from datagen.worker import reconcile_jobs
     from db.models import GenerationJob
@@ -79,7 +78,6 @@ def run_generation(db: Database, job_id: int) -> None:
         if job.status == "completed":
             print(f"job {job_id} is already complete ({job.accepted} samples).")
             return
-        cfg = JobConfig(**job.config)
         provider = PROVIDERS.get(job.provider)
         target, label = job.target_count, f"generate #{job_id} ({provider.label if provider else job.provider})"
     bar = tqdm(total=target, desc=label, unit="sample", initial=job.accepted)
@@ -93,15 +91,10 @@ def run_generation(db: Database, job_id: int) -> None:
         bar.set_postfix(post)
         bar.refresh()
 
+    from datagen.jobs import run_job
+
     try:
-        if cfg.batch:
-            from datagen.batch import run_batch_job
-
-            job = run_batch_job(db, job_id, on_progress=progress)
-        else:
-            from datagen.jobs import run_job
-
-            job = run_job(db, job_id, on_progress=progress)
+        job = run_job(db, job_id, on_progress=progress)
     finally:
         bar.close()
     cost = "" if not (job.tokens_in or job.tokens_out) else (

@@ -141,15 +141,10 @@ class BatchJobRunner(JobRunner):
             raise
         finally:
             await self.provider.aclose()
-        with self.db.begin() as s:
-            job = s.get(GenerationJob, self.job_id)
-            job.finished_at, job.pid = now(), None
-            job.status = "completed" if accepted >= target else "failed"
-            job.error = None if accepted >= target else (
-                f"Only {accepted} of {target} samples accepted after {len(state['batches'])} batch(es).")
-            s.flush()
-            s.expunge(job)
-        return job
+        if accepted >= target:
+            return self._finish("completed", None)
+        return self._finish("failed", f"Only {accepted} of {target} samples accepted after "
+                                      f"{len(state['batches'])} batch(es).")
 
     def _ingest(self, batch: dict, results: dict, requests, uses) -> int:
         added = 0

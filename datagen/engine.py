@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -87,8 +88,6 @@ class JobRunner:
         wanted = set(request.moods)
         cands = [b for b in self.books_by_lang if wanted & set(b.moods) and uses[b.title] < self.cfg.max_per_title]
         # Best mood overlap first, then a seeded shuffle so that candidates vary across requests.
-        import random
-
         rng = random.Random(self.cfg.seed * 7_919 + i)
         cands.sort(key=lambda b: (-len(wanted & set(b.moods)), rng.random()))
         cands = cands[: self.cfg.candidates_k]
@@ -223,6 +222,15 @@ class JobRunner:
             job.status = "cancelled" if isinstance(e, (KeyboardInterrupt, asyncio.CancelledError)) else "failed"
             job.error, job.finished_at, job.pid = self.provider.redact(f"{type(e).__name__}: {e}"), now(), None
 
+    def _finish(self, status: str, error: str | None) -> GenerationJob:
+        """Record how the job ended and hand back a detached copy of its row."""
+        with self.db.begin() as s:
+            job = s.get(GenerationJob, self.job_id)
+            job.status, job.error, job.finished_at, job.pid = status, error, now(), None
+            s.flush()
+            s.expunge(job)
+        return job
+
     # -- the job ---------------------------------------------------------------------------------------------
     async def run(self) -> GenerationJob:
         accepted, done, uses = self._load_state()
@@ -267,20 +275,12 @@ class JobRunner:
         finally:
             await self.provider.aclose()
 
-        with self.db.begin() as s:
-            job = s.get(GenerationJob, self.job_id)
-            job.finished_at, job.pid = now(), None
-            if accepted >= target:
-                job.status, job.error = "completed", None
-            elif cancelled:
-                job.status, job.error = "cancelled", f"Cancelled at {accepted} of {target}; resume with --resume {self.job_id}."
-            elif self.fatal:
-                job.status, job.error = "failed", self.fatal
-            else:
-                job.status = "failed"
-                job.error = (f"Only {accepted} of {target} samples were accepted after {len(requests)} requests"
-                             + (f"; last error: {self.last_error}" if self.last_error else "")
-                             + (". Import more catalog books or raise --max-per-title." if exhausted else "."))
-            s.flush()
-            s.expunge(job)
-        return job
+        if accepted >= target:
+            return self._finish("completed", None)
+        if cancelled:
+            return self._finish("cancelled", f"Cancelled at {accepted} of {target}; resume with --resume {self.job_id}.")
+        if self.fatal:
+            return self._finish("failed", self.fatal)
+        return self._finish("failed", f"Only {accepted} of {target} samples were accepted after {len(requests)} requests"
+                            + (f"; last error: {self.last_error}" if self.last_error else "")
+                            + (". Import more catalog books or raise --max-per-title." if exhausted else "."))

@@ -153,9 +153,15 @@ def request_stop(db: Database, job_id: int) -> None:
 
 
 def run_job(db: Database, job_id: int, on_progress=None) -> GenerationJob:
-    """Run (or resume) a job in this process until done. See datagen/engine.py."""
+    """Run (or resume) a job in this process until done: live calls (datagen/engine.py) or, for a job made
+    with batch=True, the provider's batch API (datagen/batch.py)."""
     import asyncio
 
-    from datagen.engine import JobRunner
-
-    return asyncio.run(JobRunner(db, job_id, on_progress=on_progress).run())
+    with db.session() as s:
+        job = s.get(GenerationJob, job_id)
+        batch = job is not None and JobConfig(**job.config).batch
+    if batch:
+        from datagen.batch import BatchJobRunner as Runner
+    else:
+        from datagen.engine import JobRunner as Runner
+    return asyncio.run(Runner(db, job_id, on_progress=on_progress).run())

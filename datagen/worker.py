@@ -53,16 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     db = open_db()
     try:
-        from datagen.jobs import JobConfig, run_job
+        from datagen.jobs import run_job
 
-        with db.session() as s:
-            cfg = JobConfig(**s.get(GenerationJob, args.job_id).config)
-        if cfg.batch:
-            from datagen.batch import run_batch_job
-
-            job = run_batch_job(db, args.job_id)
-        else:
-            job = run_job(db, args.job_id)
+        job = run_job(db, args.job_id)
         print(f"job {job.id}: {job.status} ({job.accepted} accepted)", flush=True)
         return 0 if job.status == "completed" else 1
     except BaseException as e:  # never leave the job 'running'

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from datagen.providers.base import CallError, Completion, Provider, TeacherTask, parse_answer
+from datagen.providers.base import CallError, Completion, Provider, TeacherTask, parse_answer, translate_sdk_error
 
 MAX_OUTPUT_TOKENS = 1200
 TOOL_NAME = "recommend_books"
@@ -16,31 +16,7 @@ TOOL_NAME = "recommend_books"
 def translate_anthropic_error(exc, provider: Provider) -> CallError:
     import anthropic
 
-    msg = provider.redact(f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}")
-    status = getattr(exc, "status_code", None)
-    response = getattr(exc, "response", None)
-    retry_after = None
-    if response is not None and response.headers.get("retry-after"):
-        try:
-            retry_after = float(response.headers["retry-after"])
-        except ValueError:
-            pass
-    if isinstance(exc, anthropic.APITimeoutError):
-        return CallError(f"timeout after {provider.timeout_s:.0f} s", retryable=True)
-    if isinstance(exc, anthropic.APIConnectionError):
-        return CallError(f"cannot reach {provider.base_url or 'the Anthropic API'}: {msg}", retryable=True)
-    if isinstance(exc, anthropic.RateLimitError):
-        return CallError(msg, retryable=True, retry_after=retry_after, http_status=429)
-    if isinstance(exc, anthropic.AuthenticationError):
-        return CallError(f"authentication failed: check ANTHROPIC_API_KEY ({msg})", retryable=False,
-                         http_status=status)
-    if isinstance(exc, anthropic.NotFoundError):
-        return CallError(f"unknown model '{provider.model}': {msg}", retryable=False, http_status=status)
-    if isinstance(exc, anthropic.APIStatusError):
-        # 529 "overloaded" and other 5xx are worth retrying.
-        return CallError(msg, retryable=status is not None and status >= 500, retry_after=retry_after,
-                         http_status=status)
-    return CallError(msg, retryable=False)
+    return translate_sdk_error(exc, provider, anthropic)
 
 
 class AnthropicProvider(Provider):

@@ -43,6 +43,37 @@ def redact(text: str, secrets: Sequence[str | None] = ()) -> str:
     return _KEY_PATTERN.sub(r"\1***", text)
 
 
+def translate_sdk_error(exc, provider: "Provider", sdk, *, not_found_hint: str = "") -> CallError:
+    """An openai or anthropic SDK exception -> CallError. Both SDKs share these exception names, so one
+    mapping serves both: what to retry, what Retry-After asked for, and a message with no key in it."""
+    msg = provider.redact(f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}")
+    status = getattr(exc, "status_code", None)
+    response = getattr(exc, "response", None)
+    retry_after = None
+    if response is not None and response.headers.get("retry-after"):
+        try:
+            retry_after = float(response.headers["retry-after"])
+        except ValueError:
+            pass
+    if isinstance(exc, sdk.APITimeoutError):
+        return CallError(f"timeout after {provider.timeout_s:.0f} s", retryable=True)
+    if isinstance(exc, sdk.APIConnectionError):
+        return CallError(f"cannot reach {provider.base_url or f'the {provider.label} API'}: {msg}", retryable=True)
+    if isinstance(exc, sdk.RateLimitError):
+        return CallError(msg, retryable=True, retry_after=retry_after, http_status=429)
+    if isinstance(exc, sdk.AuthenticationError):
+        return CallError(f"authentication failed: check {provider.key_env or 'the API key'} ({msg})",
+                         retryable=False, http_status=status)
+    if isinstance(exc, sdk.NotFoundError):
+        return CallError(f"unknown model '{provider.model}'{not_found_hint}: {msg}", retryable=False,
+                         http_status=status)
+    if isinstance(exc, sdk.APIStatusError):
+        # 5xx (Anthropic's 529 "overloaded" included) is worth retrying; other 4xx are not.
+        return CallError(msg, retryable=status is not None and status >= 500, retry_after=retry_after,
+                         http_status=status)
+    return CallError(msg, retryable=False)
+
+
 @dataclass
 class TeacherTask:
     index: int

@@ -7,41 +7,16 @@ server does not support strict schemas.
 """
 from __future__ import annotations
 
-from datagen.providers.base import CallError, Completion, Provider, ProviderError, TeacherTask, parse_answer
+from datagen.providers.base import (CallError, Completion, Provider, ProviderError, TeacherTask, parse_answer,
+                                   translate_sdk_error)
 
 MAX_OUTPUT_TOKENS = 1200
-
-
-def _retry_after(exc) -> float | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def translate_openai_error(exc, provider: Provider) -> CallError:
     import openai
 
-    msg = provider.redact(f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}")
-    status = getattr(exc, "status_code", None)
-    if isinstance(exc, openai.APITimeoutError):
-        return CallError(f"timeout after {provider.timeout_s:.0f} s", retryable=True)
-    if isinstance(exc, openai.APIConnectionError):
-        return CallError(f"cannot reach {provider.base_url or 'the OpenAI API'}: {msg}", retryable=True)
-    if isinstance(exc, openai.RateLimitError):
-        return CallError(msg, retryable=True, retry_after=_retry_after(exc), http_status=429)
-    if isinstance(exc, openai.AuthenticationError):
-        return CallError(f"authentication failed: check {provider.key_env or 'the API key'} ({msg})",
-                         retryable=False, http_status=status)
-    if isinstance(exc, openai.NotFoundError):
-        return CallError(f"unknown model '{provider.model}' (or wrong base URL): {msg}", retryable=False,
-                         http_status=status)
-    if isinstance(exc, openai.APIStatusError):
-        return CallError(msg, retryable=status is not None and status >= 500, retry_after=_retry_after(exc),
-                         http_status=status)
-    return CallError(msg, retryable=False)
+    return translate_sdk_error(exc, provider, openai, not_found_hint=" (or wrong base URL)")
 
 
 class OpenAIProvider(Provider):
