@@ -41,7 +41,8 @@ def user_errors():
         print(f"error: {e}", file=sys.stderr)
         result.code = 2
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())
+        problems = "; ".join((f"{'.'.join(map(str, er['loc']))}: " if er["loc"] else "")
+                             + er["msg"].removeprefix("Value error, ") for er in e.errors())
         print(f"error: {problems}", file=sys.stderr)
         result.code = 2
     except OperationalError as e:
