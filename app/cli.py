@@ -17,7 +17,7 @@ import dataclasses
 import sys
 from typing import Any
 
-from app.errors import UserError, user_errors
+from app.errors import user_errors
 from training.config import TrainConfig
 
 
