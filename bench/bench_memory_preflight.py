@@ -75,10 +75,12 @@ def main() -> None:
     ap.add_argument("--extra", action="store_true", help="also run the held-out configs")
     ap.add_argument("--keep", action="store_true", help="keep the throwaway MOODSHELF_HOME (its path is printed)")
     ap.add_argument("--samples", type=int, default=32, help="approved samples to generate")
+    ap.add_argument("--model", type=Path, help="a model directory to use instead of the converted default "
+                    "(a GPU machine without the GGUF: bench/random_model.py)")
     args = ap.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="moodshelf-membench-"))
-    model_dir = converted_model(home)
+    model_dir = args.model.resolve() if args.model else converted_model(home)
     os.environ.update(MOODSHELF_HOME=str(home), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     os.environ.pop("DATABASE_URL", None)
 
@@ -92,7 +94,7 @@ def main() -> None:
     from training.base_model import load_tokenizer
     from training.config import TrainConfig
     from training.data import assign_splits, load_examples
-    from training.memory import example_lengths, estimate_peak_memory
+    from training.memory import example_lengths, estimate_peak_memory, resolve_device
     from training.runs import create_run
 
     db = open_db()
@@ -101,9 +103,11 @@ def main() -> None:
     split = assign_splits(db, eval_fraction=0.0, seed=42, language="en")
     lengths = example_lengths(load_tokenizer(str(model_dir)), load_examples(db, split.train))
     model_config = AutoConfig.from_pretrained(model_dir)
-    print(f"MOODSHELF_HOME={home}")
+    device = resolve_device("auto")  # the worker trains on the GPU when there is one
+    print(f"MOODSHELF_HOME={home}; device {device}")
     print(f"{len(lengths)} training examples, {min(lengths)}-{max(lengths)} tokens; "
-          f"{args.steps} steps per run; peak = max run_metrics.peak_memory_mb (CPU: peak RSS)\n", flush=True)
+          f"{args.steps} steps per run; peak = max run_metrics.peak_memory_mb (CPU: peak RSS, "
+          f"CUDA: torch.cuda.max_memory_allocated)\n", flush=True)
 
     rows = list(enumerate(CONFIGS + (EXTRA if args.extra else []), 1))
     if args.only:
@@ -115,8 +119,9 @@ def main() -> None:
     results = []
     t_all = time.perf_counter()
     for n, (name, overrides) in rows:
-        cfg = TrainConfig(max_steps=args.steps, eval_fraction=0.0, language="en", logging_steps=1, **overrides)
-        est = estimate_peak_memory(cfg, model_config, lengths, device="cpu")
+        cfg = TrainConfig(base_model=str(model_dir), max_steps=args.steps, eval_fraction=0.0, language="en",
+                          logging_steps=1, **overrides)
+        est = estimate_peak_memory(cfg, model_config, lengths, device=device)
         run_id = create_run(db, cfg, name=name)
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "training.sft", "--run-id", str(run_id)], cwd=ROOT,

@@ -28,12 +28,14 @@ from trl import SFTConfig, SFTTrainer
 model_path, data_path, steps, batch, lr, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
 data = json.load(open(data_path))
 tok = AutoTokenizer.from_pretrained(model_path)
+gpu = torch.cuda.is_available()
+# What a notebook writes: bf16 compute on a GPU, fp32 on CPU (SFTConfig's bf16=True default autocasts anyway).
 model = AutoModelForCausalLM.from_pretrained(model_path, quantization_config=BitsAndBytesConfig(
-    load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.float32),
-    device_map={"": "cpu"})
+    load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+    bnb_4bit_compute_dtype=torch.bfloat16 if gpu else torch.float32), device_map={"": 0 if gpu else "cpu"})
 model = prepare_model_for_kbit_training(model)
 args = SFTConfig(output_dir=data_path + ".out", max_steps=steps, per_device_train_batch_size=batch,
-                 learning_rate=lr, seed=seed, report_to="none", save_strategy="no", use_cpu=True, logging_steps=1,
+                 learning_rate=lr, seed=seed, report_to="none", save_strategy="no", use_cpu=not gpu, logging_steps=1,
                  per_device_eval_batch_size=batch)
 trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(data["train"]),
                      eval_dataset=Dataset.from_list(data["eval"]), processing_class=tok,
@@ -44,8 +46,8 @@ trainer.train()
 elapsed = time.perf_counter() - t0
 tokens = max(h.get("num_tokens", 0) for h in trainer.state.log_history)
 ev = trainer.evaluate()["eval_loss"]
-print("RESULT", json.dumps({"tokens_per_s": tokens / elapsed, "eval_loss": ev,
-      "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": elapsed,
+peak = torch.cuda.max_memory_allocated() / 2**20 if gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print("RESULT", json.dumps({"tokens_per_s": tokens / elapsed, "eval_loss": ev, "peak_mb": peak, "seconds": elapsed,
       "gradient_checkpointing": args.gradient_checkpointing}))
 '''
 
@@ -70,6 +72,14 @@ def ours(db, cfg) -> dict:
             "steps_logged": len(metrics)}
 
 
+def describe(cfg) -> str:
+    from training.config import resolve_compute_dtype
+    from training.memory import resolve_device
+
+    dtype = resolve_compute_dtype(cfg.compute_dtype, resolve_device("auto"))
+    return f"{dtype}, grad. ckpt {'on' if cfg.gradient_checkpointing else 'off'}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=20)
@@ -77,6 +87,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--count", type=int, default=100)
     ap.add_argument("--no-precision", action="store_true", help="skip the 4-bit vs 16/32-bit comparison")
+    ap.add_argument("--model", default="smollm2-135m",
+                    help="preset, hub id or local path (a GPU machine without the GGUF: bench/random_model.py)")
+    ap.add_argument("--padding-free", action="store_true", help="our trainer with padding-free batches")
     args = ap.parse_args()
 
     home = tempfile.mkdtemp(prefix="moodshelf-bench-train-")
@@ -92,14 +105,18 @@ def main() -> None:
     db = open_db()
     load_builtin_catalog(db)
     run_job(db, create_job(db, JobConfig(language="en", count=args.count, auto_approve=True)))
-    model_path = resolve_base_model("smollm2-135m")
+    model_path = resolve_base_model(args.model)
     ids = assign_splits(db, eval_fraction=0.1, seed=42)
     data_path = Path(home) / "data.json"
     data_path.write_text(json.dumps({"train": load_examples(db, ids.train), "eval": load_examples(db, ids.eval)}))
 
-    base_cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, save_steps=0,
-                           logging_steps=1, padding_free=True, eval_steps=-1)  # eval at the end, like the baseline
-    rows = {"moodshelf (no grad. checkpointing, padding-free)": ours(db, base_cfg)}
+    base_cfg = TrainConfig(base_model=model_path, max_steps=args.steps, batch_size=args.batch_size,
+                           learning_rate=args.lr, save_steps=0, logging_steps=1,
+                           eval_steps=-1)  # eval at the end, like the baseline
+    rows = {f"moodshelf defaults ({describe(base_cfg)})": ours(db, base_cfg)}
+    if args.padding_free:
+        pf_cfg = TrainConfig(**{**base_cfg.to_dict(), "padding_free": True})
+        rows[f"moodshelf padding-free ({describe(pf_cfg)})"] = ours(db, pf_cfg)
     out = subprocess.run([sys.executable, "-c", BASELINE, model_path, str(data_path), str(args.steps),
                           str(args.batch_size), str(args.lr), "42"], capture_output=True, text=True)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -108,22 +125,27 @@ def main() -> None:
     base = json.loads(line[7:])
     rows[f"baseline: TRL + peft defaults (gradient_checkpointing={base.pop('gradient_checkpointing')})"] = base
 
-    print(f"\nQLoRA SFT, SmolLM2-135M nf4, {args.steps} steps x batch {args.batch_size}, lr {args.lr}, CPU")
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    print(f"\nQLoRA SFT, {args.model} nf4, {args.steps} steps x batch {args.batch_size}, lr {args.lr}, {device}")
     print(f"{'':<62}{'tokens/s':>10}{'eval loss':>11}{'peak MiB':>10}{'seconds':>9}")
     for name, r in rows.items():
         print(f"{name:<62}{r['tokens_per_s']:>10.1f}{r['eval_loss']:>11.4f}{r['peak_mb']:>10.0f}{r['seconds']:>9.1f}")
-    ours_r, base_r = list(rows.values())
-    speedup = ours_r["tokens_per_s"] / base_r["tokens_per_s"]
-    loss_gap = abs(ours_r["eval_loss"] - base_r["eval_loss"]) / base_r["eval_loss"]
-    print(f"speed-up {speedup:.2f}x (target >= 1.3x), eval loss difference {loss_gap:.1%} (target <= 2%): "
-          f"{'met' if speedup >= 1.3 and loss_gap <= 0.02 else 'NOT met'}")
+    base_r = rows[next(reversed(rows))]
+    for name, ours_r in list(rows.items())[:-1]:
+        speedup = ours_r["tokens_per_s"] / base_r["tokens_per_s"]
+        loss_gap = abs(ours_r["eval_loss"] - base_r["eval_loss"]) / base_r["eval_loss"]
+        print(f"{name.split(' (')[0]}: speed-up {speedup:.2f}x (target >= 1.3x), eval loss difference "
+              f"{loss_gap:.1%} (target <= 2%): {'met' if speedup >= 1.3 and loss_gap <= 0.02 else 'NOT met'}")
 
     if not args.no_precision:
-        print(f"\nour trainer by base precision ({args.steps} steps x batch {args.batch_size})")
+        print(f"\nour trainer by base precision ({args.steps} steps x batch {args.batch_size}, "
+              f"{describe(base_cfg)}; unquantized weights are stored in the compute dtype)")
         print(f"{'':<24}{'peak MiB':>10}{'s/step':>9}{'eval loss':>11}")
         for q in ("nf4", "int8", "none"):
             r = rows[next(iter(rows))] if q == "nf4" else ours(db, TrainConfig(**{**base_cfg.to_dict(), "quantization": q}))
-            label = {"nf4": "4-bit NF4", "int8": "8-bit", "none": "32-bit (fp32 on CPU)"}[q]
+            label = {"nf4": "4-bit NF4", "int8": "8-bit", "none": "unquantized"}[q]
             print(f"{label:<24}{r['peak_mb']:>10.0f}{r['seconds'] / args.steps:>9.2f}{r['eval_loss']:>11.4f}")
 
 

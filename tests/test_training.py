@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from datagen.jobs import JobConfig, create_job, run_job
-from db.models import RunMetric, Sample, TrainingRun
+from db.models import RunMetric, TrainingRun
 from training.config import TrainConfig
 from training.data import DatasetError, assign_splits
 from training.runs import create_run, reconcile_runs, start_run, wait_for_run

@@ -24,6 +24,18 @@ class ConfigError(ValueError):
         super().__init__("Invalid training config:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+def resolve_compute_dtype(name: str, device: str) -> str:
+    """What compute_dtype="auto" means on a device: bf16 on GPUs that support it, fp16 on older GPUs, bf16
+    autocast on CPUs with native bf16 (AVX512-BF16 or AMX, as TRL's own default would), else fp32."""
+    if name != "auto":
+        return name
+    import torch
+
+    if str(device).startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float16"
+    return "bfloat16" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "float32"
+
+
 @dataclass
 class TrainConfig:
     base_model: str = field(default=DEFAULT_BASE_MODEL, metadata={
@@ -31,7 +43,8 @@ class TrainConfig:
     quantization: str = field(default="nf4", metadata={"help": "nf4 (4-bit QLoRA), int8, or none"})
     double_quant: bool = field(default=True, metadata={"help": "quantize the 4-bit quantization constants too"})
     compute_dtype: str = field(default="auto", metadata={
-        "help": "auto (bf16 on GPUs that support it, else fp32), float32, bfloat16, float16"})
+        "help": "auto (bf16 where the GPU or CPU computes it natively, fp16 on older GPUs, else fp32), "
+                "float32, bfloat16, float16"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
     lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})

@@ -3,8 +3,9 @@
     moodshelf merge 3                 # -> data/runs/3/merged (a plain transformers checkpoint)
 
 The adapter was trained on a 4-bit base, but merging into 4-bit weights would round the update away, so
-the base is loaded in full precision (fp32 on CPU, bf16 on GPUs that support it) and merge_and_unload()
-adds the LoRA product to it.
+the base is loaded in fp32, on a GPU too (a bf16 base would round small LoRA updates and export a bf16
+checkpoint; the H100 run of tests/test_training.py caught that), and merge_and_unload() adds the LoRA
+product to it.
 """
 from __future__ import annotations
 
@@ -27,8 +28,7 @@ def merge_run(db: Database, run_id: int, out_dir: str | Path | None = None) -> P
         raise ValueError(f"Run {run_id} has no adapter to merge (is it finished?).")
     out = Path(out_dir) if out_dir else Path(run.output_dir) / "merged"
     base_path = resolve_base_model(run.base_model)
-    dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
     merged = PeftModel.from_pretrained(base, run.adapter_path).merge_and_unload()
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)

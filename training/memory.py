@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from training.config import TrainConfig
+from training.config import TrainConfig, resolve_compute_dtype
 
 MIB = 2**20
 
@@ -70,9 +70,9 @@ CPU_BNB_CODE_MIB = 115.0
 # the size of freed blocks, up to 32 MiB, so mid-sized activations land in the heap and leave holes): peak RSS
 # exceeds the live tensors by this share of the step's full activation volume (measured on SmolLM2-135M,
 # bench/bench_memory_preflight.py and per-layer RSS traces). Non-quantized base layers fragment the most.
-CPU_ALLOCATOR_SHARE = {"none": 0.45, "quantized": 0.10, "quantized+grad_ckpt": 0.20}
-# torch.cuda.max_memory_allocated does not see the CUDA context, so nothing for the comparison...
-CUDA_RUNTIME_MIB = 0.0
+CPU_ALLOCATOR_SHARE = {"none": 0.45, "quantized": 0.10, "quantized+grad_ckpt": 0.10}
+# torch.cuda.max_memory_allocated does not see the CUDA context, only tensors and workspaces...
+CUDA_RUNTIME_MIB = 64.0  # cuBLAS/cuBLASLt workspaces, taken through torch's allocator (H100: 60-80 MiB)
 # ...but a new training process needs one, so fits()/preflight() keep this much free on top.
 CUDA_CONTEXT_MIB = 512.0
 
@@ -86,6 +86,7 @@ UNFUSED_LOGITS_COPIES = 3.0  # logits, log-softmax and their gradient when the h
 BNB_MIN_8BIT_SIZE = 4096     # bitsandbytes 8-bit optimizers keep smaller tensors in 32-bit
 
 LLAMA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+NORM_FED = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")  # their input is an RMSNorm output
 
 
 def _dtype_bytes(name: str) -> int:
@@ -106,10 +107,8 @@ def resolve_device(device: str = "auto") -> str:
 
 
 def compute_dtype_bytes(cfg: TrainConfig, device: str) -> int:
-    """What training.sft.pick_dtype chooses: auto = bf16/fp16 on CUDA, fp32 on CPU."""
-    if cfg.compute_dtype != "auto":
-        return _dtype_bytes(cfg.compute_dtype)
-    return 2 if _is_cuda(device) else 4
+    """What training.sft.pick_dtype chooses (auto: bf16/fp16 on CUDA, bf16 on CPUs with native bf16, else fp32)."""
+    return _dtype_bytes(resolve_compute_dtype(cfg.compute_dtype, device))
 
 
 def _fused_lm_head_available() -> bool:
@@ -242,7 +241,7 @@ def _weights_bytes(cfg: TrainConfig, shape: ModelShape, d: int) -> float:
 
 
 def _activation_elems_per_token_layer(cfg: TrainConfig, shape: ModelShape, seq_len: int, targets: list[str],
-                                      mask_elem: float) -> float:
+                                      mask_elem: float, d: int) -> float:
     h, i = shape.hidden, shape.intermediate
     q = shape.heads * shape.head_dim
     per = 2 * h + 4 * q + 3 * i + seq_len + shape.heads + 2
@@ -253,6 +252,10 @@ def _activation_elems_per_token_layer(cfg: TrainConfig, shape: ModelShape, seq_l
         per += cfg.lora_r
     if cfg.lora_dropout > 0:
         per += sum(dims[t][0] * (1 + mask_elem) for t in targets)
+        if d < 4 and cfg.quantization != "none":
+            # Mixed precision on a k-bit base: prepare_model_for_kbit_training upcasts the norms to fp32, so the
+            # inputs of the norm-fed modules are fp32 and so are their dropout outputs (4 bytes, not d).
+            per += sum(dims[t][0] * (4 - d) / d for t in targets if t in NORM_FED)
     else:
         if any(t in targets for t in ("q_proj", "k_proj", "v_proj")):
             per += h
@@ -305,22 +308,7 @@ def estimate_peak_memory(cfg: TrainConfig, model_config, seq_lengths: list[int],
         notes.append("paged optimizer state lives in unified memory, outside torch's allocator")
 
     mask_elem = (1 / d) if on_cuda else 1.0  # dropout masks: bool on CUDA, float on CPU (measured)
-    per_layer_elems = _activation_elems_per_token_layer(cfg, shape, seq_len, targets, mask_elem)
-    if cfg.gradient_checkpointing:
-        act_elems = tokens * (shape.layers * shape.hidden + per_layer_elems)
-    else:
-        act_elems = tokens * shape.layers * per_layer_elems
-    act_elems += tokens * shape.hidden * 2  # final norm input and the hidden states handed to the head
-    activations = act_elems * d
-    if on_cuda and d < 4:
-        activations += tokens * shape.layers * 2 * shape.hidden * 4  # RMSNorm computes in fp32
-
-    allocator = 0.0
-    if not on_cuda:
-        share = CPU_ALLOCATOR_SHARE["none" if cfg.quantization == "none" else
-                                    "quantized+grad_ckpt" if cfg.gradient_checkpointing else "quantized"]
-        allocator = share * tokens * shape.layers * per_layer_elems * d
-
+    per_layer_elems = _activation_elems_per_token_layer(cfg, shape, seq_len, targets, mask_elem, d)
     if fused_lm_head is None:
         fused_lm_head = _fused_lm_head_available()
     n_pred = cfg.batch_size * max(seq_len - 1, 1)
@@ -329,10 +317,31 @@ def estimate_peak_memory(cfg: TrainConfig, model_config, seq_lengths: list[int],
         if on_cuda:
             logits = CUDA_LOGPROB_TILES * tile * d + n_pred * shape.hidden * 4
         else:
-            logits = CPU_LOGPROB_TILES * tile * d + n_pred * shape.hidden * 4
+            # fp32 whatever the compute dtype: under CPU autocast the log-softmax temporaries are fp32
+            logits = CPU_LOGPROB_TILES * tile * 4 + n_pred * shape.hidden * 4
     else:
         logits = UNFUSED_LOGITS_COPIES * tokens * shape.vocab * 4
         notes.append("this TRL has no fused LM head: the full logits are materialized")
+
+    if cfg.gradient_checkpointing:
+        recompute = tokens * per_layer_elems
+        if on_cuda and recompute * d < logits:
+            # On CUDA the caching allocator reuses the head's freed tiles for the layer recomputed during the
+            # backward, so the peak is the head's (measured on H100); glibc on CPU does not, so both count.
+            recompute = 0
+        act_elems = tokens * shape.layers * shape.hidden + recompute
+    else:
+        act_elems = tokens * shape.layers * per_layer_elems
+    act_elems += tokens * shape.hidden * 2  # final norm input and the hidden states handed to the head
+    activations = act_elems * d
+    if d < 4:  # RMSNorm computes in fp32 (for every layer, or only the recomputed one with checkpointing)
+        activations += tokens * (1 if cfg.gradient_checkpointing else shape.layers) * 2 * shape.hidden * 4
+
+    allocator = 0.0
+    if not on_cuda:
+        share = CPU_ALLOCATOR_SHARE["none" if cfg.quantization == "none" else
+                                    "quantized+grad_ckpt" if cfg.gradient_checkpointing else "quantized"]
+        allocator = share * tokens * shape.layers * per_layer_elems * d
 
     return MemoryEstimate(device="cuda" if on_cuda else "cpu", batch_size=cfg.batch_size, seq_len=seq_len,
                           runtime=runtime, weights=weights / MIB, checkpoint=checkpoint / MIB, lora=lora / MIB,
