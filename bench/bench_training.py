@@ -77,7 +77,8 @@ def describe(cfg) -> str:
     from training.memory import resolve_device
 
     dtype = resolve_compute_dtype(cfg.compute_dtype, resolve_device("auto"))
-    return f"{dtype}, grad. ckpt {'on' if cfg.gradient_checkpointing else 'off'}"
+    return (f"{dtype}, grad. ckpt {'on' if cfg.gradient_checkpointing else 'off'}, "
+            f"dropout {cfg.lora_dropout:g}")
 
 
 def main() -> None:
@@ -90,6 +91,9 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m",
                     help="preset, hub id or local path (a GPU machine without the GGUF: bench/random_model.py)")
     ap.add_argument("--padding-free", action="store_true", help="our trainer with padding-free batches")
+    ap.add_argument("--baseline-dropout", action="store_true",
+                    help="also our trainer with the baseline's LoRA dropout (0.05), to separate the two effects")
+    ap.add_argument("--repeats", type=int, default=2, help="runs of each trainer, alternating; the table is the mean")
     args = ap.parse_args()
 
     home = tempfile.mkdtemp(prefix="moodshelf-bench-train-")
@@ -113,22 +117,41 @@ def main() -> None:
     base_cfg = TrainConfig(base_model=model_path, max_steps=args.steps, batch_size=args.batch_size,
                            learning_rate=args.lr, save_steps=0, logging_steps=1,
                            eval_steps=-1)  # eval at the end, like the baseline
-    rows = {f"moodshelf defaults ({describe(base_cfg)})": ours(db, base_cfg)}
+    def baseline() -> dict:
+        out = subprocess.run([sys.executable, "-c", BASELINE, model_path, str(data_path), str(args.steps),
+                              str(args.batch_size), str(args.lr), "42"], capture_output=True, text=True)
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        if line is None:
+            sys.exit("baseline failed:\n" + out.stderr[-3000:])
+        return json.loads(line[7:])
+
+    # Ours and the baseline alternate (A B A B ...), so a slow spell on a shared machine hits both; the load
+    # average before each run is printed so a disturbed run can be seen.
+    runs: dict[str, list[dict]] = {}
+    configs = {f"moodshelf defaults ({describe(base_cfg)})": base_cfg}
     if args.padding_free:
         pf_cfg = TrainConfig(**{**base_cfg.to_dict(), "padding_free": True})
-        rows[f"moodshelf padding-free ({describe(pf_cfg)})"] = ours(db, pf_cfg)
-    out = subprocess.run([sys.executable, "-c", BASELINE, model_path, str(data_path), str(args.steps),
-                          str(args.batch_size), str(args.lr), "42"], capture_output=True, text=True)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
-    if line is None:
-        sys.exit("baseline failed:\n" + out.stderr[-3000:])
-    base = json.loads(line[7:])
-    rows[f"baseline: TRL + peft defaults (gradient_checkpointing={base.pop('gradient_checkpointing')})"] = base
+        configs[f"moodshelf padding-free ({describe(pf_cfg)})"] = pf_cfg
+    if args.baseline_dropout:
+        dr_cfg = TrainConfig(**{**base_cfg.to_dict(), "lora_dropout": 0.05})
+        configs[f"moodshelf, LoRA dropout 0.05 ({describe(dr_cfg)})"] = dr_cfg
+    base_name = "baseline: TRL + peft defaults (gradient_checkpointing=True)"
+    for rep in range(args.repeats):
+        for name, cfg in [*configs.items(), (base_name, None)]:
+            load = os.getloadavg()[0]
+            r = ours(db, cfg) if cfg is not None else baseline()
+            r.pop("gradient_checkpointing", None)
+            runs.setdefault(name, []).append(r)
+            print(f"run {rep + 1}: {name:<58} {r['tokens_per_s']:7.1f} tokens/s  eval loss {r['eval_loss']:.4f}  "
+                  f"(load average before: {load:.2f})", flush=True)
+    rows = {name: {k: sum(r[k] for r in rs) / len(rs) for k in ("tokens_per_s", "eval_loss", "peak_mb", "seconds")}
+            for name, rs in runs.items()}
 
     import torch
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     print(f"\nQLoRA SFT, {args.model} nf4, {args.steps} steps x batch {args.batch_size}, lr {args.lr}, {device}")
+    print(f"mean of {args.repeats} alternating runs each")
     print(f"{'':<62}{'tokens/s':>10}{'eval loss':>11}{'peak MiB':>10}{'seconds':>9}")
     for name, r in rows.items():
         print(f"{name:<62}{r['tokens_per_s']:>10.1f}{r['eval_loss']:>11.4f}{r['peak_mb']:>10.0f}{r['seconds']:>9.1f}")

@@ -49,9 +49,17 @@ pads each batch to its longest row; h, i, nh, hd, V, layers from the model confi
                per-layer RSS traces: 0.4-0.5 with non-quantized base layers, 0-0.5 and 0.1 on average with
                nf4, more with gradient checkpointing, whose recompute frees a layer's worth per layer).
 
-peak = the sum of the terms. bench/bench_memory_preflight.py compares it with measured peaks: within +-15%
-on SmolLM2-135M on CPU (15 configs, worst -13.6%); the measured peak itself varies 5-8% run to run. The
-CUDA terms follow the same analysis (bf16 activations, Triton LM head) but were not measured here.
+  mixed precision (bf16 autocast, CPU or CUDA, k-bit base): the norms stay fp32, so each layer also keeps
+               their fp32 intermediates (2h x 4 B) and the dropout outputs of the norm-fed LoRA modules
+               are fp32 too; on CPU the LM-head tiles are fp32 whatever the compute dtype.
+  CUDA         + 64 MiB of cuBLAS workspaces; with gradient checkpointing the recomputed layer reuses the
+               head's freed tiles, so only the larger of the two counts.
+
+peak = the sum of the terms. bench/bench_memory_preflight.py compares it with measured peaks on SmolLM2-135M:
+on CPU within +-15% in fp32 (15 configs, worst -13.6%) and within +-12% with bf16 autocast (bench/results/
+memory_preflight_cpu.md); on an H100 15/15
+within +-20% (worst -15.4%; bench/results/memory_preflight_gpu.md). The measured peak itself varies 5-8% run
+to run on CPU.
 """
 from __future__ import annotations
 
