@@ -105,8 +105,8 @@ def build_curate_tab(services: Services, demo: gr.Blocks) -> None:
 
                 with gr.Accordion("Bulk action on every match of the filter (not only this page)", open=False):
                     with gr.Row():
-                        bulk_status = gr.Dropdown(list(SAMPLE_STATUSES), value="approved", label="Set status to",
-                                                  elem_id="cur_bulk_status")
+                        bulk_status = gr.Radio(list(SAMPLE_STATUSES), value="approved", label="Set status to",
+                                               elem_id="cur_bulk_status")
                         bulk_preview = gr.Button("Apply to all matches…", elem_id="cur_bulk_preview")
                         bulk_confirm = gr.Button("Confirm", variant="stop", visible=False, elem_id="cur_bulk_confirm")
                         bulk_cancel = gr.Button("Cancel", visible=False, elem_id="cur_bulk_cancel")
