@@ -139,7 +139,8 @@ def build_curate_tools(services: Services, form) -> None:
     cluster_pick.change(show_cluster, cluster_pick, [members_view, keep_pick], api_name="curate_cluster")
     keep_btn.click(keep, [cluster_pick, keep_pick], cluster_message, api_name="curate_keep").then(
         refresh_clusters, None, [cluster_pick, cluster_message])
-    stats_refresh.click(refresh_stats, filters, [stats_summary, *plots.values(), rates, titles], api_name="curate_stats")
+    stats_refresh.click(refresh_stats, filters, [stats_summary, *plots.values(), rates, titles],
+                        api_name="curate_stats")
     assign_btn.click(lambda *a: run_split(*a, False), [eval_fraction, seed, split_language], split_view,
                      api_name="curate_assign_splits")
     redraw_btn.click(lambda *a: run_split(*a, True), [eval_fraction, seed, split_language], split_view,

@@ -169,8 +169,8 @@ class ImportReport:
 
     def summary(self) -> str:
         by = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
-        dup = (f"; {len(self.skipped_duplicates)} skipped as exact duplicates (lines "
-               f"{', '.join(map(str, self.skipped_duplicates[:10]))}{'…' if len(self.skipped_duplicates) > 10 else ''})"
+        lines = ", ".join(map(str, self.skipped_duplicates[:10])) + ("…" if len(self.skipped_duplicates) > 10 else "")
+        dup = (f"; {len(self.skipped_duplicates)} skipped as exact duplicates (lines {lines})"
                if self.skipped_duplicates else "")
         return f"{self.imported} samples ({by or 'none'}){dup}"
 
@@ -218,7 +218,8 @@ def format_problems(rec: dict, fmt: str) -> list[str]:
     """What makes a record invalid for its format (empty list: valid)."""
     if fmt == "alpaca":
         p = [f"'{k}' must be text" for k in ("instruction", "input", "output") if not isinstance(rec.get(k), str)]
-        p += [f"'{k}' is empty" for k in ("instruction", "output") if isinstance(rec.get(k), str) and not rec[k].strip()]
+        p += [f"'{k}' is empty" for k in ("instruction", "output")
+              if isinstance(rec.get(k), str) and not rec[k].strip()]
         return p + ([f"unexpected keys {sorted(set(rec) - {'instruction', 'input', 'output'})}"]
                     if set(rec) - {"instruction", "input", "output"} else [])
     msgs = rec.get("messages")

@@ -96,13 +96,13 @@ def revert_sample(db: Database, sample_id: int) -> None:
         if sample.original is None:
             raise ReviewError(f"Sample #{sample_id} was never edited.")
         o = sample.original
-        twin = s.scalar(select(Sample.id).where(
-            Sample.content_hash == content_hash(o["instruction"], o["input"] or "", o["output"]), Sample.id != sample.id))
+        old_hash = content_hash(o["instruction"], o["input"] or "", o["output"])
+        twin = s.scalar(select(Sample.id).where(Sample.content_hash == old_hash, Sample.id != sample.id))
         if twin is not None:
             raise ReviewError(f"Sample #{twin} now has this sample's original text: nothing was reverted.")
         for k in EDITABLE:
             setattr(sample, k, o[k])
         sample.status, sample.quality_flags = o["status"], o["quality_flags"]
         sample.books, sample.grounded_count = o["books"], o["grounded_count"]
-        sample.content_hash = content_hash(o["instruction"], o["input"] or "", o["output"])
+        sample.content_hash = old_hash
         sample.original, sample.edited_at = None, None

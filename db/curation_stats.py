@@ -43,7 +43,8 @@ def rates_by_model(db: Database, f: SampleFilter | None = None) -> list[ModelRat
     grounded = SampleFilter(grounded="yes")
     is_grounded = case((conditions(grounded)[0], 1), else_=0)
     q = (select(Sample.provider, Sample.model, func.count(), func.sum(is_grounded),
-                func.sum(cast(Sample.status == "rejected", Integer)), func.sum(cast(Sample.status == "approved", Integer)))
+                func.sum(cast(Sample.status == "rejected", Integer)),
+                func.sum(cast(Sample.status == "approved", Integer)))
          .where(*conditions(f or SampleFilter())).group_by(Sample.provider, Sample.model)
          .order_by(Sample.provider, Sample.model))
     with db.session() as s:
