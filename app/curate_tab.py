@@ -53,7 +53,8 @@ class FilterForm:
                                 prompt_versions=prompt_versions or [], languages=languages or [],
                                 emotion=emotion or "", occupation=occupation or "", effect=effect or "",
                                 grounded=grounded or "any", duplicates=duplicates or "any",
-                                cluster_id=int(cluster_id) if cluster_id not in (None, "") else None,
+                                # An emptied number box sends 0; cluster ids are sample ids, never 0.
+                                cluster_id=int(cluster_id) if cluster_id not in (None, "", 0) else None,
                                 flag=(flag or "").strip(), text=(text or "").strip(), split=split or "any",
                                 edited=edited or "any")
         except ValidationError as e:

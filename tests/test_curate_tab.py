@@ -69,10 +69,10 @@ def test_curate_tab_pages_edits_and_bulk_changes_with_undo(client, tmp_path):
         client.predict(first_id, instruction, input_text, "", *_rest, api_name="/curate_save")
 
     preview = client.predict("rejected", *with_filter(statuses=["pending"]), api_name="/curate_bulk_preview")
-    assert "Set **11 samples**" in preview[0]
+    assert "Set **11 samples**" in preview
     assert status_counts(db) == {"pending": 11, "needs_review": 1}  # a preview changes nothing
     done = client.predict(api_name="/curate_bulk_confirm")
-    assert "11 samples set to **rejected**" in done[0]
+    assert "11 samples set to **rejected**" in done
     assert status_counts(db) == {"rejected": 11, "needs_review": 1}
     undone = client.predict(api_name="/curate_undo")
     assert "Undone" in undone and status_counts(db) == {"pending": 11, "needs_review": 1}
