@@ -248,9 +248,13 @@ def export_samples(db: Database, path: str | Path, fmt: str, *, f: SampleFilter 
     """Write the approved samples the filter matches; returns how many. Nothing is written on any error."""
     if fmt not in FORMATS:
         raise ExchangeError(f"Unknown export format {fmt!r}: use one of {', '.join(FORMATS)}.")
-    f = (f or SampleFilter()).model_copy(update={"statuses": ["approved"]})
-    with db.session() as s:
-        samples = list(s.scalars(select(Sample).where(*conditions(f)).order_by(Sample.id)))
+    f = f or SampleFilter()
+    samples = []
+    # Only approved samples leave: a filter on other statuses exports nothing.
+    if not f.statuses or "approved" in f.statuses:
+        f = f.model_copy(update={"statuses": ["approved"]})
+        with db.session() as s:
+            samples = list(s.scalars(select(Sample).where(*conditions(f)).order_by(Sample.id)))
     if not samples:
         raise ExchangeError(f"Nothing to export: no approved samples match ({f.describe()}). Approve samples or "
                             f"widen the filter.")
