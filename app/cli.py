@@ -5,6 +5,7 @@
     moodshelf generate --count 100 --language en --approve
     moodshelf train --max-steps 30     # or: --config data/runs/1/config.yaml
     moodshelf catalog import library.csv --encoding cp949
+    moodshelf samples export approved.jsonl --format openai
     moodshelf model prepare            # convert the embedded SmolLM2-135M once
 
 Every command upgrades the database schema first. Heavy libraries (torch, transformers, gradio) are
@@ -130,6 +131,28 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--encoding", default="utf-8", help="file encoding (utf-8 default; cp949 for many Korean exports)")
     csub.add_parser("load-builtin", help="load the catalog shipped with moodshelf")
     csub.add_parser("stats", help="count books per language and mood")
+
+    p = sub.add_parser("samples", help="import, export, split and count samples (what the Curate tab does)")
+    ssub = p.add_subparsers(dest="samples_command", required=True, metavar="ACTION")
+    c = ssub.add_parser("import", help="import JSONL/JSON/CSV samples (alpaca or chat messages); a bad row => "
+                                       "nothing imported, every problem listed")
+    c.add_argument("file")
+    c.add_argument("--model", default="", help="model label stored on the samples (default: the file name)")
+    c.add_argument("--n-books", type=int, default=3, help="books expected per answer when validating (default 3)")
+    c = ssub.add_parser("export", help="write approved samples as alpaca, chat-messages or OpenAI fine-tuning JSONL")
+    c.add_argument("out")
+    c.add_argument("--format", choices=("alpaca", "chat", "openai"), default="alpaca")
+    c.add_argument("--split", choices=("train", "eval", "none"), default=None, help="only this split")
+    c.add_argument("--language", choices=("en", "ko"), default=None)
+    c.add_argument("--provider", default=None, help="only samples from this provider")
+    c.add_argument("--system", default="", help="system message for the openai format")
+    c = ssub.add_parser("split", help="give approved samples a train/eval split (seeded, stable)")
+    c.add_argument("--eval-fraction", type=float, default=0.1)
+    c.add_argument("--seed", type=int, default=42)
+    c.add_argument("--language", choices=("en", "ko"), default="")
+    c.add_argument("--redraw", action="store_true", help="draw again for samples no run has used")
+    ssub.add_parser("stats", help="counts by status, provider and language; rates per model; top titles")
+    ssub.add_parser("undo", help="undo the last bulk status change")
 
     p = sub.add_parser("model", help="prepare base models")
     msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")

@@ -48,6 +48,52 @@ def cmd_catalog(args: argparse.Namespace) -> None:
                                              for lang in sorted(counts)))
 
 
+# -- samples ---------------------------------------------------------------------------------------------------
+def cmd_samples(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from db.curation import SampleFilter, split_counts, undo_last_bulk
+
+    db = _db()
+    if args.samples_command == "import":
+        from datagen.catalog import catalog_index, count_books, load_builtin_catalog
+        from datagen.exchange import import_samples
+
+        path = Path(args.file)
+        if not path.is_file():
+            raise UserError(f"No file {path}.")
+        if not count_books(db):
+            load_builtin_catalog(db)  # imported answers are grounded against the catalog like generated ones
+        report = import_samples(db, path.read_bytes(), path.name, index=catalog_index(db), model=args.model,
+                                n_books=args.n_books)
+        print(f"imported {report.summary()}")
+    elif args.samples_command == "export":
+        from datagen.exchange import export_samples
+
+        f = SampleFilter(split=args.split or "any", languages=[args.language] if args.language else [],
+                         providers=[args.provider] if args.provider else [])
+        n = export_samples(db, args.out, args.format, f=f, system_prompt=args.system)
+        print(f"exported {n} approved samples to {args.out} ({args.format})")
+    elif args.samples_command == "split":
+        from training.data import assign_splits, reshuffle_splits
+
+        fn = reshuffle_splits if args.redraw else assign_splits
+        fn(db, eval_fraction=args.eval_fraction, seed=args.seed, language=args.language)
+        print("approved samples by split: " + ", ".join(f"{k}={v}" for k, v in sorted(split_counts(db).items())))
+    elif args.samples_command == "stats":
+        from db.curation_stats import counts_by, rates_by_model, top_titles
+
+        for column in ("status", "provider", "language"):
+            print(f"{column}: " + (", ".join(f"{v}={n}" for v, n in counts_by(db, column)) or "no samples"))
+        for r in rates_by_model(db):
+            print(f"  {r.provider}/{r.model}: {r.samples} samples, grounded {r.grounded_rate:.0%}, "
+                  f"rejected {r.rejected_rate:.0%}, approved {r.approved_rate:.0%}")
+        print("top titles: " + "; ".join(f"{t} ({n})" for t, n in top_titles(db, limit=10)))
+    elif args.samples_command == "undo":
+        action = undo_last_bulk(db)
+        print(f"undone action #{action.id}: {action.description} ({action.row_count} samples)")
+
+
 # -- model -----------------------------------------------------------------------------------------------------
 def cmd_model(args: argparse.Namespace) -> None:
     from training.base_model import resolve_base_model

@@ -12,6 +12,9 @@ class UserError(RuntimeError):
 
 def user_facing_types() -> tuple[type[BaseException], ...]:
     from datagen.catalog import CatalogError
+    from datagen.exchange import ExchangeError
+    from datagen.review import ReviewError
+    from db.curation import CurationError
     from datagen.providers.base import ProviderError
     from db.engine import DatabaseError
     from db.settings import SettingsError
@@ -21,7 +24,7 @@ def user_facing_types() -> tuple[type[BaseException], ...]:
     from training.runs import RunError
 
     return (UserError, CatalogError, ProviderError, DatabaseError, SettingsError, ModelLoadError, ConfigError,
-            DatasetError, RunError)
+            DatasetError, RunError, ExchangeError, ReviewError, CurationError)
 
 
 @dataclass

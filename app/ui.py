@@ -1,4 +1,4 @@
-"""The Gradio app: Recommend, Compare, Generate and Train tabs over the shared services.
+"""The Gradio app: Recommend, Compare, Generate, Curate and Train tabs over the shared services.
 
     moodshelf serve --port 7860
     python -m app.ui          # same, with defaults
@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from app.compare_tab import build_compare_tab
+from app.curate_tab import build_curate_tab
 from app.generate_tab import build_generate_tab
 from app.train_tab import build_train_tab
 from app.recommend_tab import build_recommend_tab
@@ -27,6 +28,7 @@ def build_app(services: Services):
             rec_backend = build_recommend_tab(services)
             cmp_left, cmp_right = build_compare_tab(services)
             build_generate_tab(services)
+            build_curate_tab(services, demo)
             build_train_tab(services)
 
         def refresh_backends():

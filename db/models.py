@@ -20,7 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 SAMPLE_STATUSES = ("pending", "approved", "rejected", "needs_review")
 JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
@@ -36,6 +36,10 @@ def utcnow() -> datetime:
 def student_prompt(instruction: str, input_text: str) -> str:
     """The user turn the student model sees for a sample: training, the app and evaluation must agree."""
     return f"{instruction}\n\n{input_text}" if input_text.strip() else instruction
+
+
+def _output_chars(context) -> int:
+    return len(context.get_current_parameters().get("output") or "")
 
 
 class Base(DeclarativeBase):
@@ -102,6 +106,8 @@ class Sample(Base):
         CheckConstraint(f"status IN {SAMPLE_STATUSES}", name="sample_status"),
         CheckConstraint("split IS NULL OR split IN ('train', 'eval')", name="sample_split"),
         Index("ix_samples_status_split", "status", "split"),
+        # Curation pages filter on status and sort by date: one index serves both (see bench/bench_curation.py).
+        Index("ix_samples_status_created", "status", "created_at"),
         # Request i of a job is derived from (seed, i): storing i makes a resumed job skip what is done.
         UniqueConstraint("job_id", "request_index", name="uq_samples_job_request"),
     )
@@ -118,20 +124,25 @@ class Sample(Base):
     focus: Mapped[Optional[str]] = mapped_column(String(100))
     language: Mapped[str] = mapped_column(String(8), index=True)
     provider: Mapped[str] = mapped_column(String(50), index=True)
-    model: Mapped[str] = mapped_column(String(200))
-    prompt_version: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    prompt_version: Mapped[str] = mapped_column(String(40), index=True)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     quality_flags: Mapped[list[Any]] = mapped_column(default=list)
     # Parsed answer: [{"title", "author", "reason", "effect", "book_id" | None}, ...]
     books: Mapped[list[Any]] = mapped_column(default=list)
-    grounded_count: Mapped[int] = mapped_column(Integer, default=0)
+    grounded_count: Mapped[int] = mapped_column(Integer, default=0, index=True)
+    # Kept as a column (not length(output) at query time) so "sort by length" uses an index at 100k rows.
+    output_chars: Mapped[int] = mapped_column(Integer, default=_output_chars, index=True)
     raw_output: Mapped[Optional[str]] = mapped_column(Text)
     content_hash: Mapped[str] = mapped_column(String(64), unique=True)
     request_index: Mapped[Optional[int]] = mapped_column(Integer)
     # Near-duplicates share a cluster id (the id of the cluster's first sample); they are flagged, not deleted.
     cluster_id: Mapped[Optional[int]] = mapped_column(Integer, index=True)
     split: Mapped[Optional[str]] = mapped_column(String(8))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The sample as first stored ({"instruction", "input", "output", "emotion", ...}), set on the first edit.
+    original: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    edited_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     job: Mapped[Optional[GenerationJob]] = relationship(back_populates="samples")
@@ -139,6 +150,37 @@ class Sample(Base):
     @property
     def prompt(self) -> str:
         return student_prompt(self.instruction, self.input)
+
+    @validates("output")
+    def _count_output_chars(self, _key: str, value: str) -> str:
+        # ORM writes (generation, edits) keep output_chars in step; Core inserts get the column default.
+        self.output_chars = len(value or "")
+        return value
+
+
+class CurationAction(Base):
+    """A bulk change of sample statuses (bulk action, cluster resolution), kept so the last one can be undone."""
+
+    __tablename__ = "curation_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))            # bulk_status | keep_one
+    description: Mapped[str] = mapped_column(Text, default="")
+    new_status: Mapped[str] = mapped_column(String(16))
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    criteria: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the filter it ran on, for the record
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    undone_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+
+class CurationActionRow(Base):
+    """The status a sample had before an action: one row per touched sample, written by INSERT ... SELECT."""
+
+    __tablename__ = "curation_action_rows"
+
+    action_id: Mapped[int] = mapped_column(ForeignKey("curation_actions.id", ondelete="CASCADE"), primary_key=True)
+    sample_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    old_status: Mapped[str] = mapped_column(String(16))
 
 
 class ApiCall(Base):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from db.engine import Database
 from db.models import Sample
@@ -59,6 +59,23 @@ def assign_splits(db: Database, *, eval_fraction: float, seed: int, language: st
             f"The eval split is empty ({len(ids.train)} approved samples, eval_fraction={eval_fraction}). "
             "Approve more samples, raise eval_fraction, or set eval_fraction to 0 to train without eval.")
     return ids
+
+
+def reshuffle_splits(db: Database, *, eval_fraction: float, seed: int, language: str = "") -> SplitIds:
+    """Draw the split again for approved samples no run has used (the Curate tab's "reassign"); samples a
+    queued, running or finished run trained or evaluated on keep theirs, so a run's eval samples stay eval."""
+    from db.curation import locked_split_ids
+
+    with db.begin() as s:
+        locked = locked_split_ids(s)
+        q = select(Sample.id).where(Sample.status == "approved", Sample.split.is_not(None))
+        if language:
+            q = q.where(Sample.language == language)
+        free = [i for i in s.scalars(q) if i not in locked]
+        for start in range(0, len(free), 10_000):  # under SQLite's limit on bound parameters
+            s.execute(update(Sample).where(Sample.id.in_(free[start:start + 10_000])).values(split=None)
+                      .execution_options(synchronize_session=False))
+    return assign_splits(db, eval_fraction=eval_fraction, seed=seed, language=language)
 
 
 def chat_example(sample: Sample) -> dict:
