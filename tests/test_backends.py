@@ -108,30 +108,75 @@ def test_empty_request_is_refused(fake_openai, monkeypatch):
         make_backend(BackendSpec(kind="openai", model="gpt-4o-mini")).complete([{"role": "user", "content": " "}])
 
 
-def test_local_backend_streams_base_and_adapter_and_refuses_other_bases(tiny_model_dir, sqlite_db, tmp_path):
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
+def test_local_backend_streams_base_and_adapter_and_refuses_other_bases(tiny_model_dir, sqlite_db, adapter_run):
     from db.models import TrainingRun
     from training.inference import LocalModel
 
-    # A real peft adapter for the tiny model, registered as a finished run (and one on another base).
-    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                                LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    peft_model.save_pretrained(tmp_path / "adapter")
     with sqlite_db.begin() as s:
-        ok = TrainingRun(name="tiny", status="completed", base_model=tiny_model_dir, adapter_path=str(tmp_path / "adapter"))
-        other = TrainingRun(name="other", status="completed", base_model="smollm2-135m",
-                            adapter_path=str(tmp_path / "adapter"))
-        s.add_all([ok, other])
+        ok = s.get(TrainingRun, adapter_run)
+        other = TrainingRun(name="other", status="completed", base_model="smollm2-135m", adapter_path=ok.adapter_path)
+        s.add(other)
         s.flush()
-        ok_id, other_id = ok.id, other.id
+        other_id = other.id
     lm = LocalModel.load(tiny_model_dir)
     base = make_backend(BackendSpec(kind="local"), local_model=lm, system_prompt="ignored for local models")
     base_text = base.complete(MESSAGES, max_new_tokens=12)
     assert base.usage.completion_tokens > 0 and base.usage.prompt_tokens > 10 and base.usage.cost_usd == 0.0
-    tuned = make_backend(BackendSpec(kind="local", adapter_run=ok_id), local_model=lm, db=sqlite_db)
+    tuned = make_backend(BackendSpec(kind="local", adapter_run=adapter_run), local_model=lm, db=sqlite_db)
     assert tuned.complete(MESSAGES, max_new_tokens=12) != base_text  # the adapter changes the answer
     assert base.complete(MESSAGES, max_new_tokens=12) == base_text   # and the base is still the base
     with pytest.raises(BackendError, match="does not fit"):
         make_backend(BackendSpec(kind="local", adapter_run=other_id), local_model=lm, db=sqlite_db)
+
+
+def test_local_generations_queue_in_arrival_order_while_api_columns_stream(tiny_model_dir, fake_openai,
+                                                                             monkeypatch):
+    """Two local columns and one API column at once: the API column is not held up by the local ones,
+    and the local ones take turns on the shared model (one finishes before the other starts)."""
+    from training.columns import stream_columns
+    from training.inference import LocalModel
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
+    lm = LocalModel.load(tiny_model_dir)
+    backends = [make_backend(BackendSpec(kind="local"), local_model=lm),
+                make_backend(BackendSpec(kind="local"), local_model=lm),
+                make_backend(BackendSpec(kind="openai", model="gpt-4o-mini"))]
+    fake_openai.add_fault(fail_after=3)  # and a failing column does not stop the others
+    order = [(e.column, bool(e.done), e.error) for e in stream_columns(backends, MESSAGES, max_new_tokens=40)]
+    done = [c for c, d, _ in order if d]
+    assert sorted(done) == [0, 1, 2]
+    errors = {c: err for c, d, err in order if d}
+    assert errors[0] is None and errors[1] is None and "openai" in errors[2]
+    order = [(c, d) for c, d, _ in order]
+    deltas = {c: [k for k, (col, d) in enumerate(order) if col == c and not d] for c in (0, 1)}
+    first, later = sorted((0, 1), key=lambda c: deltas[c][0])
+    assert deltas[later][0] > deltas[first][-1]  # FIFO: the second local answer starts after the first ends
+    assert backends[0].usage.completion_tokens > 0 and backends[1].usage.completion_tokens > 0
+
+
+def test_api_columns_stream_in_parallel(fake_openai, fake_anthropic, monkeypatch):
+    """Two slow API columns together take about as long as one, not the sum (measured, sequential too)."""
+    import time
+
+    from training.columns import stream_columns
+
+    for vendor, server in (("OPENAI", fake_openai), ("ANTHROPIC", fake_anthropic)):
+        monkeypatch.setenv(f"{vendor}_API_KEY", KEY)
+        monkeypatch.setenv(f"{vendor}_BASE_URL", server.base_url)
+        server.stream_delay = 0.01  # ~120 deltas: ~1.2 s per answer
+    specs = [BackendSpec(kind="openai", model="gpt-4o-mini"), BackendSpec(kind="anthropic", model="claude-haiku-4-5")]
+    t0 = time.perf_counter()
+    for spec in specs:
+        make_backend(spec).complete(MESSAGES)
+    sequential = time.perf_counter() - t0
+    backends = [make_backend(s) for s in specs]
+    t0 = time.perf_counter()
+    events = list(stream_columns(backends, MESSAGES))
+    parallel = time.perf_counter() - t0
+    print(f"two API columns: sequential {sequential:.2f} s, parallel {parallel:.2f} s")
+    assert all(e.error is None for e in events if e.done)
+    assert parallel < 0.75 * sequential
+    firsts = [next(i for i, e in enumerate(events) if e.column == c) for c in (0, 1)]
+    lasts = [max(i for i, e in enumerate(events) if e.column == c and e.delta) for c in (0, 1)]
+    assert max(firsts) < min(lasts)  # the columns' deltas interleave
