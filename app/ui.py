@@ -47,7 +47,7 @@ def build_app(services: Services, *, public: bool = True, admin: bool = True, ad
     with gr.Blocks(title="moodshelf" if public else "moodshelf admin", analytics_enabled=False) as demo:
         gr.Markdown(HEADER if public else "# moodshelf admin\nGenerate samples and train adapters.")
         if admin_link:
-            gr.Markdown(f"Admin (login): [Generate and Train]({admin_link})", elem_id="admin_link")
+            gr.Markdown(f"[Admin tabs]({admin_link}) (login required)", elem_id="admin_link")
         pickers = []
         with gr.Tabs():
             if public:

@@ -88,7 +88,6 @@ def test_failure_mid_stream_is_one_line_after_the_first_deltas(vendor, fake_open
 def test_rejected_key_is_redacted(fake_openai, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
-    fake_openai.fail_auth_unless = "sk-other-key-000000"
     fake_openai.add_fault(status=401, message=f"Incorrect API key provided: {KEY}")
     with pytest.raises(BackendError) as e:
         make_backend(BackendSpec(kind="openai", model="gpt-4o-mini")).complete(MESSAGES)
