@@ -76,6 +76,8 @@ class LocalModel:
     def add_adapter(self, name: str, path: str) -> None:
         from peft import PeftModel
 
+        if name in self.adapters:  # checked before the lock, which a running generation holds
+            return
         with self.lock:
             if name in self.adapters:
                 return
