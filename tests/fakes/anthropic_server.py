@@ -153,7 +153,7 @@ class FakeAnthropicServer(FakeServer):
             out_text = json.dumps(tool_input, ensure_ascii=False)
             stop_reason = "max_tokens" if answer.truncated else "tool_use"
         else:
-            if wants_plain_text(schema is not None, user + other):
+            if wants_plain_text(bool(body.get("stream")), schema is not None, user + other):
                 answer.text = render_text(books, view.language)
             content = [{"type": "text", "text": answer.text, "citations": None}]
             out_text = answer.text

@@ -549,10 +549,11 @@ def render_answer(obj: dict[str, Any], fault: dict[str, Any]) -> Answer:
     return Answer(obj, text)
 
 
-def wants_plain_text(structured: bool, texts: Iterable[str]) -> bool:
-    """A chat request with no schema, no tool and no mention of JSON gets prose in the sample format
-    (numbered books with reason and effect lines), as a real model asked in that format writes it."""
-    return not structured and "json" not in "\n".join(texts).lower()
+def wants_plain_text(streamed: bool, structured: bool, texts: Iterable[str]) -> bool:
+    """A streamed chat request (the app's backends) with no schema, no tool and no mention of JSON gets
+    prose in the sample format (numbered books with reason and effect lines), as a real model asked in
+    that format writes it. Unstreamed requests keep answering JSON text, as the teacher tests expect."""
+    return streamed and not structured and "json" not in "\n".join(texts).lower()
 
 
 _TEXT_LABELS = {"en": ("Why this book", "How it may help"), "ko": ("추천 이유", "이 책이 도움이 될 수 있는 이유")}

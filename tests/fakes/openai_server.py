@@ -149,7 +149,7 @@ class FakeOpenAIServer(FakeServer):
         view = PromptView.build(user_texts, other_texts, schema)
         books = self.answers.books(view.candidates, view.n_books, view.language, fault)
         answer = render_answer({"books": books}, fault)
-        if wants_plain_text(rtype is not None, other_texts + user_texts):
+        if wants_plain_text(bool(body.get("stream")), rtype is not None, other_texts + user_texts):
             answer.text = render_text(books, view.language)
         prompt_tokens = word_count(view.all_text)
         completion_tokens = word_count(answer.text)
