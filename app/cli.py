@@ -102,7 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
 
-    p = sub.add_parser("serve", help="serve the Gradio app", description="Serve the app on http://HOST:PORT.")
+    p = sub.add_parser("serve", help="serve the Gradio app",
+                       description="Serve the app on http://HOST:PORT. With MOODSHELF_AUTH=user:password set, the "
+                                   "admin tabs (Generate, Train) move to /admin/ behind a login; Recommend, Compare "
+                                   "and Arena stay public at /.")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--base-model", default=None, help="base model for local inference (default: the demo's)")

@@ -1,80 +1,83 @@
-"""Compare tab: one request, several backends, answers side by side with time to first token, total time,
-tokens and how many of the named books exist in the catalog. Every comparison is stored in the DB."""
+"""Compare tab: one request to 2–3 backends at once — API baselines (GPT, Claude, any OpenAI-compatible URL
+such as a vLLM server with a LoRA module), the local base model and finished runs' adapters — streaming in
+parallel, side by side, each with time to first token, total time, tokens, estimated cost and how many of
+its books exist in the catalog. Every comparison is stored in the DB (comparisons, blind = false)."""
 from __future__ import annotations
-
-import os
 
 import gradio as gr
 
+from app.parallel import run_columns
 from app.request_form import build_request_form
 from app.services import BASE_LABEL, Services
 from db.models import Comparison
-from training.inference import StreamStats
+from training.backends import api_backends_available
 
-API_NOTE_NO_KEY = (
-    "**API baseline:** no `OPENAI_API_KEY` or `ANTHROPIC_API_KEY` is set, so this comparison runs between the "
-    "local base model and your fine-tuned adapters. With a key, GPT or Claude writes your training samples "
-    "(Generate tab); a GPT/Claude column here comes with the API chat backends in the next release."
-)
-API_NOTE_KEY = (
-    "**API baseline:** a key is set and GPT/Claude can write your training samples (Generate tab); a GPT/Claude "
-    "column here comes with the API chat backends in the next release. This comparison runs between the local "
-    "base model and your fine-tuned adapters."
-)
+NONE = "(none)"
+N_COLUMNS = 3
 
 
-def _stats_line(stats: StreamStats, cards) -> str:
-    grounded = sum(1 for c in cards if c.book)
-    ttft = f"{stats.ttft_s:.2f} s" if stats.ttft_s is not None else "-"
-    return (f"first token {ttft} · total {stats.total_s:.1f} s · {stats.tokens} tokens · "
-            f"cost $0 (local) · **{grounded}/{len(cards)} books in catalog**")
+def api_note() -> str:
+    keys = api_backends_available()
+    if not any(keys.values()):
+        return ("**API baseline:** no `OPENAI_API_KEY` or `ANTHROPIC_API_KEY` is set. To add a GPT or Claude "
+                "column, `export OPENAI_API_KEY=...` (or `ANTHROPIC_API_KEY`) in the shell that starts "
+                "`moodshelf serve` and restart; an OpenAI-compatible server (vLLM, Ollama) needs only its URL: "
+                "type `openai-compatible: MODEL @ http://HOST:PORT/v1` into a column. Until then the comparison "
+                "runs between the base model and your fine-tuned adapters.")
+    have = ", ".join(k for k, v in keys.items() if v)
+    return (f"**API baseline:** keys found for {have}. API columns stream at the same time as the local ones; "
+            "costs are estimates from list prices.")
 
 
-def build_compare_tab(services: Services) -> tuple[gr.Dropdown, gr.Dropdown]:
+def default_columns(services: Services) -> tuple[list[str], list[str]]:
+    """Choices for the column dropdowns and their initial values: the newest run, the base model, and an
+    API baseline when a key is set."""
+    local = services.backend_choices()
+    api = services.api_choices()
+    choices = local + api + [NONE]
+    with_key = [a for a in api if services.has_key(a)]
+    values = [local[0], BASE_LABEL if local[0] != BASE_LABEL else NONE, with_key[0] if with_key else NONE]
+    if values[1] == NONE and with_key:
+        values[1], values[2] = with_key[0], NONE
+    return choices, values
+
+
+def build_compare_tab(services: Services) -> list[gr.Dropdown]:
     with gr.Tab("Compare", id="compare"):
-        has_key = bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("ANTHROPIC_API_KEY"))
-        gr.Markdown(API_NOTE_KEY if has_key else API_NOTE_NO_KEY, elem_id="cmp_api_note")
-        choices = services.backend_choices()
+        gr.Markdown(api_note(), elem_id="cmp_api_note")
+        choices, values = default_columns(services)
         form = build_request_form("en", prefix="cmp_")
         button = gr.Button("Compare", variant="primary", elem_id="cmp_button")
+        pickers, outputs = [], []
         with gr.Row():
-            with gr.Column():
-                left = gr.Dropdown(choices, value=BASE_LABEL, label="Left", elem_id="cmp_left")
-                left_out = gr.Textbox(label="Answer", lines=12, interactive=False, elem_id="cmp_left_answer")
-                left_stats = gr.Markdown(elem_id="cmp_left_stats")
-            with gr.Column():
-                right = gr.Dropdown(choices, value=choices[0], label="Right", elem_id="cmp_right")
-                right_out = gr.Textbox(label="Answer", lines=12, interactive=False, elem_id="cmp_right_answer")
-                right_stats = gr.Markdown(elem_id="cmp_right_stats")
+            for i in range(N_COLUMNS):
+                with gr.Column():
+                    # allow_custom_value: an OpenAI-compatible URL (a vLLM LoRA module) can be typed in.
+                    pickers.append(gr.Dropdown(choices, value=values[i], label=f"Column {i + 1}",
+                                               allow_custom_value=True, elem_id=f"cmp_col{i}"))
+                    outputs.append(gr.Textbox(label="Answer", lines=12, interactive=False,
+                                              elem_id=f"cmp_answer{i}"))
+                    outputs.append(gr.Markdown(elem_id=f"cmp_stats{i}"))
 
-        def compare(left_label, right_label, language, emotion, occupation, effects, situation, focus, free_text, retrieval):
+        def compare(label0, label1, label2, language, emotion, occupation, effects, situation, focus, free_text,
+                    retrieval):
+            labels = [lb for lb in (label0, label1, label2) if lb and lb != NONE]
             try:
                 prompt, fields = services.request_prompt(
                     language, emotion, occupation, effects, situation, focus, free_text, retrieval)
-                adapters = [services.adapter_for(left_label), services.adapter_for(right_label)]
             except ValueError as e:
                 raise gr.Error(str(e))
-            texts, lines, results = ["", ""], ["*waiting…*", "*waiting…*"], []
-            # The shared local model serves one request at a time, so the columns take turns.
-            for i, (label, adapter) in enumerate(zip((left_label, right_label), adapters)):
-                stats = StreamStats()
-                lines[i] = "*generating…*"
-                error = None
-                try:
-                    for chunk in services.model().stream(prompt, adapter=adapter, stats=stats):
-                        texts[i] += chunk
-                        yield texts[0], lines[0], texts[1], lines[1]
-                    cards = services.book_cards(texts[i], language)
-                    lines[i] = _stats_line(stats, cards)
-                except Exception as e:  # noqa: BLE001 - one failing column must not stop the other
-                    error, cards = f"{type(e).__name__}: {e}", []
-                    lines[i] = f"⚠️ {error}"
-                results.append({"backend": label, "output": texts[i], "ttft_s": stats.ttft_s,
-                                "total_s": stats.total_s, "tokens": stats.tokens,
-                                "grounded": sum(1 for c in cards if c.book), "books": len(cards), "error": error})
-                yield texts[0], lines[0], texts[1], lines[1]
+            if len(labels) < 2:
+                raise gr.Error("Pick at least two backends to compare.")
+            slots = [i for i, lb in enumerate((label0, label1, label2)) if lb and lb != NONE]
+            state = None
+            for state in run_columns(services, labels, prompt, language):
+                shown = ["", ""] * N_COLUMNS
+                for k, i in enumerate(slots):
+                    shown[2 * i], shown[2 * i + 1] = state.texts[k], state.lines[k]
+                yield shown
             with services.db.begin() as s:
-                s.add(Comparison(prompt=prompt, request=fields, results=results, blind=False))
+                s.add(Comparison(prompt=prompt, request=fields, results=state.results, blind=False))
 
-        button.click(compare, [left, right, *form.inputs], [left_out, left_stats, right_out, right_stats])
-    return left, right
+        button.click(compare, [*pickers, *form.inputs], outputs)
+    return pickers

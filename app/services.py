@@ -1,10 +1,13 @@
-"""What the tabs share: the database, the catalog index, and the local model with its adapters.
+"""What the tabs share: the database, the catalog index, the local model with its adapters, and the chat
+backends (training/backends.py) that answer a request.
 
 The base model is loaded once, on first use, and every finished training run on the same base is
 attached as a named peft adapter, so a request to "run #3" and one to the base model share weights.
+API baselines (GPT, Claude, an OpenAI-compatible URL such as a vLLM server) are offered beside them.
 """
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -13,13 +16,16 @@ from sqlalchemy import select
 from datagen.catalog import catalog_index
 from datagen.grid import EFFECTS, Request, adnominal
 from datagen.catalog import books_for_moods
-from datagen.prompts import input_for, instruction_for, retrieval_input, student_prompt
+from datagen.prompts import answer_format_system, input_for, instruction_for, retrieval_input, student_prompt
 from datagen.validation import parse_books
 from db.engine import Database
 from db.models import Book, TrainingRun
+from training.backends import (BASE_LABEL, DEFAULT_API_MODELS, KEY_ENVS, Backend, BackendError, BackendSpec,
+                               attach_run_adapter, make_backend)
 from training.config import DEFAULT_BASE_MODEL
 
-BASE_LABEL = "base model"
+NO_KEY_HELP = ("No {env} set: to add this column, `export {env}=...` in the shell that runs `moodshelf serve` "
+               "and restart the app (keys are read from the environment only). The other columns still run.")
 
 
 @dataclass
@@ -87,8 +93,35 @@ class Services:
                 .order_by(TrainingRun.id.desc())))
 
     def backend_choices(self) -> list[str]:
-        runs = [f"run #{r.id}: {r.name}" for r in self.finished_runs() if r.base_model == self.base_model]
+        """The local backends: finished runs on the loaded base, newest first, then the base model."""
+        runs = [BackendSpec(kind="local", adapter_run=r.id, run_name=r.name).label
+                for r in self.finished_runs() if r.base_model == self.base_model]
         return runs + [BASE_LABEL]
+
+    @staticmethod
+    def api_choices() -> list[str]:
+        """API baselines: GPT and Claude (offered with or without a key: the column then says how to add
+        one), and the OpenAI-compatible server from OPENAI_COMPATIBLE_BASE_URL (e.g. vLLM) when set."""
+        choices = [BackendSpec(kind=k, model=m).label for k, m in DEFAULT_API_MODELS.items()]
+        if url := os.environ.get("OPENAI_COMPATIBLE_BASE_URL"):
+            model = os.environ.get("OPENAI_COMPATIBLE_MODEL", "default")
+            choices.append(BackendSpec(kind="openai_compatible", model=model, base_url=url).label)
+        return choices
+
+    @staticmethod
+    def has_key(label: str) -> bool:
+        spec = BackendSpec.from_label(label)
+        return spec.kind in ("local", "openai_compatible") or bool(os.environ.get(KEY_ENVS[spec.kind]))
+
+    def backend(self, label: str, language: str = "en") -> Backend:
+        """A chat backend for a dropdown label. BackendError says what is wrong (no key: which variable to
+        export; an adapter of another base model: that it does not fit)."""
+        spec = BackendSpec.from_label(label)
+        if spec.is_local:
+            return make_backend(spec, local_model=self.model(), db=self.db)
+        if spec.kind in KEY_ENVS and spec.kind != "openai_compatible" and not os.environ.get(KEY_ENVS[spec.kind]):
+            raise BackendError(NO_KEY_HELP.format(env=KEY_ENVS[spec.kind]))
+        return make_backend(spec, system_prompt=answer_format_system(language))
 
     def model(self):
         with self._lock:
@@ -106,19 +139,18 @@ class Services:
                 self._model = None
 
     def adapter_for(self, label: str) -> str | None:
-        if label == BASE_LABEL:
+        spec = BackendSpec.from_label(label)
+        if spec.adapter_run is None:
             return None
-        run_id = int(label.split("#", 1)[1].split(":", 1)[0])
         with self.db.session() as s:
-            run = s.get(TrainingRun, run_id)
-        if run is None or not run.adapter_path:
-            raise ValueError(f"Run #{run_id} has no adapter.")
-        if run.base_model != self.base_model:
-            raise ValueError(f"Run #{run_id} was trained on {run.base_model}, but the loaded base model is "
+            run = s.get(TrainingRun, spec.adapter_run)
+        if run is not None and run.base_model != self.base_model:  # refused before loading any weights
+            raise ValueError(f"Run #{run.id} was trained on {run.base_model}, but the loaded base model is "
                              f"{self.base_model}: its adapter does not fit.")
-        name = f"run-{run_id}"
-        self.model().add_adapter(name, run.adapter_path)
-        return name
+        try:
+            return attach_run_adapter(self.model(), self.db, spec.adapter_run)
+        except BackendError as e:
+            raise ValueError(str(e)) from None
 
     def request_prompt(self, language, emotion, occupation, effects, situation, focus, free_text="",
                        retrieval: bool = False, k: int = 8) -> tuple[str, dict]:

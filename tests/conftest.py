@@ -70,3 +70,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def adapter_run(sqlite_db, tiny_model_dir, tmp_path) -> int:
+    """A finished training run on the tiny model whose adapter is a real peft LoRA with random (non-zero)
+    weights, so it changes the answers: the app sees it as any completed run, without training."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from db.models import TrainingRun
+
+    path = tmp_path / "adapter"
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                                LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(path)
+    with sqlite_db.begin() as s:
+        run = TrainingRun(name="tiny", status="completed", base_model=tiny_model_dir, adapter_path=str(path))
+        s.add(run)
+        s.flush()
+        return run.id

@@ -62,9 +62,10 @@ def test_served_app_recommends_and_compares(trained, tiny_model_dir, free_port):
         assert isinstance(answer, str) and cards  # random weights: text is noise, but it streams and is checked
         assert "catalog" in cards or "No numbered book list" in cards
 
-        left, left_stats, right, right_stats = client.predict(
-            BASE_LABEL, run_label, "en", "anxious", "nurse", ["calm"], "the commute", "light and easy", "", False,
-            api_name="/compare")
+        left, left_stats, right, right_stats, _, third = client.predict(
+            BASE_LABEL, run_label, "(none)", "en", "anxious", "nurse", ["calm"], "the commute", "light and easy", "",
+            False, api_name="/compare")
+        assert third == ""  # a column left empty stays empty
         assert "first token" in left_stats and "first token" in right_stats and "books in catalog" in right_stats
         with db.session() as s:
             comparison = s.scalars(select(Comparison)).one()

@@ -26,7 +26,14 @@ check, and by each line/request of a batch when the batch is created:
     {"malformed": True}                   content is not valid JSON
     {"ungrounded": True}                  invented books instead of candidates (an int n: only the last n)
     {"wrong_count": True}                 one book fewer than asked
+    {"fail_after": 4}                     stream=true only: an error event after 4 text deltas (OpenAI: a data
+                                          chunk with "error"; Anthropic: `event: error`, overloaded_error)
 Keys combine, e.g. {"delay": 0.5, "wrong_count": True}.
+
+Streaming (stream=true): chat.completion.chunk SSE (usage chunk with stream_options.include_usage, then
+[DONE]) and the Messages event sequence, sent chunked, one write per event; `server.stream_delay` seconds
+between deltas. A streamed request with no schema/tool and no mention of JSON is answered in the sample's
+text format (numbered books, reason and effect lines), as the app's chat backends ask for it.
 
 Other knobs: server.latency (seconds added to every request), server.fail_auth_unless (a key; others get
 401), server.batch_polls_until_done (default 2), FakeOpenAIServer.reject_json_schema,

@@ -1,0 +1,40 @@
+"""How an answer is shown under its column: the catalog cards of its books and one line of figures
+(time to first token, total time, tokens, estimated cost, books in the catalog). Shared by the Recommend,
+Compare and Arena tabs."""
+from __future__ import annotations
+
+from app.services import BookCard
+from training.backends import Usage
+
+
+def cards_markdown(cards: list[BookCard], language: str) -> str:
+    if not cards:
+        return "*" + ("책 목록을 찾지 못했습니다." if language == "ko" else "No numbered book list found in this answer.") + "*"
+    grounded = sum(1 for c in cards if c.book)
+    head = (f"**{len(cards)}권 중 {grounded}권이 카탈로그에 있습니다**" if language == "ko"
+            else f"**{grounded} of {len(cards)} books are in the catalog**")
+    return head + "\n\n" + "\n".join(c.markdown(language) for c in cards)
+
+
+def cost_text(cost_usd: float | None) -> str:
+    if cost_usd is None:
+        return "cost unknown"
+    if cost_usd == 0:
+        return "$0 (local)"
+    return f"~${cost_usd:.5f}"
+
+
+def stats_line(usage: Usage, cards: list[BookCard]) -> str:
+    grounded = sum(1 for c in cards if c.book)
+    ttft = f"{usage.ttft_s:.2f} s" if usage.ttft_s is not None else "-"
+    return (f"first token {ttft} · total {usage.total_s:.1f} s · {usage.completion_tokens} tokens · "
+            f"{cost_text(usage.cost_usd)} · **{grounded}/{len(cards)} books in catalog**")
+
+
+def result_record(label: str, text: str, usage: Usage | None, cards: list[BookCard], error: str | None) -> dict:
+    """One column as stored in comparisons.results (no key can be in it: errors are redacted upstream)."""
+    u = usage or Usage()
+    return {"backend": label, "output": text, "ttft_s": u.ttft_s, "total_s": u.total_s,
+            "prompt_tokens": u.prompt_tokens, "tokens": u.completion_tokens, "cost_usd": u.cost_usd,
+            "grounded": sum(1 for c in cards if c.book), "books": len(cards),
+            "titles": [c.title for c in cards], "error": error}

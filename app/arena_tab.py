@@ -1,0 +1,125 @@
+"""Arena tab: a blind battle. Two backends drawn at random from the pool answer the same request, shown as
+A and B in random order with their names hidden; the user votes A, B, tie or both bad. The prompt, both
+answers, the backends and the vote are stored (comparisons, blind = true), the names are revealed, and the
+leaderboard — win rates and Bradley–Terry scores with bootstrap 95% intervals — is recomputed from every vote.
+"""
+from __future__ import annotations
+
+import random
+from datetime import datetime, timezone
+
+import gradio as gr
+import pandas as pd
+from sqlalchemy import select
+
+from app.answer_view import stats_line
+from app.parallel import run_columns
+from app.request_form import build_request_form
+from app.services import Services
+from db.engine import Database
+from db.models import Comparison
+from training.backends import Usage
+from training.leaderboard import Battle, leaderboard
+
+VOTE_BUTTONS = {"A": "👈 A is better", "B": "👉 B is better", "tie": "🤝 Tie", "both_bad": "👎 Both are bad"}
+LEADERBOARD_COLUMNS = ["rank", "backend", "score", "95% CI", "win rate", "votes", "both bad"]
+
+
+def arena_battles(db: Database) -> list[Battle]:
+    """Every voted blind battle, as the leaderboard reads it (A/B votes become 'a'/'b')."""
+    with db.session() as s:
+        rows = s.execute(select(Comparison.backend_a, Comparison.backend_b, Comparison.vote).where(
+            Comparison.blind.is_(True), Comparison.vote.is_not(None), Comparison.backend_a.is_not(None))).all()
+    return [Battle(a, b, {"A": "a", "B": "b"}.get(v, v)) for a, b, v in rows]
+
+
+def leaderboard_table(db: Database, *, n_bootstrap: int = 200) -> pd.DataFrame:
+    rows = leaderboard(arena_battles(db), n_bootstrap=n_bootstrap, seed=0)
+    return pd.DataFrame([[k, r.backend, round(r.score), f"{r.ci_low:.0f} – {r.ci_high:.0f}",
+                          "-" if r.win_rate is None else f"{r.win_rate:.0%}", r.games, r.both_bad]
+                         for k, r in enumerate(rows, 1)], columns=LEADERBOARD_COLUMNS)
+
+
+def pick_pair(pool: list[str], rng: random.Random) -> list[str]:
+    """Two different backends in random order (the order decides which is shown as A)."""
+    if len(set(pool)) < 2:
+        raise gr.Error("The arena needs at least two backends in the pool.")
+    return rng.sample(sorted(set(pool)), 2)
+
+
+def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.CheckboxGroup:
+    rng = rng or random.Random()
+    with gr.Tab("Arena", id="arena"):
+        gr.Markdown("Two models answer the same request, shown as **A** and **B** with their names hidden. "
+                    "Vote for the better answer; the names are revealed after your vote and the leaderboard "
+                    "updates.")
+        local, api = services.backend_choices(), services.api_choices()
+        pool = gr.CheckboxGroup(local + api, value=local + [a for a in api if services.has_key(a)],
+                                label="Pool of backends (two are drawn at random)", elem_id="arena_pool")
+        form = build_request_form("en", prefix="arena_")
+        start = gr.Button("New battle", variant="primary", elem_id="arena_start")
+        battle_id = gr.State(None)  # server-side per session: the page never holds the backends' names
+        with gr.Row():
+            with gr.Column():
+                a_text = gr.Textbox(label="Model A", lines=12, interactive=False, elem_id="arena_a")
+                a_line = gr.Markdown(elem_id="arena_a_stats")
+            with gr.Column():
+                b_text = gr.Textbox(label="Model B", lines=12, interactive=False, elem_id="arena_b")
+                b_line = gr.Markdown(elem_id="arena_b_stats")
+        with gr.Row():
+            votes = {v: gr.Button(text, interactive=False, elem_id=f"arena_vote_{v}") for v, text in VOTE_BUTTONS.items()}
+        reveal = gr.Markdown(elem_id="arena_reveal")
+        gr.Markdown("### Leaderboard")
+        table = gr.Dataframe(leaderboard_table(services.db), interactive=False, elem_id="arena_leaderboard")
+
+        def battle(pool_labels, language, emotion, occupation, effects, situation, focus, free_text, retrieval):
+            try:
+                prompt, fields = services.request_prompt(
+                    language, emotion, occupation, effects, situation, focus, free_text, retrieval)
+            except ValueError as e:
+                raise gr.Error(str(e))
+            pair = pick_pair(pool_labels or [], rng)
+            off = gr.Button(interactive=False)
+            state = None
+            for state in run_columns(services, pair, prompt, language, waiting_line="*answering…*"):
+                # Stats lines can carry the cost, which would give an API backend away: hidden until the vote.
+                lines = ["*answering…*" if not state.done else "*finished*"] * 2
+                for k in range(2):
+                    if state.lines[k].startswith("⚠️"):
+                        lines[k] = "⚠️ this model failed; vote “both bad” or start a new battle"
+                yield None, state.texts[0], lines[0], state.texts[1], lines[1], "", off, off, off, off
+            with services.db.begin() as s:
+                row = Comparison(prompt=prompt, request=fields, results=state.results, blind=True,
+                                 backend_a=pair[0], backend_b=pair[1])
+                s.add(row)
+                s.flush()
+                cid = row.id
+            on = gr.Button(interactive=True)
+            yield cid, state.texts[0], lines[0], state.texts[1], lines[1], "*Vote to reveal the models.*", on, on, on, on
+
+        def vote(cid, choice):
+            if cid is None:
+                raise gr.Error("Start a battle first.")
+            with services.db.begin() as s:
+                row = s.get(Comparison, cid)
+                if row.vote is not None:
+                    raise gr.Error("This battle already has a vote: start a new one.")
+                row.vote, row.voted_at = choice, datetime.now(timezone.utc)
+                res, language = row.results, (row.request or {}).get("language", "en")
+            def line(r):
+                if r.get("error"):
+                    return f"⚠️ {r['error']}"
+                u = Usage(r.get("prompt_tokens") or 0, r.get("tokens") or 0, r.get("cost_usd"), r.get("ttft_s"),
+                          r.get("total_s") or 0.0)
+                return stats_line(u, services.book_cards(r["output"], language))
+
+            text = f"**A** was `{res[0]['backend']}` · **B** was `{res[1]['backend']}` — you voted **{VOTE_BUTTONS[choice]}**"
+            off = gr.Button(interactive=False)
+            return None, line(res[0]), line(res[1]), text, leaderboard_table(services.db), off, off, off, off
+
+        start.click(battle, [pool, *form.inputs],
+                    [battle_id, a_text, a_line, b_text, b_line, reveal, *votes.values()])
+        for choice, button in votes.items():
+            button.click(lambda cid, c=choice: vote(cid, c), battle_id,
+                         [battle_id, a_line, b_line, reveal, table, *votes.values()], api_name=f"vote_{choice}")
+    return pool
