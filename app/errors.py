@@ -18,10 +18,11 @@ def user_facing_types() -> tuple[type[BaseException], ...]:
     from training.base_model import ModelLoadError
     from training.config import ConfigError
     from training.data import DatasetError
+    from training.eval_config import EvalError
     from training.runs import RunError
 
     return (UserError, CatalogError, ProviderError, DatabaseError, SettingsError, ModelLoadError, ConfigError,
-            DatasetError, RunError)
+            DatasetError, RunError, EvalError)
 
 
 @dataclass
