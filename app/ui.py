@@ -1,4 +1,4 @@
-"""The Gradio app: Recommend, Compare, Generate and Train tabs over the shared services.
+"""The Gradio app: Recommend, Compare, Generate, Train and Evaluate tabs over the shared services.
 
     moodshelf serve --port 7860
     python -m app.ui          # same, with defaults
@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from app.compare_tab import build_compare_tab
+from app.eval_tab import build_eval_tab
 from app.generate_tab import build_generate_tab
 from app.train_tab import build_train_tab
 from app.recommend_tab import build_recommend_tab
@@ -28,6 +29,7 @@ def build_app(services: Services):
             cmp_left, cmp_right = build_compare_tab(services)
             build_generate_tab(services)
             build_train_tab(services)
+            build_eval_tab(services)
 
         def refresh_backends():
             # New training runs appear without restarting the app.
@@ -46,6 +48,9 @@ def serve(db: Database, host: str = "127.0.0.1", port: int = 7860, base_model: s
     from datagen.worker import reconcile_jobs
 
     reconcile_jobs(db)
+    from training.evals import reconcile_evals
+
+    reconcile_evals(db)
     services = Services(db=db, base_model=base_model or DEFAULT_BASE_MODEL)
     demo = build_app(services)
     demo.queue(default_concurrency_limit=4)
