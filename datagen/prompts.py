@@ -59,6 +59,18 @@ def format_book(index: int, title: str, author: str, reason: str, effect: str, l
     return f"{index}. {title} - {author}\n - {L['reason']}: {reason}\n - {L['effect_line']}: {effect}"
 
 
+def answer_format_system(language: str) -> str:
+    """The system prompt an API baseline gets in the app (Recommend, Compare, Arena): answer in the
+    sample's own text format, so its books are parsed and checked against the catalog like the student's.
+    (The student needs none: it was trained on that format.)"""
+    example = format_book(1, "TITLE", "AUTHOR", "...", "...", language)
+    if language == "ko":
+        return ("당신은 감정에 맞춰 책을 추천하는 사서입니다. 실제로 출간된 책만 추천하고, 한국어로 답하세요. "
+                "각 책을 정확히 이 형식으로 쓰세요:\n" + example)
+    return ("You are a librarian who recommends books for how people feel. Recommend only real, published "
+            "books. Write each book in exactly this format:\n" + example)
+
+
 @dataclass(frozen=True)
 class ChatPrompt:
     system: str

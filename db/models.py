@@ -227,6 +227,9 @@ class Comparison(Base):
     # One entry per column: {"backend", "output", "ttft_s", "total_s", "tokens", "grounded", "books", "error"}
     results: Mapped[list[Any]] = mapped_column(default=list)
     blind: Mapped[bool] = mapped_column(default=False)
+    # Arena battles: the backends shown as A and B (hidden in the page until the vote).
+    backend_a: Mapped[Optional[str]] = mapped_column(String(300), index=True)
+    backend_b: Mapped[Optional[str]] = mapped_column(String(300), index=True)
     vote: Mapped[Optional[str]] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     voted_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))

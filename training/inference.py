@@ -5,15 +5,18 @@
     for chunk in lm.stream("Recommend 3 books...", adapter="run-3"):   # adapter=None: the base model
         print(chunk, end="")
 
-Generation holds a lock: one model instance is shared by every request in the app, and peft's active
-adapter is per model, so requests take turns (issue #5 brings a queue and parallel columns).
+One model instance is shared by every request in the app, and peft's active adapter is per model, so
+generations take turns: one worker thread runs them in arrival order (FIFO, so no request waits behind
+a later one), while each caller reads its own streamer. The UI threads never run `generate` themselves,
+and API backends stream alongside a local generation (see training/backends.py).
 """
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 from training.base_model import explain_load_error, load_tokenizer, resolve_base_model, stop_token_ids
 
@@ -23,6 +26,7 @@ class StreamStats:
     ttft_s: float | None = None
     total_s: float = 0.0
     tokens: int = 0
+    prompt_tokens: int = 0
 
 
 @dataclass
@@ -32,6 +36,25 @@ class LocalModel:
     tokenizer: object
     adapters: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _jobs: "queue.Queue[Callable[[], None]]" = field(default_factory=queue.Queue)
+    _worker: threading.Thread | None = None
+    _worker_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def waiting(self) -> int:
+        """Generations queued behind the one running (what a column shows while it waits its turn)."""
+        return self._jobs.qsize()
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        with self._worker_lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="local-generation", daemon=True)
+                self._worker.start()
+        self._jobs.put(job)
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            job()
 
     @classmethod
     def load(cls, base_model: str) -> "LocalModel":
@@ -66,8 +89,9 @@ class LocalModel:
     def _messages(self, prompt: str) -> list[dict]:
         return [{"role": "user", "content": prompt}]
 
-    def stream(self, prompt: str, adapter: str | None = None, *, max_new_tokens: int = 320,
+    def stream(self, prompt: str | list[dict], adapter: str | None = None, *, max_new_tokens: int = 320,
                stats: StreamStats | None = None, temperature: float = 0.0) -> Iterator[str]:
+        """Stream the answer to a prompt (a user message) or a list of chat messages."""
         import contextlib
 
         import torch
@@ -76,9 +100,14 @@ class LocalModel:
         if adapter is not None and adapter not in self.adapters:
             raise KeyError(f"Adapter '{adapter}' is not loaded.")
         stats = stats or StreamStats()
-        inputs = self.tokenizer.apply_chat_template(self._messages(prompt), add_generation_prompt=True,
+        if self.model is None:
+            raise RuntimeError("The local model was released (a training run needs the memory); it reloads on "
+                               "the next request.")
+        messages = self._messages(prompt) if isinstance(prompt, str) else prompt
+        inputs = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
                                                     return_tensors="pt", return_dict=True)
         inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
+        stats.prompt_tokens = int(inputs["input_ids"].shape[-1])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         gen_kwargs = dict(**inputs, streamer=streamer, max_new_tokens=max_new_tokens,
                           pad_token_id=self.tokenizer.pad_token_id, eos_token_id=stop_token_ids(self.tokenizer))
@@ -91,31 +120,33 @@ class LocalModel:
 
         def run():
             try:
-                if adapter is None and self.adapters:
-                    ctx = self.model.disable_adapter()
-                else:
-                    ctx = contextlib.nullcontext()
-                    if adapter is not None:
-                        self.model.set_adapter(adapter)
-                with ctx, torch.inference_mode():
-                    self.model.generate(**gen_kwargs)
+                # The lock keeps add_adapter/release from changing the model under a running generation.
+                with self.lock:
+                    if self.model is None:
+                        raise RuntimeError("The local model was released while this request waited; try again.")
+                    if adapter is None and self.adapters:
+                        ctx = self.model.disable_adapter()
+                    else:
+                        ctx = contextlib.nullcontext()
+                        if adapter is not None:
+                            self.model.set_adapter(adapter)
+                    with ctx, torch.inference_mode():
+                        self.model.generate(**gen_kwargs)
             except BaseException as e:  # surfaced to the caller below
                 errors.append(e)
                 streamer.end()
 
         t0 = time.perf_counter()
-        with self.lock:
-            thread = threading.Thread(target=run, daemon=True)
-            thread.start()
-            text = ""
-            for chunk in streamer:
-                if chunk:
-                    if stats.ttft_s is None:
-                        stats.ttft_s = time.perf_counter() - t0
-                    text += chunk
-                    stats.total_s = time.perf_counter() - t0
-                    yield chunk
-            thread.join()
+        # TTFT counts from the request, queue wait included: that is what the user waits for.
+        self._submit(run)
+        text = ""
+        for chunk in streamer:
+            if chunk:
+                if stats.ttft_s is None:
+                    stats.ttft_s = time.perf_counter() - t0
+                text += chunk
+                stats.total_s = time.perf_counter() - t0
+                yield chunk
         stats.total_s = time.perf_counter() - t0
         # Re-encoding the whole answer once: per-chunk encoding would over-count merged tokens.
         stats.tokens = len(self.tokenizer.encode(text, add_special_tokens=False))

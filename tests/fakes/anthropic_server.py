@@ -27,7 +27,11 @@ from .common import (
     iso_time,
     new_id,
     render_answer,
+    render_text,
+    sse,
+    text_deltas,
     text_of,
+    wants_plain_text,
     word_count,
 )
 
@@ -118,8 +122,8 @@ class FakeAnthropicServer(FakeServer):
         messages = body["messages"]
         if not isinstance(messages, list) or not messages:
             return self.error_reply(400, "messages: at least one message is required")
-        if body.get("stream"):
-            return self.error_reply(400, "stream: streaming is not supported by the fake server")
+        if body.get("stream") and body.get("tools"):
+            return self.error_reply(400, "stream: streaming tool use is not supported by the fake server")
 
         tools = [t for t in (body.get("tools") or []) if isinstance(t, dict)]
         choice = body.get("tool_choice") or {"type": "auto"}
@@ -149,6 +153,8 @@ class FakeAnthropicServer(FakeServer):
             out_text = json.dumps(tool_input, ensure_ascii=False)
             stop_reason = "max_tokens" if answer.truncated else "tool_use"
         else:
+            if wants_plain_text(schema is not None, user + other):
+                answer.text = render_text(books, view.language)
             content = [{"type": "text", "text": answer.text, "citations": None}]
             out_text = answer.text
             stop_reason = "max_tokens" if answer.truncated else "end_turn"
@@ -164,7 +170,33 @@ class FakeAnthropicServer(FakeServer):
                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
                       "service_tier": "batch" if batch else "standard"},
         }
+        if body.get("stream"):
+            return Reply(200, headers={"request-id": new_id("req_")},
+                         events=self._stream_events(msg, out_text, fault.get("fail_after")))
         return Reply(200, msg, headers={"request-id": new_id("req_")})
+
+    def _stream_events(self, msg: dict[str, Any], text: str, fail_after: int | None):
+        """The Messages streaming protocol: message_start, content_block_start, ping, text deltas,
+        content_block_stop, message_delta (stop_reason, output tokens), message_stop. `fail_after` n: an
+        `error` event (overloaded_error) after n deltas, as the API sends when it fails mid-stream."""
+        start = {**msg, "content": [], "stop_reason": None,
+                 "usage": {**msg["usage"], "output_tokens": 1}}
+        yield sse({"type": "message_start", "message": start}, "message_start")
+        yield sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                  "content_block_start")
+        yield sse({"type": "ping"}, "ping")
+        for i, piece in enumerate(text_deltas(text)):
+            if fail_after is not None and i >= int(fail_after):
+                yield sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "error")
+                return
+            if not self.sleep(self.stream_delay):
+                return
+            yield sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+                      "content_block_delta")
+        yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        yield sse({"type": "message_delta", "delta": {"stop_reason": msg["stop_reason"], "stop_sequence": None},
+                   "usage": {"output_tokens": msg["usage"]["output_tokens"]}}, "message_delta")
+        yield sse({"type": "message_stop"}, "message_stop")
 
     def _count_tokens(self, req: RecordedRequest) -> Reply:
         body = req.body if isinstance(req.body, dict) else {}

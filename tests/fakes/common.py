@@ -54,6 +54,7 @@ class Reply:
     body: Any = None                      # dict/list -> JSON; bytes/str -> sent as is
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    events: Iterable[bytes] | None = None  # server-sent events: sent chunked, one write per event
 
     def encoded(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -137,6 +138,9 @@ class _Handler(BaseHTTPRequestHandler):
         if reply is None:  # dropped (server stopping)
             self.close_connection = True
             return
+        if reply.events is not None:
+            self._send_events(reply)
+            return
         data = reply.encoded()
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
@@ -145,6 +149,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
+        self.wfile.flush()
+
+    def _send_events(self, reply: Reply) -> None:
+        """A streamed reply (stream=true): chunked transfer encoding, each SSE event flushed as it is made,
+        as the real APIs do, so a client sees the first token before the last one is written."""
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        for k, v in reply.headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        for event in reply.events:
+            if event:
+                self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+                self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _dispatch
@@ -159,6 +180,7 @@ class FakeServer:
         latency                  seconds slept before answering every request (throughput benchmarks)
         fail_auth_unless         a key: requests carrying another key get 401 in the provider's error shape
         batch_polls_until_done   GETs of a batch before it reports done (default 2)
+        stream_delay             seconds between streamed text deltas (stream=true; default 0)
         requests                 every request received, as RecordedRequest, in arrival order
     """
 
@@ -170,6 +192,7 @@ class FakeServer:
         self.latency: float = 0.0
         self.fail_auth_unless: str | None = None
         self.batch_polls_until_done: int = 2
+        self.stream_delay: float = 0.0
         self.requests: list[RecordedRequest] = []
         self.answers = AnswerFactory()
         self._lock = threading.RLock()
@@ -524,6 +547,32 @@ def render_answer(obj: dict[str, Any], fault: dict[str, Any]) -> Answer:
         bad = "Sure! Here are my picks:\n" + text.replace('"', "'")[:-2] + ",]}"
         return Answer(obj, bad, malformed=True)
     return Answer(obj, text)
+
+
+def wants_plain_text(structured: bool, texts: Iterable[str]) -> bool:
+    """A chat request with no schema, no tool and no mention of JSON gets prose in the sample format
+    (numbered books with reason and effect lines), as a real model asked in that format writes it."""
+    return not structured and "json" not in "\n".join(texts).lower()
+
+
+_TEXT_LABELS = {"en": ("Why this book", "How it may help"), "ko": ("추천 이유", "이 책이 도움이 될 수 있는 이유")}
+
+
+def render_text(books: list[dict], language: str) -> str:
+    reason, effect = _TEXT_LABELS.get(language, _TEXT_LABELS["en"])
+    return "\n".join(f"{i}. {b['title']} - {b['author']}\n - {reason}: {b['reason']}\n - {effect}: {b['effect']}"
+                     for i, b in enumerate(books, 1))
+
+
+def text_deltas(text: str) -> list[str]:
+    """The answer cut into word-sized deltas (whitespace kept), like a tokenizer-driven stream."""
+    return re.findall(r"\S+\s*|\s+", text)
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    body = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    return f"{head}data: {body}\n\n".encode("utf-8")
 
 
 def text_of(content: Any) -> str:

@@ -24,7 +24,11 @@ from .common import (
     Reply,
     new_id,
     render_answer,
+    render_text,
+    sse,
+    text_deltas,
     text_of,
+    wants_plain_text,
     word_count,
 )
 
@@ -118,8 +122,6 @@ class FakeOpenAIServer(FakeServer):
         if not isinstance(messages, list) or not messages:
             return self.error_reply(400, "'messages' is a required property and must be a non-empty array.",
                                     param="messages")
-        if body.get("stream"):
-            return self.error_reply(400, "stream=true is not supported by the fake server.", param="stream")
 
         rf = body.get("response_format") or {}
         rtype = rf.get("type") if isinstance(rf, dict) else None
@@ -147,8 +149,17 @@ class FakeOpenAIServer(FakeServer):
         view = PromptView.build(user_texts, other_texts, schema)
         books = self.answers.books(view.candidates, view.n_books, view.language, fault)
         answer = render_answer({"books": books}, fault)
+        if wants_plain_text(rtype is not None, other_texts + user_texts):
+            answer.text = render_text(books, view.language)
         prompt_tokens = word_count(view.all_text)
         completion_tokens = word_count(answer.text)
+        if body.get("stream"):
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                     "total_tokens": prompt_tokens + completion_tokens}
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return Reply(200, headers={"x-request-id": new_id("req_")},
+                         events=self._chunks(body["model"], answer.text, "length" if answer.truncated else "stop",
+                                             usage if include_usage else None, fault.get("fail_after")))
         completion = {
             "id": new_id("chatcmpl-"),
             "object": "chat.completion",
@@ -172,6 +183,31 @@ class FakeOpenAIServer(FakeServer):
             "system_fingerprint": "fp_fake",
         }
         return Reply(200, completion, headers={"x-request-id": new_id("req_")})
+
+    def _chunks(self, model: str, text: str, finish_reason: str, usage: dict | None, fail_after: int | None):
+        """chat.completion.chunk events as the real API streams them: a role delta, content deltas, a
+        finish_reason chunk, the usage chunk (choices []) when stream_options.include_usage, then [DONE].
+        `fail_after` n: an error event after n content deltas, the way the API reports a mid-stream failure."""
+        cid, created = new_id("chatcmpl-"), int(time.time())
+
+        def chunk(choices: list, **extra: Any) -> bytes:
+            return sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                        "system_fingerprint": "fp_fake", "choices": choices, **extra})
+
+        yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                      "finish_reason": None}])
+        for i, piece in enumerate(text_deltas(text)):
+            if fail_after is not None and i >= int(fail_after):
+                yield sse({"error": {"message": "The server had an error while processing your request.",
+                                     "type": "server_error", "param": None, "code": None}})
+                return
+            if not self.sleep(self.stream_delay):
+                return
+            yield chunk([{"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}])
+        yield chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish_reason}])
+        if usage is not None:
+            yield chunk([], usage=usage)
+        yield sse("[DONE]")
 
     # -------------------------------------------------------------------------------------------------- models
     def _model(self, mid: str) -> dict[str, Any]:

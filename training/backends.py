@@ -1,0 +1,325 @@
+"""Chat backends: one small interface over everything that answers a request — messages in, streamed text
+and usage out. The Recommend, Compare and Arena tabs and batch evaluation all use it.
+
+    spec = BackendSpec.from_label("openai: gpt-4.1-mini")          # or BackendSpec(kind="openai", model=...)
+    backend = make_backend(spec)                                    # keys come from the environment only
+    for delta in backend.stream([{"role": "user", "content": "Recommend 3 books..."}], max_new_tokens=400):
+        print(delta, end="")
+    print(backend.usage)            # prompt/completion tokens, estimated cost (None: unknown price), ttft, total
+
+    local = make_backend(BackendSpec(kind="local", adapter_run=3), local_model=lm, db=db)   # run #3's adapter
+
+kinds
+    local              the shared base model (training/inference.LocalModel), or one finished run's adapter
+    openai             GPT through the official SDK                      OPENAI_API_KEY (OPENAI_BASE_URL)
+    anthropic          Claude through the official SDK                   ANTHROPIC_API_KEY (ANTHROPIC_BASE_URL)
+    openai_compatible  any OpenAI-compatible URL: vLLM (a LoRA module is a model name), Ollama, llama.cpp
+                       server; key optional                              OPENAI_COMPATIBLE_API_KEY
+
+A backend object holds the usage of its last call, so make one per column/request (they are cheap); the
+local model behind local backends is shared and queues generations itself.
+"""
+from __future__ import annotations
+
+import re
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar, Iterator, Literal
+
+from datagen.pricing import estimate_cost
+from datagen.providers.base import ProviderError, redact, translate_sdk_error
+
+Kind = Literal["local", "openai", "anthropic", "openai_compatible"]
+KINDS: tuple[str, ...] = ("local", "openai", "anthropic", "openai_compatible")
+BASE_LABEL = "base model"
+DEFAULT_API_MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5"}
+KEY_ENVS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY",
+            "openai_compatible": "OPENAI_COMPATIBLE_API_KEY"}
+
+_RUN_LABEL = re.compile(r"^run #(\d+)(?::\s*(.*))?$")
+_COMPAT_LABEL = re.compile(r"^openai-compatible:\s*(.+?)\s*@\s*(\S+)$")
+
+
+class BackendError(RuntimeError):
+    """A backend that cannot be made or that failed mid-answer, in one line with no key in it."""
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """What answers: the kind, the model and, for local backends, which run's adapter (None: the base).
+
+    `label` is what the UI shows and `from_label` reads it back (the dropdowns carry labels):
+        base model | run #3: tiny | openai: gpt-4.1-mini | anthropic: claude-haiku-4-5 |
+        openai-compatible: my-lora @ http://127.0.0.1:8000/v1
+    """
+
+    kind: Kind
+    model: str = ""                   # API model id / LoRA module name; "" for local (the loaded base)
+    adapter_run: int | None = None    # local only: a finished training run's id
+    run_name: str = ""                # local only: shown after the run id
+    base_url: str | None = None       # openai_compatible (required), openai/anthropic (optional proxy)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise BackendError(f"Unknown backend kind '{self.kind}'. Kinds: {', '.join(KINDS)}.")
+        if self.kind == "openai_compatible" and not self.base_url:
+            raise BackendError("An OpenAI-compatible backend needs a base URL, e.g. http://127.0.0.1:8000/v1.")
+
+    @property
+    def is_local(self) -> bool:
+        return self.kind == "local"
+
+    @property
+    def label(self) -> str:
+        if self.kind == "local":
+            if self.adapter_run is None:
+                return BASE_LABEL
+            return f"run #{self.adapter_run}: {self.run_name}" if self.run_name else f"run #{self.adapter_run}"
+        if self.kind == "openai_compatible":
+            return f"openai-compatible: {self.model} @ {self.base_url}"
+        return f"{self.kind}: {self.model or DEFAULT_API_MODELS[self.kind]}"
+
+    @classmethod
+    def from_label(cls, label: str) -> "BackendSpec":
+        label = (label or "").strip()
+        if label == BASE_LABEL:
+            return cls(kind="local")
+        if m := _RUN_LABEL.match(label):
+            return cls(kind="local", adapter_run=int(m.group(1)), run_name=(m.group(2) or "").strip())
+        if m := _COMPAT_LABEL.match(label):
+            return cls(kind="openai_compatible", model=m.group(1), base_url=m.group(2))
+        kind, sep, model = label.partition(":")
+        if sep and kind.strip() in DEFAULT_API_MODELS and model.strip():
+            return cls(kind=kind.strip(), model=model.strip())  # type: ignore[arg-type]
+        raise BackendError(f"Unknown backend '{label}': expected '{BASE_LABEL}', 'run #N', 'openai: MODEL', "
+                           "'anthropic: MODEL' or 'openai-compatible: MODEL @ URL'.")
+
+
+@dataclass
+class Usage:
+    """What one call cost: tokens, estimated USD (None when the model's price is unknown; 0 for local
+    models), time to first token and total time in seconds."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+    ttft_s: float | None = None
+    total_s: float = 0.0
+
+
+class Backend(ABC):
+    """Messages in, text deltas out. Subclasses write `_deltas` (and fill `self.usage` tokens/cost);
+    `stream` adds the timing and turns any failure into one BackendError line."""
+
+    kind: ClassVar[str]
+    can_stream: ClassVar[bool] = True
+
+    def __init__(self, spec: BackendSpec, *, system_prompt: str | None = None):
+        self.spec = spec
+        self.system_prompt = system_prompt
+        self.usage = Usage()
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+    def stream(self, messages: list[dict], *, max_new_tokens: int = 400) -> Iterator[str]:
+        if not messages or not any(str(m.get("content") or "").strip() for m in messages):
+            raise BackendError("The request is empty: there is nothing to answer.")
+        self.usage = Usage()
+        t0 = time.perf_counter()
+        try:
+            for delta in self._deltas(messages, max_new_tokens):
+                if not delta:
+                    continue
+                if self.usage.ttft_s is None:
+                    self.usage.ttft_s = time.perf_counter() - t0
+                self.usage.total_s = time.perf_counter() - t0
+                yield delta
+        except BackendError:
+            raise
+        except Exception as e:  # noqa: BLE001 - every failure reaches the user as one clear line
+            raise BackendError(self.describe_error(e)) from e
+        finally:
+            self.usage.total_s = time.perf_counter() - t0
+
+    def complete(self, messages: list[dict], *, max_new_tokens: int = 400) -> str:
+        return "".join(self.stream(messages, max_new_tokens=max_new_tokens))
+
+    def describe_error(self, exc: Exception) -> str:
+        return redact(f"{self.label}: {type(exc).__name__}: {exc}")
+
+    @abstractmethod
+    def _deltas(self, messages: list[dict], max_new_tokens: int) -> Iterator[str]:
+        """Yield text deltas; set self.usage.prompt_tokens / completion_tokens / cost_usd."""
+
+
+# ------------------------------------------------------------------------------------------------------ local
+class LocalBackend(Backend):
+    """The shared LocalModel with one adapter active (or none). The model's own worker queues generations,
+    so a local column waits its turn while API columns stream."""
+
+    kind = "local"
+
+    def __init__(self, spec: BackendSpec, local_model, adapter: str | None, **kw):
+        super().__init__(spec, **kw)
+        self.local_model, self.adapter = local_model, adapter
+
+    def _deltas(self, messages, max_new_tokens):
+        from training.inference import StreamStats
+
+        stats = StreamStats()
+        # The student was trained on user turns only; a system prompt written for API models would be a
+        # distribution shift, so local backends never get one.
+        chat = [m for m in messages if m.get("role") != "system"]
+        yield from self.local_model.stream(chat, adapter=self.adapter, max_new_tokens=max_new_tokens, stats=stats)
+        self.usage.prompt_tokens, self.usage.completion_tokens = stats.prompt_tokens, stats.tokens
+        self.usage.cost_usd = 0.0
+
+
+def attach_run_adapter(local_model, db, run_id: int) -> str:
+    """Load a finished run's adapter onto the shared model under the name run-N; refuse an adapter trained
+    on another base model (its weights would not fit)."""
+    from db.models import TrainingRun
+
+    with db.session() as s:
+        run = s.get(TrainingRun, run_id)
+    if run is None or not run.adapter_path:
+        raise BackendError(f"Run #{run_id} has no adapter: it has not finished, or it was deleted.")
+    if run.base_model != local_model.base_model:
+        raise BackendError(f"Run #{run_id} was trained on {run.base_model}, but the loaded base model is "
+                           f"{local_model.base_model}: its adapter does not fit.")
+    name = f"run-{run_id}"
+    local_model.add_adapter(name, run.adapter_path)
+    return name
+
+
+# -------------------------------------------------------------------------------------------------------- API
+class _APIBackend(Backend):
+    """Key, base URL and error wording come from the teacher provider of the same vendor, so a key is
+    looked up, redacted and explained in exactly one place."""
+
+    provider_name: ClassVar[str]
+
+    def __init__(self, spec: BackendSpec, *, timeout_s: float = 60.0, **kw):
+        super().__init__(spec, **kw)
+        from datagen.providers import get_provider
+
+        try:
+            self.provider = get_provider(self.provider_name, model=spec.model or None, base_url=spec.base_url,
+                                         timeout_s=timeout_s)
+        except ProviderError as e:
+            raise BackendError(str(e)) from None
+
+    def with_system(self, messages: list[dict]) -> list[dict]:
+        if self.system_prompt and not any(m.get("role") == "system" for m in messages):
+            return [{"role": "system", "content": self.system_prompt}, *messages]
+        return messages
+
+    def describe_error(self, exc: Exception) -> str:
+        return self.provider.redact(super().describe_error(exc))
+
+
+class OpenAIBackend(_APIBackend):
+    kind = "openai"
+    provider_name = "openai"
+
+    def __init__(self, spec, **kw):
+        super().__init__(spec, **kw)
+        import openai
+
+        self.client = openai.OpenAI(api_key=self.provider.api_key or "not-needed", base_url=self.provider.base_url,
+                                    timeout=self.provider.timeout_s, max_retries=0)
+
+    def _deltas(self, messages, max_new_tokens):
+        import openai
+
+        try:
+            stream = self.client.chat.completions.create(
+                model=self.provider.model, messages=self.with_system(messages), max_tokens=max_new_tokens,
+                stream=True, stream_options={"include_usage": True})
+            for chunk in stream:
+                if chunk.usage is not None:  # the last chunk (choices []) carries the usage
+                    self.usage.prompt_tokens = chunk.usage.prompt_tokens
+                    self.usage.completion_tokens = chunk.usage.completion_tokens
+                if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+        except openai.OpenAIError as e:
+            raise BackendError(f"{self.label}: {translate_sdk_error(e, self.provider, openai)}") from None
+        self.usage.cost_usd = estimate_cost(self.provider.model, self.usage.prompt_tokens,
+                                            self.usage.completion_tokens)
+
+
+class OpenAICompatibleBackend(OpenAIBackend):
+    """vLLM, Ollama, llama.cpp server… A vLLM LoRA module is addressed by its name as the model."""
+
+    kind = "openai_compatible"
+    provider_name = "openai-compatible"
+
+    def _deltas(self, messages, max_new_tokens):
+        yield from super()._deltas(messages, max_new_tokens)
+        self.usage.cost_usd = None  # self-hosted: no list price to estimate from
+
+
+class AnthropicBackend(_APIBackend):
+    kind = "anthropic"
+    provider_name = "anthropic"
+
+    def __init__(self, spec, **kw):
+        super().__init__(spec, **kw)
+        import anthropic
+
+        self.client = anthropic.Anthropic(api_key=self.provider.api_key, base_url=self.provider.base_url,
+                                          timeout=self.provider.timeout_s, max_retries=0)
+
+    def _deltas(self, messages, max_new_tokens):
+        import anthropic
+
+        msgs = self.with_system(messages)
+        system = "\n".join(str(m["content"]) for m in msgs if m.get("role") == "system")
+        body = {"model": self.provider.model, "max_tokens": max_new_tokens,
+                "messages": [m for m in msgs if m.get("role") != "system"]}
+        if system:
+            body["system"] = system
+        try:
+            with self.client.messages.stream(**body) as stream:
+                yield from stream.text_stream
+                final = stream.get_final_message()
+        except anthropic.AnthropicError as e:
+            raise BackendError(f"{self.label}: {translate_sdk_error(e, self.provider, anthropic)}") from None
+        self.usage.prompt_tokens = final.usage.input_tokens
+        self.usage.completion_tokens = final.usage.output_tokens
+        self.usage.cost_usd = estimate_cost(self.provider.model, self.usage.prompt_tokens,
+                                            self.usage.completion_tokens)
+
+
+API_BACKENDS: dict[str, type[_APIBackend]] = {"openai": OpenAIBackend, "anthropic": AnthropicBackend,
+                                              "openai_compatible": OpenAICompatibleBackend}
+
+
+def make_backend(spec: BackendSpec, *, local_model=None, db=None, system_prompt: str | None = None,
+                 timeout_s: float = 60.0) -> Backend:
+    """A backend for a spec. Local backends need the shared LocalModel (and the DB for a run's adapter);
+    API backends read their key from the environment and raise BackendError naming the variable to set."""
+    if spec.kind == "local":
+        if local_model is None:
+            raise BackendError("A local backend needs the loaded base model (local_model=...).")
+        adapter = None
+        if spec.adapter_run is not None:
+            if db is None:
+                raise BackendError("A fine-tuned backend needs the database to find its run's adapter (db=...).")
+            adapter = attach_run_adapter(local_model, db, spec.adapter_run)
+        return LocalBackend(spec, local_model, adapter, system_prompt=system_prompt)
+    return API_BACKENDS[spec.kind](spec, system_prompt=system_prompt, timeout_s=timeout_s)
+
+
+def api_backends_available() -> dict[str, bool]:
+    """Which API kinds have a key in the environment (the Compare tab says how to add a missing one)."""
+    import os
+
+    return {kind: bool(os.environ.get(env)) for kind, env in KEY_ENVS.items() if kind != "openai_compatible"}
+
+
+__all__ = ["Backend", "BackendError", "BackendSpec", "BASE_LABEL", "KINDS", "Usage", "api_backends_available",
+           "attach_run_adapter", "make_backend"]
