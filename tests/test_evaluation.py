@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy import select
 
 from datagen.jobs import JobConfig, create_job, run_job
+from fakes.fixtures import fake_openai  # noqa: F401
 from db.models import EvalResult, EvalRun
 from training.config import TrainConfig
 from training.data import assign_splits
-from training.eval_config import BackendRef, EvalConfig, EvalError
+from training.eval_config import EvalConfig, EvalError, backend_name, parse_backend
 from training.evals import before_after, cancel_eval, create_eval, reconcile_evals, start_evals, wait_for_evals
 from training.judge import JudgeError, judge_messages, parse_judge_reply
 from training.runs import create_run, start_run, wait_for_run
@@ -31,13 +32,13 @@ def split_db(samples_db):
     return samples_db
 
 
-def test_backend_names_parse_and_bad_ones_are_refused():
-    assert BackendRef.parse("base") == BackendRef("local")
-    assert BackendRef.parse("run:7") == BackendRef("local", run_id=7)
-    assert BackendRef.parse("openai:gpt-4.1-mini").model == "gpt-4.1-mini"
-    ref = BackendRef.parse("openai-compatible:qwen@http://localhost:8000/v1")
-    assert (ref.model, ref.base_url, ref.name) == ("qwen", "http://localhost:8000/v1",
-                                                   "openai-compatible:qwen@http://localhost:8000/v1")
+def test_backend_names_parse_from_short_names_and_app_labels_and_bad_ones_are_refused():
+    for name, short in [("base", "base"), ("base model", "base"), ("run:7", "run:7"), ("run #7: tiny", "run:7"),
+                        ("openai:gpt-4.1-mini", "openai:gpt-4.1-mini"), ("anthropic: claude-x", "anthropic:claude-x"),
+                        ("openai-compatible:qwen@http://localhost:8000/v1",
+                         "openai-compatible:qwen@http://localhost:8000/v1")]:
+        assert backend_name(parse_backend(name)) == short
+    assert parse_backend("run:7").adapter_run == 7 and parse_backend("base").adapter_run is None
     with pytest.raises(EvalError) as e:
         EvalConfig(backend="gpt4", limit=-1, max_new_tokens=0).validate()
     text = str(e.value)
@@ -54,7 +55,7 @@ def test_api_backend_and_judge_without_a_key_say_what_to_export(monkeypatch):
     with pytest.raises(EvalError, match="must be an API model"):
         EvalConfig(judge="base").validate()
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
-    assert EvalConfig(judge="auto").judge_ref() == BackendRef("anthropic", model="claude-haiku-4-5")
+    assert backend_name(EvalConfig(judge="auto").judge_spec()) == "anthropic:claude-haiku-4-5"
 
 
 def test_judge_reply_parsing_takes_json_in_fences_or_a_plain_score():
@@ -91,7 +92,7 @@ def test_adapter_of_an_unfinished_run_is_refused(split_db):
 
 
 def test_worker_scores_every_held_out_sample_and_resumes_without_rescoring(split_db, tiny_model_dir):
-    from training.evaluate import LocalBackends, evaluate
+    from training.evaluate import LocalModels, evaluate
 
     eval_id = create_eval(split_db, EvalConfig(base_model=tiny_model_dir, max_new_tokens=12))
     with split_db.session() as s:
@@ -101,7 +102,7 @@ def test_worker_scores_every_held_out_sample_and_resumes_without_rescoring(split
     with split_db.begin() as s:  # as if an earlier worker scored one answer and died
         s.add(EvalResult(eval_run_id=eval_id, sample_id=first, output="kept", metrics={"n_books": 0}, latency_s=9.0))
         s.get(EvalRun, eval_id).done = 1
-    evaluate(split_db, eval_id, LocalBackends())
+    evaluate(split_db, eval_id, LocalModels())
     with split_db.session() as s:
         ev = s.get(EvalRun, eval_id)
         results = list(s.scalars(select(EvalResult).where(EvalResult.eval_run_id == eval_id)))
@@ -180,3 +181,42 @@ def test_failed_backend_fails_the_evaluation_with_its_error(split_db):
     (ev,) = wait_for_evals(split_db, [eval_id], poll_s=0.3)
     assert ev.status == "failed" and ev.pid is None
     assert "/nonexistent/model" in ev.error
+
+
+def test_api_backend_is_evaluated_with_an_llm_judge_against_the_fake_server(split_db, fake_openai, monkeypatch):
+    from training.evaluate import LocalModels, evaluate
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-abcdef123456")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
+    fake_openai.canned.append(("grade book recommendations", '{"score": 4, "reason": "fits the request"}'))
+    eval_id = create_eval(split_db, EvalConfig(backend="openai:gpt-4.1-mini", judge="auto", max_new_tokens=300))
+    evaluate(split_db, eval_id, LocalModels())  # in-process: the fake server lives in this process
+    with split_db.session() as s:
+        ev = s.get(EvalRun, eval_id)
+        results = list(s.scalars(select(EvalResult).where(EvalResult.eval_run_id == eval_id)))
+    assert ev.status == "completed" and ev.label == "openai: gpt-4.1-mini" and ev.backend["name"] == "openai:gpt-4.1-mini"
+    m = ev.metrics
+    # The fake answers in the sample format, with invented books when the prompt lists no candidates.
+    assert m["format_compliance"] == 1.0 and m["books"] == 9
+    assert m["grounding_rate"] == 0.0 and m["hallucination_rate"] == 1.0
+    assert m["judge_score"] == 4.0 and m["judged"] == 3
+    assert all(r.judge_reason == "fits the request" and r.output_tokens > 0 for r in results)
+    chats = fake_openai.generation_requests
+    assert len(chats) == 6  # one answer and one verdict per sample
+    answer_req, judge_req = chats[0].body, chats[1].body
+    assert answer_req["messages"][0]["role"] == "system" and "How it may help" in answer_req["messages"][0]["content"]
+    assert judge_req["model"] == "gpt-4.1-mini" and "ANSWER:\n1. " in judge_req["messages"][1]["content"]
+
+
+def test_api_failure_fails_the_evaluation_with_one_clear_line(split_db, fake_openai, monkeypatch):
+    from training.evaluate import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-abcdef123456")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
+    fake_openai.fail_auth_unless = "sk-other-key-000000"
+    eval_id = create_eval(split_db, EvalConfig(backend="openai:gpt-4.1-mini"))
+    assert main(["--eval-id", str(eval_id)]) == 1
+    with split_db.session() as s:
+        ev = s.get(EvalRun, eval_id)
+    assert ev.status == "failed" and ev.pid is None and ev.done == 0
+    assert "openai: gpt-4.1-mini" in ev.error and "sk-test-abcdef123456" not in ev.error

@@ -3,7 +3,7 @@
     moodshelf eval --run-id 3                        # base model and run 3's adapter on run 3's eval split
     moodshelf eval --backend openai:gpt-4.1-mini --run-id 3 --limit 20 --judge auto
 
-A backend is named by a short string, the same in the tab, the CLI and the database:
+A backend is named by a short string (or the app's label for it; training/backends.BackendSpec does the rest):
     base                              the local base model (base_model, or the training run's)
     run:3                             the adapter of finished training run 3, on its base model
     openai:MODEL / anthropic:MODEL    an API model (OPENAI_API_KEY / ANTHROPIC_API_KEY)
@@ -33,45 +33,37 @@ class EvalError(ValueError):
         super().__init__(text)
 
 
-@dataclass(frozen=True)
-class BackendRef:
-    """A parsed backend name: kind local/openai/anthropic/openai-compatible, model, adapter run, URL."""
+def parse_backend(name: str):
+    """A BackendSpec (training/backends.py) from a backend name: the app's labels ("base model", "run #3",
+    "openai: gpt-4.1-mini", "openai-compatible: m @ URL") or the short CLI forms (base, run:3, openai:MODEL)."""
+    from training.backends import BackendError, BackendSpec
 
-    kind: str
-    model: str = ""
-    run_id: int | None = None
-    base_url: str = ""
-
-    @classmethod
-    def parse(cls, name: str) -> "BackendRef":
-        name = (name or "").strip()
-        if name in ("base", "base model"):
-            return cls("local")
-        head, _, rest = name.partition(":")
-        if head == "run" and rest.strip().lstrip("#").isdigit():
-            return cls("local", run_id=int(rest.strip().lstrip("#")))
-        if head == "openai-compatible" and "@" in rest:
-            model, _, url = rest.partition("@")
-            if model.strip() and url.strip():
-                return cls(head, model=model.strip(), base_url=url.strip())
-        if head in ("openai", "anthropic") and rest.strip():
-            return cls(head, model=rest.strip())
+    name = (name or "").strip()
+    if name == "base":
+        name = "base model"
+    elif name.startswith("run:") and name[4:].strip().lstrip("#").isdigit():
+        name = f"run #{name[4:].strip().lstrip('#')}"
+    try:
+        return BackendSpec.from_label(name)
+    except BackendError:
         raise EvalError(f"Unknown backend {name!r}: use base, run:N, openai:MODEL, anthropic:MODEL or "
-                        "openai-compatible:MODEL@URL.")
+                        "openai-compatible:MODEL@URL.") from None
 
-    @property
-    def name(self) -> str:
-        if self.kind == "local":
-            return "base" if self.run_id is None else f"run:{self.run_id}"
-        if self.kind == "openai-compatible":
-            return f"{self.kind}:{self.model}@{self.base_url}"
-        return f"{self.kind}:{self.model}"
 
-    def missing_key(self) -> str | None:
-        env = KEY_ENV.get(self.kind)
-        if env and not os.environ.get(env):
-            return f"No {env} set for backend {self.name}: export it, or evaluate a local backend."
-        return None
+def backend_name(spec) -> str:
+    """The short, stable name stored with an evaluation (what before/after matches on)."""
+    if spec.kind == "local":
+        return "base" if spec.adapter_run is None else f"run:{spec.adapter_run}"
+    if spec.kind == "openai_compatible":
+        return f"openai-compatible:{spec.model}@{spec.base_url}"
+    return f"{spec.kind}:{spec.model}"
+
+
+def missing_key(spec) -> str | None:
+    env = KEY_ENV.get(spec.kind)
+    if env and not os.environ.get(env):
+        return f"No {env} set for backend {backend_name(spec)}: export it, or evaluate a local backend."
+    return None
 
 
 @dataclass
@@ -92,8 +84,7 @@ class EvalConfig:
     def problems(self) -> list[str]:
         p = []
         try:
-            ref = BackendRef.parse(self.backend)
-            if (msg := ref.missing_key()) is not None:
+            if (msg := missing_key(parse_backend(self.backend))) is not None:
                 p.append(msg)
         except EvalError as e:
             p += e.problems
@@ -103,7 +94,7 @@ class EvalConfig:
             p.append(f"max_new_tokens must be > 0 (got {self.max_new_tokens})")
         if self.judge:
             try:
-                self.judge_ref()
+                self.judge_spec()
             except EvalError as e:
                 p += e.problems
         return p
@@ -113,24 +104,24 @@ class EvalConfig:
             raise EvalError(problems)
         return self
 
-    def backend_ref(self) -> BackendRef:
-        return BackendRef.parse(self.backend)
+    def backend_spec(self):
+        return parse_backend(self.backend)
 
-    def judge_ref(self) -> BackendRef | None:
+    def judge_spec(self):
         """The judge's backend, or None. 'auto' picks the API whose key is set, OpenAI first."""
         if not self.judge:
             return None
         if self.judge == "auto":
             for kind in ("openai", "anthropic"):
                 if os.environ.get(KEY_ENV[kind]):
-                    return BackendRef(kind, model=DEFAULT_JUDGE_MODELS[kind])
+                    return parse_backend(f"{kind}:{DEFAULT_JUDGE_MODELS[kind]}")
             raise EvalError("judge 'auto' needs OPENAI_API_KEY or ANTHROPIC_API_KEY: export one, or leave the "
                             "judge empty.")
-        ref = BackendRef.parse(self.judge)
+        ref = parse_backend(self.judge)
         if ref.kind == "local":
             raise EvalError("The judge must be an API model (openai:MODEL, anthropic:MODEL or "
                             "openai-compatible:MODEL@URL), not a local one.")
-        if (msg := ref.missing_key()) is not None:
+        if (msg := missing_key(ref)) is not None:
             raise EvalError(msg.replace("for backend", "for the judge"))
         return ref
 

@@ -22,7 +22,7 @@ from db.models import EvalRun, Sample, TrainingRun
 from db.processes import launch_worker, log_tail, pid_alive, reap
 from db.settings import get_settings
 from training.config import DEFAULT_BASE_MODEL
-from training.eval_config import EvalConfig, EvalError
+from training.eval_config import EvalConfig, EvalError, backend_name
 from training.metrics import METRICS
 
 ACTIVE = ("queued", "running")
@@ -52,34 +52,34 @@ def eval_split(db: Database, run_id: int | None) -> list[int]:
 def create_eval(db: Database, cfg: EvalConfig) -> int:
     """Validate, resolve the backend, its base model and the samples, and store a queued EvalRun."""
     cfg.validate()
-    ref = cfg.backend_ref()
-    run_id = cfg.run_id if cfg.run_id is not None else ref.run_id
-    base_model, label = cfg.base_model, ref.name
+    spec = cfg.backend_spec()
+    run_id = cfg.run_id if cfg.run_id is not None else spec.adapter_run
+    base_model, label = cfg.base_model, spec.label
     with db.session() as s:
-        if ref.run_id is not None:
-            adapter_run = s.get(TrainingRun, ref.run_id)
+        if spec.adapter_run is not None:
+            adapter_run = s.get(TrainingRun, spec.adapter_run)
             if adapter_run is None:
-                raise EvalError(f"No training run {ref.run_id} (see `moodshelf runs`).")
+                raise EvalError(f"No training run {spec.adapter_run} (see `moodshelf runs`).")
             if adapter_run.status not in FINISHED_RUNS or not adapter_run.adapter_path:
-                raise EvalError(f"Run {ref.run_id} is {adapter_run.status} and has no adapter yet: evaluate a "
-                                "completed or stopped run.")
+                raise EvalError(f"Run {spec.adapter_run} is {adapter_run.status} and has no adapter yet: evaluate "
+                                "a completed or stopped run.")
             if base_model and base_model != adapter_run.base_model:
-                raise EvalError(f"Run {ref.run_id} was trained on {adapter_run.base_model}; its adapter does not "
-                                f"fit {base_model}.")
+                raise EvalError(f"Run {spec.adapter_run} was trained on {adapter_run.base_model}; its adapter does "
+                                f"not fit {base_model}.")
             base_model, label = adapter_run.base_model, f"run #{adapter_run.id}: {adapter_run.name}"
-        elif ref.kind == "local":
+        elif spec.is_local:
             split_run = s.get(TrainingRun, run_id) if run_id is not None else None
             base_model = base_model or (split_run.base_model if split_run else DEFAULT_BASE_MODEL)
             label = f"base model ({os.path.basename(base_model.rstrip('/')) or base_model})"
     ids = eval_split(db, run_id)
     if cfg.limit:
         ids = ids[:cfg.limit]
-    resolved = EvalConfig.from_dict({**cfg.to_dict(), "run_id": run_id,
-                                     "base_model": base_model if ref.kind == "local" else ""})
+    resolved = EvalConfig.from_dict({**cfg.to_dict(), "backend": backend_name(spec), "run_id": run_id,
+                                     "base_model": base_model if spec.is_local else ""})
     with db.begin() as s:
-        ev = EvalRun(label=label, backend={"name": ref.name, "kind": ref.kind, "model": ref.model,
-                                           "run_id": ref.run_id, "base_url": ref.base_url,
-                                           "base_model": base_model if ref.kind == "local" else None},
+        ev = EvalRun(label=label, backend={"name": backend_name(spec), "kind": spec.kind, "model": spec.model,
+                                           "adapter_run": spec.adapter_run, "base_url": spec.base_url,
+                                           "base_model": base_model if spec.is_local else None},
                      training_run_id=run_id, config=resolved.to_dict(), sample_ids=ids, total=len(ids),
                      status="queued")
         s.add(ev)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,7 +23,7 @@ from datagen.prompts import LABELS
 from datagen.validation import parse_books
 from db.engine import Database, open_db
 from db.models import Book, EvalResult, EvalRun, Sample
-from training.eval_config import BackendRef, EvalConfig, EvalError
+from training.eval_config import EvalConfig, EvalError, backend_name
 from training.judge import judge_messages, parse_judge_reply
 from training.metrics import AnswerScore, aggregate, score_answer
 
@@ -43,14 +42,7 @@ def format_hint(language: str, n_books: int) -> str:
 
 
 @dataclass
-class Generation:
-    text: str
-    latency_s: float
-    output_tokens: int | None = None
-
-
-@dataclass
-class LocalBackends:
+class LocalModels:
     """Local models of this worker, loaded once per base model and shared by base and adapter evaluations."""
 
     models: dict[str, object] = field(default_factory=dict)
@@ -63,26 +55,14 @@ class LocalBackends:
         return self.models[base_model]
 
 
-def open_backend(backend: dict, adapter_path: str | None, local: LocalBackends):
-    """A function (messages, max_new_tokens) -> Generation for a stored backend spec."""
-    ref = BackendRef(backend["kind"], backend.get("model") or "", backend.get("run_id"), backend.get("base_url") or "")
-    if ref.kind != "local":
-        raise EvalError(f"Backend {ref.name}: API backends need training/backends.py, which is not in this build.")
-    lm = local.get(backend["base_model"])
-    adapter = None
-    if ref.run_id is not None:
-        adapter = f"run-{ref.run_id}"
-        lm.add_adapter(adapter, adapter_path)
+def open_backend(db: Database, backend: dict, local: LocalModels):
+    """A chat backend (training/backends.py) for the spec stored on an evaluation."""
+    from training.backends import BackendSpec, make_backend
 
-    def generate(messages: list[dict], max_new_tokens: int) -> Generation:
-        from training.inference import StreamStats
-
-        stats = StreamStats()
-        prompt = "\n\n".join(m["content"] for m in messages if m["role"] == "user")
-        text = lm.generate(prompt, adapter, max_new_tokens=max_new_tokens, stats=stats)
-        return Generation(text, stats.total_s, stats.tokens)
-
-    return generate
+    spec = BackendSpec(kind=backend["kind"], model=backend.get("model") or "", adapter_run=backend.get("adapter_run"),
+                       base_url=backend.get("base_url"))
+    lm = local.get(backend["base_model"]) if spec.is_local else None
+    return make_backend(spec, local_model=lm, db=db)
 
 
 def requested_moods(sample: Sample) -> list[str]:
@@ -95,9 +75,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def evaluate(db: Database, eval_id: int, local: LocalBackends) -> None:
-    from db.models import TrainingRun
-
+def evaluate(db: Database, eval_id: int, local: LocalModels) -> None:
     with db.begin() as s:
         ev = s.get(EvalRun, eval_id)
         if ev is None:
@@ -105,8 +83,6 @@ def evaluate(db: Database, eval_id: int, local: LocalBackends) -> None:
         cfg = EvalConfig.from_dict(ev.config)
         ev.status, ev.started_at, ev.error = "running", ev.started_at or _now(), None
         backend, sample_ids = dict(ev.backend), list(ev.sample_ids)
-        adapter_run = s.get(TrainingRun, backend["run_id"]) if backend.get("run_id") else None
-        adapter_path = adapter_run.adapter_path if adapter_run else None
         done_ids = set(s.scalars(select(EvalResult.sample_id).where(EvalResult.eval_run_id == eval_id)))
         samples = {sm.id: sm for sm in s.scalars(select(Sample).where(Sample.id.in_(sample_ids)))}
         book_moods = {b_id: moods for b_id, moods in s.execute(select(Book.id, Book.moods))}
@@ -114,10 +90,14 @@ def evaluate(db: Database, eval_id: int, local: LocalBackends) -> None:
     if missing:
         raise EvalError(f"Samples {missing[:10]} of the eval split no longer exist.")
     index = catalog_index(db)
-    generate = open_backend(backend, adapter_path, local)
-    judge_ref = cfg.judge_ref()
-    judge = open_backend({"kind": judge_ref.kind, "model": judge_ref.model, "base_url": judge_ref.base_url},
-                         None, local) if judge_ref else None
+    model = open_backend(db, backend, local)
+    judge_spec = cfg.judge_spec()
+    judge = None
+    if judge_spec is not None:
+        from training.backends import make_backend
+
+        judge = make_backend(judge_spec)
+        print(f"judge: {backend_name(judge_spec)}", flush=True)
     api = backend["kind"] != "local"
     print(f"evaluating {backend['name']} on {len(sample_ids)} samples ({len(done_ids)} already scored)", flush=True)
     for n, sid in enumerate(sample_ids, 1):
@@ -128,18 +108,18 @@ def evaluate(db: Database, eval_id: int, local: LocalBackends) -> None:
         messages = [{"role": "user", "content": sm.prompt}]
         if api:
             messages.insert(0, {"role": "system", "content": format_hint(sm.language, n_books)})
-        t0 = time.perf_counter()
-        gen = generate(messages, cfg.max_new_tokens)
-        latency = gen.latency_s or time.perf_counter() - t0
-        score = score_answer(gen.text, sm.output, language=sm.language, n_books=n_books, index=index,
+        text = model.complete(messages, max_new_tokens=cfg.max_new_tokens)
+        latency = model.usage.total_s  # request to last token: queueing and network included
+        score = score_answer(text, sm.output, language=sm.language, n_books=n_books, index=index,
                              book_moods=book_moods, requested_moods=requested_moods(sm), latency_s=latency)
         reason = None
         if judge is not None:
-            reply = judge(judge_messages(sm.prompt, gen.text, sm.output), 200)
-            score.judge_score, reason = parse_judge_reply(reply.text)
+            reply = judge.complete(judge_messages(sm.prompt, text, sm.output), max_new_tokens=200)
+            score.judge_score, reason = parse_judge_reply(reply)
         with db.begin() as s:
-            s.add(EvalResult(eval_run_id=eval_id, sample_id=sid, output=gen.text, metrics=score.as_dict(),
-                             latency_s=latency, output_tokens=gen.output_tokens, judge_score=score.judge_score,
+            s.add(EvalResult(eval_run_id=eval_id, sample_id=sid, output=text, metrics=score.as_dict(),
+                             latency_s=latency, output_tokens=model.usage.completion_tokens or None,
+                             judge_score=score.judge_score,
                              judge_reason=reason))
             s.get(EvalRun, eval_id).done += 1
         print(f"[{n}/{len(sample_ids)}] sample {sid}: {latency:.2f} s, {score.n_books} books, "
@@ -158,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-id", type=int, action="append", required=True)
     args = ap.parse_args(argv)
     db = open_db()
-    local = LocalBackends()
+    local = LocalModels()
+    from training.backends import BackendError
+    from training.judge import JudgeError
+
+    clean = (EvalError, BackendError, JudgeError)  # already worded for the user
     code = 0
     for eval_id in args.eval_id:
         try:
@@ -169,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 ev = s.get(EvalRun, eval_id)
                 if ev is not None:
                     ev.status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
-                    ev.error = str(e) if isinstance(e, EvalError) else f"{type(e).__name__}: {e}"
+                    ev.error = str(e) if isinstance(e, clean) else f"{type(e).__name__}: {e}"
                     ev.finished_at, ev.pid = _now(), None
             if isinstance(e, KeyboardInterrupt):
                 return 130

@@ -1,7 +1,7 @@
 """evaluation: eval runs and results
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0006
 Create Date: 2026-11-23
 """
 from alembic import op
@@ -9,8 +9,9 @@ import sqlalchemy as sa
 
 
 revision = '0005'
-# Branched from 0003 beside other features' 0004/0006; re-chained when the branches are merged.
-down_revision = '0003'
+# Written on 0003; chained after arena's 0006 when that branch was merged in (one head). The lead re-chains
+# with curate's 0004 at the final merge.
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
