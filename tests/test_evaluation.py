@@ -100,7 +100,8 @@ def test_worker_scores_every_held_out_sample_and_resumes_without_rescoring(split
         assert ev.total == 3 and ev.status == "queued" and ev.label == f"base model ({os.path.basename(tiny_model_dir)})"
         first = ev.sample_ids[0]
     with split_db.begin() as s:  # as if an earlier worker scored one answer and died
-        s.add(EvalResult(eval_run_id=eval_id, sample_id=first, output="kept", metrics={"n_books": 0}, latency_s=9.0))
+        s.add(EvalResult(eval_run_id=eval_id, sample_id=first, output="kept", metrics={"n_books": 0, "latency_s": 9.0},
+                         latency_s=9.0))
         s.get(EvalRun, eval_id).done = 1
     evaluate(split_db, eval_id, LocalModels())
     with split_db.session() as s:
@@ -166,7 +167,7 @@ def test_dead_eval_worker_is_marked_failed_with_its_log_tail(split_db):
 
 
 def test_cancel_kills_the_worker_and_marks_its_evaluations_cancelled(split_db, tiny_model_dir):
-    ids = [create_eval(split_db, EvalConfig(base_model=tiny_model_dir, max_new_tokens=4000)) for _ in range(2)]
+    ids = [create_eval(split_db, EvalConfig(base_model=tiny_model_dir, max_new_tokens=900)) for _ in range(2)]
     pid = start_evals(split_db, ids)
     cancel_eval(split_db, ids[0], grace_s=2)
     evs = wait_for_evals(split_db, ids, poll_s=0.2)
@@ -220,3 +221,33 @@ def test_api_failure_fails_the_evaluation_with_one_clear_line(split_db, fake_ope
         ev = s.get(EvalRun, eval_id)
     assert ev.status == "failed" and ev.pid is None and ev.done == 0
     assert "openai: gpt-4.1-mini" in ev.error and "sk-test-abcdef123456" not in ev.error
+
+
+def test_evaluate_tab_starts_a_worker_shows_progress_and_results_and_refuses_bad_input(split_db, tiny_model_dir,
+                                                                                       free_port, monkeypatch):
+    from gradio_client import Client
+
+    from app.services import Services
+    from app.ui import build_app
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    demo = build_app(Services(db=split_db, base_model=tiny_model_dir))
+    demo.queue()
+    demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
+        ids, status, table, chart = client.predict(["base"], "", None, 2, 8, "", api_name="/start_evaluation")
+        (eval_id,) = [int(x) for x in ids.split(",")]
+        (ev,) = wait_for_evals(split_db, [eval_id], poll_s=0.3)
+        assert ev.status == "completed" and ev.total == 2, ev.error
+        status, table, chart = client.predict(ids, "rouge_l", api_name="/refresh_progress")
+        assert f"#{eval_id}" in status and "completed" in status and "2/2" in status
+        row = table["data"][0]
+        assert row[:3] == [eval_id, "completed", f"base model ({os.path.basename(tiny_model_dir)})"]
+        assert [r[1] for r in chart["data"]] == [pytest.approx(ev.metrics["rouge_l"])]  # one bar: this backend
+        with pytest.raises(Exception, match="Pick at least one backend"):
+            client.predict([], "", None, 0, 8, "", api_name="/start_evaluation")
+        with pytest.raises(Exception, match="No OPENAI_API_KEY set"):
+            client.predict([], "openai:gpt-4.1-mini", None, 0, 8, "", api_name="/start_evaluation")
+    finally:
+        demo.close()
