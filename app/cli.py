@@ -181,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "openai-compatible:MODEL@URL.")
     _add_eval_flags(p)
     p.add_argument("--no-wait", action="store_true", help="start the worker and return")
+    p.add_argument("--resume", type=int, metavar="EVAL", help="continue a failed or cancelled evaluation; answers "
+                                                              "already scored are kept")
     p = sub.add_parser("evals", help="list evaluations and their metrics",
                        description="Every evaluation with its status and main figures; with --run-id, the "
                                    "before/after table of that training run (base model vs its adapter).")

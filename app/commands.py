@@ -312,8 +312,17 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from training.evals import create_eval, start_evals
 
     db = _db()
-    configs = eval_configs_from_args(args)
-    ids = [create_eval(db, cfg) for cfg in configs]
+    if args.resume is not None:
+        from db.models import EvalRun
+
+        with db.session() as s:
+            ev = s.get(EvalRun, args.resume)
+        if ev is None or ev.status not in ("failed", "cancelled"):
+            raise UserError(f"Evaluation {args.resume} " + (f"is {ev.status}; only failed or cancelled ones resume."
+                                                             if ev else "does not exist (see `moodshelf evals`)."))
+        ids = [args.resume]
+    else:
+        ids = [create_eval(db, cfg) for cfg in eval_configs_from_args(args)]
     pid = start_evals(db, ids)
     print(f"evaluations {', '.join(f'#{i}' for i in ids)} started (pid {pid}); "
           f"log {get_log_path(db, ids[0])}")

@@ -251,3 +251,44 @@ def test_evaluate_tab_starts_a_worker_shows_progress_and_results_and_refuses_bad
             client.predict([], "openai:gpt-4.1-mini", None, 0, 8, "", api_name="/start_evaluation")
     finally:
         demo.close()
+
+
+def test_evaluation_failed_midway_resumes_from_the_cli_keeping_scored_answers(split_db, fake_openai, monkeypatch,
+                                                                              capsys):
+    from app.cli import main
+    from training.evaluate import main as worker_main
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-abcdef123456")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
+    fake_openai.faults.put({})                 # the first answer arrives
+    fake_openai.faults.put({"status": 500})    # the second fails (the SDK's retries are off in backends)
+    eval_id = create_eval(split_db, EvalConfig(backend="openai:gpt-4.1-mini"))
+    assert worker_main(["--eval-id", str(eval_id)]) == 1
+    with split_db.session() as s:
+        ev = s.get(EvalRun, eval_id)
+        first = s.scalars(select(EvalResult).where(EvalResult.eval_run_id == eval_id)).one()
+    assert ev.status == "failed" and ev.done == 1 and "InternalServerError" in ev.error
+    assert main(["eval", "--resume", str(eval_id)]) == 0  # a worker process, against the same fake server
+    with split_db.session() as s:
+        ev = s.get(EvalRun, eval_id)
+        results = list(s.scalars(select(EvalResult).where(EvalResult.eval_run_id == eval_id)))
+    assert ev.status == "completed" and ev.done == 3 and len(results) == 3
+    assert [r.output for r in results if r.id == first.id] == [first.output]
+    assert len(fake_openai.generation_requests) == 4  # 1 + 1 failed + the 2 missing, none repeated
+    assert main(["eval", "--resume", str(eval_id)]) == 2
+    assert "only failed or cancelled ones resume" in capsys.readouterr().err
+
+
+def test_unreadable_judge_verdict_costs_only_that_score(split_db, fake_openai, monkeypatch):
+    from training.evaluate import LocalModels, evaluate
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-abcdef123456")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
+    fake_openai.canned.append(("grade book recommendations", "I liked it a lot."))
+    eval_id = create_eval(split_db, EvalConfig(backend="openai:gpt-4.1-mini", judge="openai:gpt-4.1-mini", limit=1))
+    evaluate(split_db, eval_id, LocalModels())
+    with split_db.session() as s:
+        ev = s.get(EvalRun, eval_id)
+        (result,) = s.scalars(select(EvalResult).where(EvalResult.eval_run_id == eval_id))
+    assert ev.status == "completed" and ev.metrics["judge_score"] is None and ev.metrics["judged"] == 0
+    assert result.judge_score is None and "no score from 1 to 5" in result.error

@@ -24,7 +24,7 @@ from datagen.validation import parse_books
 from db.engine import Database, open_db
 from db.models import Book, EvalResult, EvalRun, Sample
 from training.eval_config import EvalConfig, EvalError, backend_name
-from training.judge import judge_messages, parse_judge_reply
+from training.judge import JudgeError, judge_messages, parse_judge_reply
 from training.metrics import AnswerScore, aggregate, score_answer
 
 DEFAULT_N_BOOKS = 3
@@ -112,15 +112,17 @@ def evaluate(db: Database, eval_id: int, local: LocalModels) -> None:
         latency = model.usage.total_s  # request to last token: queueing and network included
         score = score_answer(text, sm.output, language=sm.language, n_books=n_books, index=index,
                              book_moods=book_moods, requested_moods=requested_moods(sm), latency_s=latency)
-        reason = None
+        reason = judge_error = None
         if judge is not None:
             reply = judge.complete(judge_messages(sm.prompt, text, sm.output), max_new_tokens=200)
-            score.judge_score, reason = parse_judge_reply(reply)
+            try:
+                score.judge_score, reason = parse_judge_reply(reply)
+            except JudgeError as e:  # one unreadable verdict costs that answer its judge score, not the run
+                judge_error = str(e)
         with db.begin() as s:
             s.add(EvalResult(eval_run_id=eval_id, sample_id=sid, output=text, metrics=score.as_dict(),
                              latency_s=latency, output_tokens=model.usage.completion_tokens or None,
-                             judge_score=score.judge_score,
-                             judge_reason=reason))
+                             judge_score=score.judge_score, judge_reason=reason, error=judge_error))
             s.get(EvalRun, eval_id).done += 1
         print(f"[{n}/{len(sample_ids)}] sample {sid}: {latency:.2f} s, {score.n_books} books, "
               f"{score.grounded} grounded, format {'ok' if score.format_ok else 'off'}", flush=True)
@@ -140,9 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     db = open_db()
     local = LocalModels()
     from training.backends import BackendError
-    from training.judge import JudgeError
 
-    clean = (EvalError, BackendError, JudgeError)  # already worded for the user
+    clean = (EvalError, BackendError)  # already worded for the user
     code = 0
     for eval_id in args.eval_id:
         try:
