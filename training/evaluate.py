@@ -142,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     db = open_db()
     local = LocalModels()
     from training.backends import BackendError
+    from training.base_model import ModelLoadError
 
-    clean = (EvalError, BackendError)  # already worded for the user
+    clean = (EvalError, BackendError, ModelLoadError)  # already worded for the user
     code = 0
     for eval_id in args.eval_id:
         try:
