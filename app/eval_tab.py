@@ -110,7 +110,7 @@ def build_eval_tab(services: Services) -> None:
                              elem_id="eval_table")
         metric = gr.Dropdown(list(METRICS), value="grounding_rate", label="Chart metric", elem_id="eval_metric")
         chart = gr.BarPlot(metric_frame([], "grounding_rate"), x="backend", y="value", color="backend",
-                           title="grounding_rate by backend", height=260, x_label_angle=-20, elem_id="eval_chart")
+                           title="Chart metric by backend", height=260, x_label_angle=-20, elem_id="eval_chart")
         with gr.Accordion("Before / after: base model vs fine-tuned, per training run", open=True):
             ba_run = gr.Dropdown([str(i) for i in runs_with_before_after(services.db)], label="Training run",
                                  allow_custom_value=True, elem_id="eval_ba_run")
@@ -145,8 +145,7 @@ def build_eval_tab(services: Services) -> None:
                 current = [ev for ev in (s.get(EvalRun, i) for i in ids) if ev is not None]
             everything = list_evals(services.db)
             shown = current or [ev for ev in everything if ev.status == "completed"][:8]
-            return (progress_markdown(current), results_table(everything),
-                    gr.BarPlot(metric_frame(shown, metric_name), title=f"{metric_name} by backend"))
+            return progress_markdown(current), results_table(everything), metric_frame(shown, metric_name)
 
         def cancel_evaluation(ids_text):
             ids = _ids(ids_text)
