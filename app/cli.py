@@ -4,6 +4,7 @@
     moodshelf serve --port 7860        # the Gradio app
     moodshelf generate --count 100 --language en --approve
     moodshelf train --max-steps 30     # or: --config data/runs/1/config.yaml
+    moodshelf eval --run-id 1          # base model vs run 1's adapter on run 1's held-out eval split
     moodshelf catalog import library.csv --encoding cp949
     moodshelf samples export approved.jsonl --format openai
     moodshelf model prepare            # convert the embedded SmolLM2-135M once
@@ -55,6 +56,35 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, dest=name, type=float, default=None, help=help_)
         else:
             p.add_argument(flag, dest=name, default=None, help=help_)
+
+
+def _add_eval_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per EvalConfig field; --backend may be given several times (one evaluation each)."""
+    from training.eval_config import EvalConfig
+
+    for f in dataclasses.fields(EvalConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f"{f.metadata.get('help', '')} (default: {f.default!r})"
+        if f.name == "backend":
+            p.add_argument(flag, dest="backends", action="append", default=None, metavar="BACKEND",
+                           help=f.metadata["help"] + " (repeatable)")
+        else:
+            typ = int if f.name in ("run_id", "limit", "max_new_tokens") else str
+            p.add_argument(flag, dest=f.name, type=typ, default=None, help=help_)
+
+
+def eval_configs_from_args(args: argparse.Namespace) -> list:
+    """One EvalConfig per backend; without --backend: base and the run's adapter when --run-id is given."""
+    from app.errors import UserError
+    from training.eval_config import EvalConfig
+
+    backends = args.backends or (["base", f"run:{args.run_id}"] if args.run_id is not None else None)
+    if not backends:
+        raise UserError("Name what to evaluate: --backend base|run:N|openai:MODEL|..., or --run-id N for the base "
+                        "model and run N's adapter.")
+    shared = {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig)
+              if f.name != "backend" and getattr(args, f.name, None) is not None}
+    return [EvalConfig(backend=b, **shared).validate() for b in backends]
 
 
 def job_config_from_args(args: argparse.Namespace):
@@ -168,6 +198,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", action="append", required=True, metavar="SETTING=V1,V2",
                    help="e.g. lora_r=8,128,256 or target_modules=attention,all-linear (repeatable)")
     p.add_argument("--name", default=None, help="a name for the sweep")
+
+    p = sub.add_parser("eval", help="batch-evaluate backends on a held-out eval split (in its own process)",
+                       description="Score each backend's answers to the eval samples: format compliance, grounding, "
+                                   "hallucinated books, mood fit, diversity, ROUGE-L, latency and, with --judge, an "
+                                   "LLM judge. Without --backend and with --run-id: the base model and that run's "
+                                   "adapter (before/after). Backends: base, run:N, openai:MODEL, anthropic:MODEL, "
+                                   "openai-compatible:MODEL@URL.")
+    _add_eval_flags(p)
+    p.add_argument("--no-wait", action="store_true", help="start the worker and return")
+    p.add_argument("--resume", type=int, metavar="EVAL", help="continue a failed or cancelled evaluation; answers "
+                                                              "already scored are kept")
+    p = sub.add_parser("evals", help="list evaluations and their metrics",
+                       description="Every evaluation with its status and main figures; with --run-id, the "
+                                   "before/after table of that training run (base model vs its adapter).")
+    p.add_argument("--run-id", type=int, default=None, help="show the before/after table of this training run")
 
     p = sub.add_parser("runs", help="list training runs")
     p = sub.add_parser("merge", help="fold a run's LoRA adapter into a full-precision copy of its base (for serving)")

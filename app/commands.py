@@ -304,6 +304,108 @@ def cmd_runs(args: argparse.Namespace) -> None:
             print(f"#{r.id:<4} {r.status:<10} {r.base_model:<20} loss {loss:<7} {r.name}")
 
 
+# -- eval ------------------------------------------------------------------------------------------------------
+def _fmt(v) -> str:
+    return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+def watch_evals(db: Database, eval_ids: list[int]) -> None:
+    """One progress bar per evaluation, fed from the DB until the worker finishes; Ctrl-C cancels."""
+    from training.evals import cancel_eval, wait_for_evals
+
+    bars = {i: tqdm(desc=f"eval #{i}", unit="sample", position=n) for n, i in enumerate(eval_ids)}
+
+    def on_progress(ev) -> None:
+        bar = bars[ev.id]
+        bar.total, bar.n = ev.total, ev.done
+        bar.set_description(f"eval #{ev.id} {ev.label[:30]}")
+        bar.set_postfix(status=ev.status)
+        bar.refresh()
+
+    try:
+        evs = wait_for_evals(db, eval_ids, on_progress)
+    except KeyboardInterrupt:
+        for bar in bars.values():
+            bar.close()
+        print("cancelling the evaluation...", file=sys.stderr)
+        cancel_eval(db, eval_ids[0])
+        raise
+    for bar in bars.values():
+        bar.close()
+    print_eval_table(evs)
+    failed = [ev for ev in evs if ev.status != "completed"]
+    if failed:
+        raise UserError("; ".join(f"eval {ev.id} {ev.status}: {(ev.error or '').splitlines()[0] if ev.error else ''}"
+                                  for ev in failed))
+
+
+EVAL_COLUMNS = ("format_compliance", "grounding_rate", "hallucination_rate", "mood_fit", "distinct_2",
+                "unique_title_share", "rouge_l", "judge_score", "latency_mean_s")
+
+
+def print_eval_table(evs) -> None:
+    short = {"format_compliance": "format", "grounding_rate": "grounded", "hallucination_rate": "invented",
+             "mood_fit": "mood", "distinct_2": "dist-2", "unique_title_share": "uniq-title", "rouge_l": "rouge-l",
+             "judge_score": "judge", "latency_mean_s": "s/answer"}
+    print(f"{'id':<5}{'status':<11}{'n':>7}  " + "".join(f"{short[c]:>11}" for c in EVAL_COLUMNS) + "  backend")
+    for ev in evs:
+        print(f"#{ev.id:<4}{ev.status:<11}{f'{ev.done}/{ev.total}':>7}  "
+              + "".join(f"{_fmt(ev.metrics.get(c)):>11}" for c in EVAL_COLUMNS) + f"  {ev.label}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from app.cli import eval_configs_from_args
+    from training.evals import create_eval, start_evals
+
+    db = _db()
+    if args.resume is not None:
+        from db.models import EvalRun
+
+        with db.session() as s:
+            ev = s.get(EvalRun, args.resume)
+        if ev is None or ev.status not in ("failed", "cancelled"):
+            raise UserError(f"Evaluation {args.resume} " + (f"is {ev.status}; only failed or cancelled ones resume."
+                                                             if ev else "does not exist (see `moodshelf evals`)."))
+        ids = [args.resume]
+    else:
+        ids = [create_eval(db, cfg) for cfg in eval_configs_from_args(args)]
+    pid = start_evals(db, ids)
+    print(f"evaluations {', '.join(f'#{i}' for i in ids)} started (pid {pid}); "
+          f"log {get_log_path(db, ids[0])}")
+    if args.no_wait:
+        print("`moodshelf evals` shows progress and results")
+        return
+    watch_evals(db, ids)
+
+
+def get_log_path(db: Database, eval_id: int) -> str:
+    from db.models import EvalRun
+
+    with db.session() as s:
+        return s.get(EvalRun, eval_id).log_path
+
+
+def cmd_evals(args: argparse.Namespace) -> None:
+    from training.evals import before_after, list_evals
+
+    db = _db()
+    if args.run_id is not None:
+        rows = before_after(db, args.run_id)
+        if all(r["base"] is None and r["fine_tuned"] is None for r in rows):
+            raise UserError(f"Run {args.run_id} has no completed evaluation yet: moodshelf eval --run-id {args.run_id}")
+        print(f"run {args.run_id}: base model vs fine-tuned on its eval split")
+        print(f"{'metric':<22}{'base':>10}{'fine-tuned':>12}{'change':>10}")
+        for r in rows:
+            mark = {True: "  better", False: "  worse", None: ""}[r["better"]]
+            print(f"{r['metric']:<22}{_fmt(r['base']):>10}{_fmt(r['fine_tuned']):>12}{_fmt(r['delta']):>10}{mark}")
+        return
+    evs = list(reversed(list_evals(db)))
+    if not evs:
+        print("no evaluations yet: moodshelf eval --run-id N (or --backend base)")
+        return
+    print_eval_table(evs)
+
+
 # -- serve / demo ----------------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> None:
     from app.ui import serve

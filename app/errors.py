@@ -21,10 +21,12 @@ def user_facing_types() -> tuple[type[BaseException], ...]:
     from training.base_model import ModelLoadError
     from training.config import ConfigError
     from training.data import DatasetError
+    from training.eval_config import EvalError
     from training.runs import RunError
 
     return (UserError, CatalogError, ProviderError, DatabaseError, SettingsError, ModelLoadError, ConfigError,
-            DatasetError, RunError, ExchangeError, ReviewError, CurationError)
+            DatasetError, RunError, ExchangeError, ReviewError, CurationError,
+            EvalError)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The Gradio app: Recommend, Compare and Arena for everyone; Generate, Curate and Train for the admin.
+"""The Gradio app: Recommend, Compare and Arena for everyone; Generate, Curate, Train and Evaluate for the
+admin.
 
     moodshelf serve --port 7860                       # binds 127.0.0.1 unless --host says otherwise
     MOODSHELF_AUTH=admin:s3cret moodshelf serve       # admin tabs at /admin/ behind a login
@@ -16,6 +17,7 @@ import os
 from app.arena_tab import build_arena_tab
 from app.compare_tab import build_compare_tab, default_columns
 from app.curate_tab import build_curate_tab
+from app.eval_tab import build_eval_tab
 from app.generate_tab import build_generate_tab
 from app.recommend_tab import build_recommend_tab
 from app.services import Services
@@ -60,6 +62,7 @@ def build_app(services: Services, *, public: bool = True, admin: bool = True, ad
                 build_generate_tab(services)
                 build_curate_tab(services, demo)
                 build_train_tab(services)
+                build_eval_tab(services)
 
         if pickers:
             def refresh_backends():
@@ -100,6 +103,9 @@ def serve(db: Database, host: str = "127.0.0.1", port: int = 7860, base_model: s
     from datagen.worker import reconcile_jobs
 
     reconcile_jobs(db)
+    from training.evals import reconcile_evals
+
+    reconcile_evals(db)
     services = Services(db=db, base_model=base_model or DEFAULT_BASE_MODEL)
     if not accounts:
         demo = build_app(services)

@@ -275,3 +275,56 @@ class Comparison(Base):
     vote: Mapped[Optional[str]] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     voted_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+
+EVAL_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+
+
+class EvalRun(Base):
+    """One backend evaluated on one held-out eval split: progress while it runs, aggregate metrics after."""
+
+    __tablename__ = "eval_runs"
+    __table_args__ = (CheckConstraint(f"status IN {EVAL_STATUSES}", name="eval_status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(String(300))          # what the tables show: "base model", "run #3", ...
+    backend: Mapped[dict[str, Any]] = mapped_column(default=dict)   # the backend spec, enough to rebuild it
+    # The run whose eval split is used (and, for an adapter, the run it comes from); None: every eval sample.
+    training_run_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("training_runs.id", ondelete="SET NULL"), index=True)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)    # the resolved EvalConfig
+    sample_ids: Mapped[list[Any]] = mapped_column(default=list)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    pid: Mapped[Optional[int]] = mapped_column(Integer)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)   # training.metrics.aggregate()
+    log_path: Mapped[Optional[str]] = mapped_column(String(1000))
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+    results: Mapped[list["EvalResult"]] = relationship(back_populates="eval_run", cascade="all, delete-orphan")
+
+
+class EvalResult(Base):
+    """One answer of an evaluation: what the backend wrote for a sample, how long it took, its scores."""
+
+    __tablename__ = "eval_results"
+    # One row per sample and evaluation: a restarted worker skips what is already scored.
+    __table_args__ = (UniqueConstraint("eval_run_id", "sample_id", name="uq_eval_results_run_sample"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    eval_run_id: Mapped[int] = mapped_column(ForeignKey("eval_runs.id", ondelete="CASCADE"), index=True)
+    sample_id: Mapped[int] = mapped_column(Integer)  # no foreign key: results outlive a deleted sample
+    output: Mapped[str] = mapped_column(Text, default="")
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)   # training.metrics.AnswerScore
+    latency_s: Mapped[Optional[float]] = mapped_column(Float)
+    output_tokens: Mapped[Optional[int]] = mapped_column(Integer)
+    judge_score: Mapped[Optional[float]] = mapped_column(Float)
+    judge_reason: Mapped[Optional[str]] = mapped_column(Text)
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    eval_run: Mapped[EvalRun] = relationship(back_populates="results")

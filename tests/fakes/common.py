@@ -181,6 +181,8 @@ class FakeServer:
         fail_auth_unless         a key: requests carrying another key get 401 in the provider's error shape
         batch_polls_until_done   GETs of a batch before it reports done (default 2)
         stream_delay             seconds between streamed text deltas (stream=true; default 0)
+        canned                   [(needle, text)]: a chat request whose messages contain `needle` is answered
+                                 with `text` instead of books (e.g. an LLM judge's JSON verdict); first match wins
         requests                 every request received, as RecordedRequest, in arrival order
     """
 
@@ -193,6 +195,7 @@ class FakeServer:
         self.fail_auth_unless: str | None = None
         self.batch_polls_until_done: int = 2
         self.stream_delay: float = 0.0
+        self.canned: list[tuple[str, str]] = []
         self.requests: list[RecordedRequest] = []
         self.answers = AnswerFactory()
         self._lock = threading.RLock()
@@ -271,6 +274,10 @@ class FakeServer:
             return dict(self.faults.get_nowait())
         except queue.Empty:
             return {}
+
+    def canned_reply(self, texts: Iterable[str]) -> str | None:
+        joined = "\n".join(texts)
+        return next((text for needle, text in self.canned if needle in joined), None)
 
     def requests_to(self, path: str, method: str | None = None) -> list[RecordedRequest]:
         with self._lock:

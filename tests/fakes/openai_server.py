@@ -151,6 +151,8 @@ class FakeOpenAIServer(FakeServer):
         answer = render_answer({"books": books}, fault)
         if wants_plain_text(bool(body.get("stream")), rtype is not None, other_texts + user_texts):
             answer.text = render_text(books, view.language)
+        if (canned := self.canned_reply(other_texts + user_texts)) is not None:
+            answer.text = canned
         prompt_tokens = word_count(view.all_text)
         completion_tokens = word_count(answer.text)
         if body.get("stream"):

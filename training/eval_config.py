@@ -1,0 +1,137 @@
+"""EvalConfig — the one object behind the Evaluate tab, `moodshelf eval` flags and an evaluation's stored config.
+
+    moodshelf eval --run-id 3                        # base model and run 3's adapter on run 3's eval split
+    moodshelf eval --backend openai:gpt-4.1-mini --run-id 3 --limit 20 --judge auto
+
+A backend is named by a short string (or the app's label for it; training/backends.BackendSpec does the rest):
+    base                              the local base model (base_model, or the training run's)
+    run:3                             the adapter of finished training run 3, on its base model
+    openai:MODEL / anthropic:MODEL    an API model (OPENAI_API_KEY / ANTHROPIC_API_KEY)
+    openai-compatible:MODEL@URL       any OpenAI-compatible server (vLLM, Ollama, llama.cpp server)
+
+Validation collects every problem and raises once with all of them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+API_KINDS = ("openai", "anthropic", "openai-compatible")
+KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+DEFAULT_JUDGE_MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5"}
+
+
+class EvalError(ValueError):
+    """An evaluation that cannot be configured, created or started, worded for the user."""
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else problems
+        text = self.problems[0] if len(self.problems) == 1 else \
+            "Invalid evaluation:\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(text)
+
+
+def parse_backend(name: str):
+    """A BackendSpec (training/backends.py) from a backend name: the app's labels ("base model", "run #3",
+    "openai: gpt-4.1-mini", "openai-compatible: m @ URL") or the short CLI forms (base, run:3, openai:MODEL)."""
+    from training.backends import BackendError, BackendSpec
+
+    name = (name or "").strip()
+    if name == "base":
+        name = "base model"
+    elif name.startswith("run:") and name[4:].strip().lstrip("#").isdigit():
+        name = f"run #{name[4:].strip().lstrip('#')}"
+    try:
+        return BackendSpec.from_label(name)
+    except BackendError:
+        raise EvalError(f"Unknown backend {name!r}: use base, run:N, openai:MODEL, anthropic:MODEL or "
+                        "openai-compatible:MODEL@URL.") from None
+
+
+def backend_name(spec) -> str:
+    """The short, stable name stored with an evaluation (what before/after matches on)."""
+    if spec.kind == "local":
+        return "base" if spec.adapter_run is None else f"run:{spec.adapter_run}"
+    if spec.kind == "openai_compatible":
+        return f"openai-compatible:{spec.model}@{spec.base_url}"
+    return f"{spec.kind}:{spec.model}"
+
+
+def missing_key(spec) -> str | None:
+    env = KEY_ENV.get(spec.kind)
+    if env and not os.environ.get(env):
+        return f"No {env} set for backend {backend_name(spec)}: export it, or evaluate a local backend."
+    return None
+
+
+@dataclass
+class EvalConfig:
+    backend: str = field(default="base", metadata={
+        "help": "base, run:N (a training run's adapter), openai:MODEL, anthropic:MODEL, openai-compatible:MODEL@URL"})
+    run_id: int | None = field(default=None, metadata={
+        "help": "training run whose held-out eval split is used (default: the adapter's run; without one, "
+                "every sample in the eval split)"})
+    base_model: str = field(default="", metadata={
+        "help": "base model of local backends (default: the training run's, else the embedded default)"})
+    limit: int = field(default=0, metadata={"help": "evaluate the first N eval samples only (0: all)"})
+    max_new_tokens: int = field(default=320, metadata={"help": "answer length limit in tokens"})
+    judge: str = field(default="", metadata={
+        "help": "LLM judge scoring each answer 1-5: empty (none), auto (OpenAI or Anthropic, whichever key is "
+                "set), or a backend name such as openai:gpt-4.1-mini"})
+
+    def problems(self) -> list[str]:
+        p = []
+        try:
+            if (msg := missing_key(parse_backend(self.backend))) is not None:
+                p.append(msg)
+        except EvalError as e:
+            p += e.problems
+        if self.limit < 0:
+            p.append(f"limit must be >= 0 (got {self.limit})")
+        if self.max_new_tokens <= 0:
+            p.append(f"max_new_tokens must be > 0 (got {self.max_new_tokens})")
+        if self.judge:
+            try:
+                self.judge_spec()
+            except EvalError as e:
+                p += e.problems
+        return p
+
+    def validate(self) -> "EvalConfig":
+        if problems := self.problems():
+            raise EvalError(problems)
+        return self
+
+    def backend_spec(self):
+        return parse_backend(self.backend)
+
+    def judge_spec(self):
+        """The judge's backend, or None. 'auto' picks the API whose key is set, OpenAI first."""
+        if not self.judge:
+            return None
+        if self.judge == "auto":
+            for kind in ("openai", "anthropic"):
+                if os.environ.get(KEY_ENV[kind]):
+                    return parse_backend(f"{kind}:{DEFAULT_JUDGE_MODELS[kind]}")
+            raise EvalError("judge 'auto' needs OPENAI_API_KEY or ANTHROPIC_API_KEY: export one, or leave the "
+                            "judge empty.")
+        ref = parse_backend(self.judge)
+        if ref.kind == "local":
+            raise EvalError("The judge must be an API model (openai:MODEL, anthropic:MODEL or "
+                            "openai-compatible:MODEL@URL), not a local one.")
+        if (msg := missing_key(ref)) is not None:
+            raise EvalError(msg.replace("for backend", "for the judge"))
+        return ref
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EvalConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise EvalError(f"Unknown evaluation setting(s): {', '.join(unknown)}.")
+        return cls(**d)

@@ -1,0 +1,204 @@
+"""Batch evaluations: create (resolve the eval split), launch the worker process, watch, cancel, compare.
+
+    ids = [create_eval(db, EvalConfig(backend="base", run_id=3)), create_eval(db, EvalConfig(backend="run:3"))]
+    start_evals(db, ids)           # python -m training.evaluate --eval-id 4 --eval-id 5: one process, one model load
+    wait_for_evals(db, ids, on_progress=print)
+    before_after(db, 3)            # base vs fine-tuned on run 3's eval split, metric by metric
+
+Like training runs, all state lives in the DB; a dead worker is marked failed with the tail of its log.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import datetime, timezone
+from typing import Callable
+
+from sqlalchemy import select
+
+from db.engine import Database
+from db.models import EvalRun, Sample, TrainingRun
+from db.processes import launch_worker, log_tail, pid_alive, reap
+from db.settings import get_settings
+from training.config import DEFAULT_BASE_MODEL
+from training.eval_config import EvalConfig, EvalError, backend_name
+from training.metrics import METRICS
+
+ACTIVE = ("queued", "running")
+FINISHED_RUNS = ("completed", "stopped")
+
+
+def eval_split(db: Database, run_id: int | None) -> list[int]:
+    """The held-out sample ids: a training run's eval split, or every approved sample marked 'eval'."""
+    with db.session() as s:
+        if run_id is not None:
+            run = s.get(TrainingRun, run_id)
+            if run is None:
+                raise EvalError(f"No training run {run_id} (see `moodshelf runs`).")
+            ids = list(run.eval_sample_ids)
+            if not ids:
+                raise EvalError(f"The eval split of run {run_id} is empty (it was trained with eval_fraction 0 "
+                                "or on too few samples): train a run with eval_fraction > 0 and evaluate that one.")
+            return ids
+        ids = list(s.scalars(select(Sample.id).where(Sample.split == "eval", Sample.status == "approved")
+                             .order_by(Sample.id)))
+    if not ids:
+        raise EvalError("The eval split is empty: no approved sample is held out for evaluation. Train a run "
+                        "(its eval_fraction holds samples out) or pass --run-id of one that has an eval split.")
+    return ids
+
+
+def create_eval(db: Database, cfg: EvalConfig) -> int:
+    """Validate, resolve the backend, its base model and the samples, and store a queued EvalRun."""
+    cfg.validate()
+    spec = cfg.backend_spec()
+    run_id = cfg.run_id if cfg.run_id is not None else spec.adapter_run
+    base_model, label = cfg.base_model, spec.label
+    with db.session() as s:
+        if spec.adapter_run is not None:
+            adapter_run = s.get(TrainingRun, spec.adapter_run)
+            if adapter_run is None:
+                raise EvalError(f"No training run {spec.adapter_run} (see `moodshelf runs`).")
+            if adapter_run.status not in FINISHED_RUNS or not adapter_run.adapter_path:
+                raise EvalError(f"Run {spec.adapter_run} is {adapter_run.status} and has no adapter yet: evaluate "
+                                "a completed or stopped run.")
+            if base_model and base_model != adapter_run.base_model:
+                raise EvalError(f"Run {spec.adapter_run} was trained on {adapter_run.base_model}; its adapter does "
+                                f"not fit {base_model}.")
+            base_model, label = adapter_run.base_model, f"run #{adapter_run.id}: {adapter_run.name}"
+        elif spec.is_local:
+            split_run = s.get(TrainingRun, run_id) if run_id is not None else None
+            base_model = base_model or (split_run.base_model if split_run else DEFAULT_BASE_MODEL)
+            label = f"base model ({os.path.basename(base_model.rstrip('/')) or base_model})"
+    ids = eval_split(db, run_id)
+    if cfg.limit:
+        ids = ids[:cfg.limit]
+    resolved = EvalConfig.from_dict({**cfg.to_dict(), "backend": backend_name(spec), "run_id": run_id,
+                                     "base_model": base_model if spec.is_local else ""})
+    with db.begin() as s:
+        ev = EvalRun(label=label, backend={"name": backend_name(spec), "kind": spec.kind, "model": spec.model,
+                                           "adapter_run": spec.adapter_run, "base_url": spec.base_url,
+                                           "base_model": base_model if spec.is_local else None},
+                     training_run_id=run_id, config=resolved.to_dict(), sample_ids=ids, total=len(ids),
+                     status="queued")
+        s.add(ev)
+        s.flush()
+        ev.log_path = str(get_settings().ensure_home().logs_dir / f"eval-{ev.id}.log")
+        return ev.id
+
+
+def start_evals(db: Database, eval_ids: list[int]) -> int:
+    """Launch one worker (no shell, its own session) for these evaluations, run one after another; its pid."""
+    if not eval_ids:
+        raise EvalError("Nothing to evaluate: pick at least one backend.")
+    with db.begin() as s:
+        evs = [s.get(EvalRun, i) for i in eval_ids]
+        missing = [i for i, ev in zip(eval_ids, evs) if ev is None]
+        if missing:
+            raise EvalError(f"No evaluation {missing[0]} (see `moodshelf evals`).")
+        for ev in evs:
+            if ev.status in ("failed", "cancelled"):  # started again: the worker skips answers already scored
+                ev.status, ev.error, ev.finished_at = "queued", None, None
+        log_path = evs[0].log_path
+    args = [a for i in eval_ids for a in ("--eval-id", str(i))]
+    pid = launch_worker("training.evaluate", args, log_path, db.url)
+    with db.begin() as s:
+        for i in eval_ids:
+            ev = s.get(EvalRun, i)
+            if ev.status in ACTIVE:
+                ev.pid = pid
+    return pid
+
+
+def reconcile_evals(db: Database) -> list[int]:
+    """Mark evaluations whose process is gone as failed, with the tail of their log. Returns their ids."""
+    failed = []
+    with db.begin() as s:
+        for ev in s.scalars(select(EvalRun).where(EvalRun.status.in_(ACTIVE))):
+            if ev.pid is None:
+                continue  # created, not launched yet
+            if not pid_alive(ev.pid):
+                tail = log_tail(ev.log_path)
+                ev.status = "failed"
+                ev.error = (ev.error or "The evaluation process exited without reporting.") + \
+                    (f"\n--- log tail ---\n{tail}" if tail else "")
+                ev.finished_at, ev.pid = datetime.now(timezone.utc), None
+                failed.append(ev.id)
+    return failed
+
+
+def cancel_eval(db: Database, eval_id: int, grace_s: float = 5.0) -> None:
+    """Kill the worker's process group (and so every evaluation it was running) and mark them cancelled."""
+    with db.session() as s:
+        ev = s.get(EvalRun, eval_id)
+        pid = ev.pid if ev else None
+    if pid and pid_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.time() + grace_s
+            while time.time() < deadline and pid_alive(pid):
+                time.sleep(0.2)
+            if pid_alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    reap()
+    with db.begin() as s:
+        evs = s.scalars(select(EvalRun).where(EvalRun.status.in_(ACTIVE),
+                                              (EvalRun.id == eval_id) | ((EvalRun.pid == pid) & (EvalRun.pid.is_not(None)))))
+        for ev in evs:
+            ev.status, ev.pid, ev.finished_at = "cancelled", None, datetime.now(timezone.utc)
+
+
+def wait_for_evals(db: Database, eval_ids: list[int], on_progress: Callable[[EvalRun], None] | None = None,
+                   poll_s: float = 1.0) -> list[EvalRun]:
+    """Block until every evaluation leaves queued/running, calling on_progress with each one at each poll."""
+    while True:
+        reconcile_evals(db)
+        with db.session() as s:
+            evs = [s.get(EvalRun, i) for i in eval_ids]
+        for ev in evs:
+            if on_progress:
+                on_progress(ev)
+        if all(ev.status not in ACTIVE for ev in evs):
+            return evs
+        time.sleep(poll_s)
+
+
+def list_evals(db: Database, limit: int = 100) -> list[EvalRun]:
+    reconcile_evals(db)
+    with db.session() as s:
+        return list(s.scalars(select(EvalRun).order_by(EvalRun.id.desc()).limit(limit)))
+
+
+def latest_eval(db: Database, *, training_run_id: int, backend: str) -> EvalRun | None:
+    """The newest completed evaluation of `backend` on a run's eval split."""
+    with db.session() as s:
+        for ev in s.scalars(select(EvalRun).where(EvalRun.training_run_id == training_run_id,
+                                                  EvalRun.status == "completed").order_by(EvalRun.id.desc())):
+            if ev.backend.get("name") == backend:
+                return ev
+    return None
+
+
+def before_after(db: Database, run_id: int) -> list[dict]:
+    """Metric by metric: the base model and the run's adapter on the run's eval split, and the change."""
+    base = latest_eval(db, training_run_id=run_id, backend="base")
+    tuned = latest_eval(db, training_run_id=run_id, backend=f"run:{run_id}")
+    rows = []
+    for name, higher_is_better in METRICS.items():
+        b = base.metrics.get(name) if base else None
+        t = tuned.metrics.get(name) if tuned else None
+        delta = t - b if b is not None and t is not None else None
+        better = None if delta is None or delta == 0 else (delta > 0) == higher_is_better
+        rows.append({"metric": name, "base": b, "fine_tuned": t, "delta": delta, "better": better})
+    return rows
+
+
+def runs_with_before_after(db: Database) -> list[int]:
+    """Training runs that have a completed evaluation of their base model or of their adapter."""
+    with db.session() as s:
+        ids = s.scalars(select(EvalRun.training_run_id).where(EvalRun.status == "completed",
+                                                              EvalRun.training_run_id.is_not(None)).distinct())
+        return sorted(set(ids), reverse=True)

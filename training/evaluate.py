@@ -1,0 +1,167 @@
+"""The evaluation worker: each eval sample's request goes to one backend, the answer is scored, state kept in the DB.
+
+    python -m training.evaluate --eval-id 4                  # what `moodshelf eval` and the Evaluate tab launch
+    python -m training.evaluate --eval-id 4 --eval-id 5      # several, one after another, one model load
+
+It never runs inside the web server. Every answer is stored (eval_results) with its scores as it arrives,
+so progress is visible and a restarted evaluation skips what is already scored; the aggregate figures
+(training/metrics.py) go on the EvalRun at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+
+from datagen.catalog import catalog_index
+from datagen.grid import EFFECTS
+from datagen.prompts import LABELS
+from datagen.validation import parse_books
+from db.engine import Database, open_db
+from db.models import Book, EvalResult, EvalRun, Sample
+from training.eval_config import EvalConfig, EvalError, backend_name
+from training.judge import JudgeError, judge_messages, parse_judge_reply
+from training.metrics import AnswerScore, aggregate, score_answer
+
+DEFAULT_N_BOOKS = 3
+
+
+def format_hint(language: str, n_books: int) -> str:
+    """System prompt for API backends: the student learned the answer format from its samples; an API model
+    only knows it if told, and format compliance would otherwise measure the prompt, not the model."""
+    L = LABELS.get(language, LABELS["en"])
+    if language == "ko":
+        return (f"실제로 출간된 책 {n_books}권을 추천하세요. 다음 형식만 쓰세요:\n1. 제목 - 저자\n - {L['reason']}: ...\n"
+                f" - {L['effect_line']}: ...")
+    return (f"Recommend {n_books} real, published books. Use exactly this format:\n1. Title - Author\n"
+            f" - {L['reason']}: ...\n - {L['effect_line']}: ...")
+
+
+@dataclass
+class LocalModels:
+    """Local models of this worker, loaded once per base model and shared by base and adapter evaluations."""
+
+    models: dict[str, object] = field(default_factory=dict)
+
+    def get(self, base_model: str):
+        if base_model not in self.models:
+            from training.inference import LocalModel
+
+            self.models[base_model] = LocalModel.load(base_model)
+        return self.models[base_model]
+
+
+def open_backend(db: Database, backend: dict, local: LocalModels):
+    """A chat backend (training/backends.py) for the spec stored on an evaluation."""
+    from training.backends import BackendSpec, make_backend
+
+    spec = BackendSpec(kind=backend["kind"], model=backend.get("model") or "", adapter_run=backend.get("adapter_run"),
+                       base_url=backend.get("base_url"))
+    lm = local.get(backend["base_model"]) if spec.is_local else None
+    return make_backend(spec, local_model=lm, db=db)
+
+
+def requested_moods(sample: Sample) -> list[str]:
+    table = EFFECTS.get(sample.language, {})
+    effects = [e.strip() for e in (sample.effect or "").split(",") if e.strip()]
+    return [m for e in effects for m in table.get(e, [e])]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def evaluate(db: Database, eval_id: int, local: LocalModels) -> None:
+    with db.begin() as s:
+        ev = s.get(EvalRun, eval_id)
+        if ev is None:
+            raise SystemExit(f"No evaluation {eval_id}.")
+        cfg = EvalConfig.from_dict(ev.config)
+        ev.status, ev.started_at, ev.error = "running", ev.started_at or _now(), None
+        backend, sample_ids = dict(ev.backend), list(ev.sample_ids)
+        done_ids = set(s.scalars(select(EvalResult.sample_id).where(EvalResult.eval_run_id == eval_id)))
+        samples = {sm.id: sm for sm in s.scalars(select(Sample).where(Sample.id.in_(sample_ids)))}
+        book_moods = {b_id: moods for b_id, moods in s.execute(select(Book.id, Book.moods))}
+    missing = [i for i in sample_ids if i not in samples]
+    if missing:
+        raise EvalError(f"Samples {missing[:10]} of the eval split no longer exist.")
+    index = catalog_index(db)
+    model = open_backend(db, backend, local)
+    judge_spec = cfg.judge_spec()
+    judge = None
+    if judge_spec is not None:
+        from training.backends import make_backend
+
+        judge = make_backend(judge_spec)
+        print(f"judge: {backend_name(judge_spec)}", flush=True)
+    api = backend["kind"] != "local"
+    print(f"evaluating {backend['name']} on {len(sample_ids)} samples ({len(done_ids)} already scored)", flush=True)
+    for n, sid in enumerate(sample_ids, 1):
+        if sid in done_ids:
+            continue
+        sm = samples[sid]
+        n_books = len(parse_books(sm.output, sm.language)) or DEFAULT_N_BOOKS
+        messages = [{"role": "user", "content": sm.prompt}]
+        if api:
+            messages.insert(0, {"role": "system", "content": format_hint(sm.language, n_books)})
+        text = model.complete(messages, max_new_tokens=cfg.max_new_tokens)
+        latency = model.usage.total_s  # request to last token: queueing and network included
+        score = score_answer(text, sm.output, language=sm.language, n_books=n_books, index=index,
+                             book_moods=book_moods, requested_moods=requested_moods(sm), latency_s=latency)
+        reason = judge_error = None
+        if judge is not None:
+            reply = judge.complete(judge_messages(sm.prompt, text, sm.output), max_new_tokens=200)
+            try:
+                score.judge_score, reason = parse_judge_reply(reply)
+            except JudgeError as e:  # one unreadable verdict costs that answer its judge score, not the run
+                judge_error = str(e)
+        with db.begin() as s:
+            s.add(EvalResult(eval_run_id=eval_id, sample_id=sid, output=text, metrics=score.as_dict(),
+                             latency_s=latency, output_tokens=model.usage.completion_tokens or None,
+                             judge_score=score.judge_score, judge_reason=reason, error=judge_error))
+            s.get(EvalRun, eval_id).done += 1
+        print(f"[{n}/{len(sample_ids)}] sample {sid}: {latency:.2f} s, {score.n_books} books, "
+              f"{score.grounded} grounded, format {'ok' if score.format_ok else 'off'}", flush=True)
+    with db.begin() as s:
+        results = list(s.scalars(select(EvalResult).where(EvalResult.eval_run_id == eval_id)
+                                 .order_by(EvalResult.id)))
+        ev = s.get(EvalRun, eval_id)
+        ev.metrics = aggregate([AnswerScore.from_dict(r.metrics) for r in results], [r.output for r in results])
+        ev.done = len(results)
+        ev.status, ev.finished_at, ev.pid = "completed", _now(), None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--eval-id", type=int, action="append", required=True)
+    args = ap.parse_args(argv)
+    db = open_db()
+    local = LocalModels()
+    from training.backends import BackendError
+    from training.base_model import ModelLoadError
+
+    clean = (EvalError, BackendError, ModelLoadError)  # already worded for the user
+    code = 0
+    for eval_id in args.eval_id:
+        try:
+            evaluate(db, eval_id, local)
+        except BaseException as e:  # an evaluation must never stay 'running'
+            traceback.print_exc()
+            with db.begin() as s:
+                ev = s.get(EvalRun, eval_id)
+                if ev is not None:
+                    ev.status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
+                    ev.error = str(e) if isinstance(e, clean) else f"{type(e).__name__}: {e}"
+                    ev.finished_at, ev.pid = _now(), None
+            if isinstance(e, KeyboardInterrupt):
+                return 130
+            code = 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
