@@ -472,7 +472,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if args.no_serve:
         print("done (--no-serve).")
         return
-    print(f"[{steps}/{steps}] app at http://{args.host}:{args.port} — Recommend and Compare tabs (Ctrl-C to stop)")
+    print(f"[{steps}/{steps}] app at http://{args.host}:{args.port} — Recommend, Compare, Arena; admin: Generate, Curate, Train, Evaluate (Ctrl-C to stop)")
     from app.ui import serve
 
     serve(db, host=args.host, port=args.port)
