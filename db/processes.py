@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from db.settings import get_settings
@@ -65,3 +67,18 @@ def log_tail(path: str | None, lines: int = 20) -> str:
     text = _ANSI.sub("", Path(path).read_text(encoding="utf-8", errors="replace")).replace("\r", "\n")
     kept = [ln for ln in text.splitlines() if ln.strip() and not _PROGRESS_BAR.match(ln)]
     return "\n".join(kept[-lines:])
+
+
+def kill_process_group(pid: int | None, grace_s: float) -> None:
+    """SIGTERM the worker's process group (it started its own session), SIGKILL what is left after grace_s."""
+    if pid and pid_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.time() + grace_s
+            while time.time() < deadline and pid_alive(pid):
+                time.sleep(0.2)
+            if pid_alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    reap()

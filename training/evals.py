@@ -10,7 +10,6 @@ Like training runs, all state lives in the DB; a dead worker is marked failed wi
 from __future__ import annotations
 
 import os
-import signal
 import time
 from datetime import datetime, timezone
 from typing import Callable
@@ -19,7 +18,7 @@ from sqlalchemy import select
 
 from db.engine import Database
 from db.models import EvalRun, Sample, TrainingRun
-from db.processes import launch_worker, log_tail, pid_alive, reap
+from db.processes import kill_process_group, launch_worker, log_tail, pid_alive
 from db.settings import get_settings
 from training.config import DEFAULT_BASE_MODEL
 from training.eval_config import EvalConfig, EvalError, backend_name
@@ -133,17 +132,7 @@ def cancel_eval(db: Database, eval_id: int, grace_s: float = 5.0) -> None:
     with db.session() as s:
         ev = s.get(EvalRun, eval_id)
         pid = ev.pid if ev else None
-    if pid and pid_alive(pid):
-        try:
-            os.killpg(pid, signal.SIGTERM)
-            deadline = time.time() + grace_s
-            while time.time() < deadline and pid_alive(pid):
-                time.sleep(0.2)
-            if pid_alive(pid):
-                os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    reap()
+    kill_process_group(pid, grace_s)
     with db.begin() as s:
         evs = s.scalars(select(EvalRun).where(EvalRun.status.in_(ACTIVE),
                                               (EvalRun.id == eval_id) | ((EvalRun.pid == pid) & (EvalRun.pid.is_not(None)))))

@@ -9,8 +9,6 @@ marked failed with the tail of its log (reconcile_runs), never left 'running'.
 """
 from __future__ import annotations
 
-import os
-import signal
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +18,7 @@ from sqlalchemy import select
 
 from db.engine import Database
 from db.models import RunMetric, TrainingRun
-from db.processes import launch_worker, log_tail, pid_alive, reap
+from db.processes import kill_process_group, launch_worker, log_tail, pid_alive
 from db.settings import get_settings
 from training.config import TrainConfig
 from training.data import assign_splits
@@ -124,17 +122,7 @@ def cancel_run(db: Database, run_id: int, grace_s: float = 10.0) -> None:
     with db.session() as s:
         run = s.get(TrainingRun, run_id)
         pid = run.pid if run else None
-    if pid and pid_alive(pid):
-        try:
-            os.killpg(pid, signal.SIGTERM)
-            deadline = time.time() + grace_s
-            while time.time() < deadline and pid_alive(pid):
-                time.sleep(0.2)
-            if pid_alive(pid):
-                os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    reap()
+    kill_process_group(pid, grace_s)
     with db.begin() as s:
         run = s.get(TrainingRun, run_id)
         if run and run.status in ACTIVE:
