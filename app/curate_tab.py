@@ -135,7 +135,7 @@ def build_curate_tab(services: Services, demo: gr.Blocks) -> None:
                         with gr.Row():
                             save = gr.Button("Save edit", variant="primary", elem_id="cur_save")
                             revert = gr.Button("Revert to original", elem_id="cur_revert")
-        build_curate_tools(services, form)
+            build_curate_tools(services, form)  # Clusters, Statistics, Split & files: tabs beside Review
 
     filters = form.components
     focus_outputs = [rendered, raw, *edits.values()]

@@ -62,6 +62,10 @@ def test_filter_edit_approve_bulk_reject_export_in_the_browser(curate_app, tmp_p
         page.goto(url)
         page.get_by_role("tab", name="Curate").click()
         expect(page.locator("#cur_summary")).to_contain_text(f"{len(everything)} samples match")
+        # The sub-tabs sit in one strip (a Tab built outside its Tabs got a strip of its own, hidden).
+        strip = page.get_by_role("tablist").filter(has=page.get_by_role("tab", name="Review", exact=True))
+        for name in ("Clusters", "Statistics", "Split & files"):
+            expect(strip.get_by_role("tab", name=name, exact=True)).to_be_visible()
 
         # Filter: text search, Enter.
         page.locator("#cur_text textarea, #cur_text input").first.fill(word)
