@@ -32,19 +32,19 @@ def build_curate_tools(services: Services, form) -> None:
             keep_btn = gr.Button("Keep selected, reject the rest", variant="primary", elem_id="cur_keep")
         cluster_message = gr.Markdown(elem_id="cur_cluster_message")
 
-    with gr.Tab("Statistics", id="curate_stats"):
+    with gr.Tab("Statistics", id="curate_stats") as stats_tab:
         stats_refresh = gr.Button("Refresh statistics (current filter)", elem_id="cur_stats_refresh")
         stats_summary = gr.Markdown(elem_id="cur_stats_summary")
         with gr.Row():
-            plots = {c: gr.BarPlot(x=c, y="samples", title=f"samples by {c}", sort="-y", height=260,
+            plots = {c: gr.BarPlot(y_lim=[0, None], x=c, y="samples", title=f"samples by {c}", sort="-y", height=260,
                                    elem_id=f"cur_plot_{c}") for c in STAT_COLUMNS[:3]}
         with gr.Row():
-            plots |= {c: gr.BarPlot(x=c, y="samples", title=f"samples by {c}", sort="-y", height=300,
+            plots |= {c: gr.BarPlot(y_lim=[0, None], x=c, y="samples", title=f"samples by {c}", sort="-y", height=300,
                                     x_label_angle=-45, elem_id=f"cur_plot_{c}") for c in STAT_COLUMNS[3:]}
         rates = gr.Dataframe(headers=["provider", "model", "samples", "grounded", "rejected", "approved"],
                              interactive=False, label="Grounding and rejection rates per provider and model",
                              elem_id="cur_rates")
-        titles = gr.BarPlot(x="title", y="samples", title="most recommended titles (collapse onto a few "
+        titles = gr.BarPlot(y_lim=[0, None], x="title", y="samples", title="most recommended titles (collapse onto a few "
                             "bestsellers shows here)", sort="-y", x_label_angle=-45, height=360, elem_id="cur_titles")
 
     with gr.Tab("Split & files", id="curate_files"):
@@ -141,6 +141,8 @@ def build_curate_tools(services: Services, form) -> None:
         refresh_clusters, None, [cluster_pick, cluster_message])
     stats_refresh.click(refresh_stats, filters, [stats_summary, *plots.values(), rates, titles],
                         api_name="curate_stats")
+    # Opening the sub-tab draws the charts; the button redraws them after the filter changes.
+    stats_tab.select(refresh_stats, filters, [stats_summary, *plots.values(), rates, titles], api_name=False)
     assign_btn.click(lambda *a: run_split(*a, False), [eval_fraction, seed, split_language], split_view,
                      api_name="curate_assign_splits")
     redraw_btn.click(lambda *a: run_split(*a, True), [eval_fraction, seed, split_language], split_view,

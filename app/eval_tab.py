@@ -109,7 +109,8 @@ def build_eval_tab(services: Services) -> None:
         table = gr.Dataframe(headers=TABLE_COLUMNS, value=results_table(list_evals(services.db)), interactive=False,
                              elem_id="eval_table")
         metric = gr.Dropdown(list(METRICS), value="grounding_rate", label="Chart metric", elem_id="eval_metric")
-        chart = gr.BarPlot(metric_frame([], "grounding_rate"), x="backend", y="value", color="backend",
+        chart = gr.BarPlot(metric_frame([], "grounding_rate"), x="backend", y="value", y_lim=[0, None],
+                           color="backend",
                            title="Chart metric by backend", height=260, x_label_angle=-20, elem_id="eval_chart")
         with gr.Accordion("Before / after: base model vs fine-tuned, per training run", open=True):
             ba_run = gr.Dropdown([str(i) for i in runs_with_before_after(services.db)], label="Training run",
