@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from db.engine import Database, open_db
 from db.models import GenerationJob
-from db.processes import launch_worker, log_tail, pid_alive
+from db.processes import launch_worker, mark_worker_dead, pid_alive
 from db.settings import get_settings
 
 ACTIVE = ("pending", "running")
@@ -38,11 +38,8 @@ def reconcile_jobs(db: Database) -> list[int]:
     with db.begin() as s:
         for job in s.scalars(select(GenerationJob).where(GenerationJob.status == "running")):
             if not pid_alive(job.pid):
-                tail = log_tail(job.log_path, 10)
-                job.status = "failed"
-                job.error = (f"The worker (pid {job.pid}) died; resume with `moodshelf generate --resume {job.id}`."
-                             + (f"\n--- log tail ---\n{tail}" if tail else ""))
-                job.pid, job.finished_at = None, datetime.now(timezone.utc)
+                mark_worker_dead(job, f"The worker (pid {job.pid}) died; resume with "
+                                      f"`moodshelf generate --resume {job.id}`.", tail_lines=10)
                 failed.append(job.id)
     return failed
 

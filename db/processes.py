@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from db.settings import get_settings
@@ -82,3 +83,11 @@ def kill_process_group(pid: int | None, grace_s: float) -> None:
         except ProcessLookupError:
             pass
     reap()
+
+
+def mark_worker_dead(row, message: str, tail_lines: int = 20) -> None:
+    """A job, run or evaluation whose worker process is gone: failed, with the message and the log's tail."""
+    tail = log_tail(row.log_path, tail_lines)
+    row.status = "failed"
+    row.error = message + (f"\n--- log tail ---\n{tail}" if tail else "")
+    row.finished_at, row.pid = datetime.now(timezone.utc), None

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from db.engine import Database
 from db.models import EvalRun, Sample, TrainingRun
-from db.processes import kill_process_group, launch_worker, log_tail, pid_alive
+from db.processes import kill_process_group, launch_worker, mark_worker_dead, pid_alive
 from db.settings import get_settings
 from training.config import DEFAULT_BASE_MODEL
 from training.eval_config import EvalConfig, EvalError, backend_name
@@ -118,11 +118,7 @@ def reconcile_evals(db: Database) -> list[int]:
             if ev.pid is None:
                 continue  # created, not launched yet
             if not pid_alive(ev.pid):
-                tail = log_tail(ev.log_path)
-                ev.status = "failed"
-                ev.error = (ev.error or "The evaluation process exited without reporting.") + \
-                    (f"\n--- log tail ---\n{tail}" if tail else "")
-                ev.finished_at, ev.pid = datetime.now(timezone.utc), None
+                mark_worker_dead(ev, ev.error or "The evaluation process exited without reporting.")
                 failed.append(ev.id)
     return failed
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from db.engine import Database
 from db.models import RunMetric, TrainingRun
-from db.processes import kill_process_group, launch_worker, log_tail, pid_alive
+from db.processes import kill_process_group, launch_worker, mark_worker_dead, pid_alive
 from db.settings import get_settings
 from training.config import TrainConfig
 from training.data import assign_splits
@@ -55,10 +55,7 @@ def reconcile_runs(db: Database) -> list[int]:
             if run.status == "queued" and run.pid is None:
                 continue  # created, not launched yet
             if not pid_alive(run.pid):
-                run.status = "failed"
-                run.error = (run.error or "The training process exited without reporting.") + \
-                    ("\n--- log tail ---\n" + log_tail(run.log_path) if run.log_path else "")
-                run.finished_at, run.pid = datetime.now(timezone.utc), None
+                mark_worker_dead(run, run.error or "The training process exited without reporting.")
                 failed.append(run.id)
     return failed
 
