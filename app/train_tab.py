@@ -14,13 +14,14 @@ from sqlalchemy import select
 
 from app.services import Services
 from db.models import RunMetric, TrainingRun
+from db.processes import log_tail
 from training.config import ConfigError, TrainConfig
 from training.data import DatasetError, check_prompt_lengths, chat_example
 from training.presets import MODEL_PRESETS
 from training.sweep import COLUMNS as SWEEP_COLUMNS
 from training.sweep import parse_grid, sweep_configs, sweep_names, sweep_table
-from training.runs import (RunError, active_run, cancel_run, create_run, log_tail, reconcile_runs, request_stop,
-                           resume_run, start_run)
+from training.runs import (RunError, active_run, cancel_run, create_run, reconcile_runs, request_stop, resume_run,
+                           start_run)
 
 CHOICES = {
     "base_model": list(MODEL_PRESETS),
