@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.settings import Settings, SettingsError, get_settings
@@ -39,7 +40,36 @@ def _sqlite_pragmas(busy_timeout_ms: int):
     return on_connect
 
 
+URL_EXAMPLES = "sqlite:////absolute/path/moodshelf.db or postgresql+psycopg2://user@host/dbname"
+
+
+def check_database_url(url: str) -> URL:
+    """Parse DATABASE_URL and make sure its driver can be imported, or say what to fix in one line."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        # Never echo the value: it may carry a password.
+        raise DatabaseError(f"DATABASE_URL is not a database URL; expected e.g. {URL_EXAMPLES}.") from None
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise DatabaseError(f"DATABASE_URL names an unknown kind of database '{parsed.drivername}'; "
+                            f"expected e.g. {URL_EXAMPLES}.") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        missing = getattr(e, "name", None) or parsed.drivername
+        if parsed.get_backend_name() == "postgresql":
+            raise DatabaseError(f"DATABASE_URL points at PostgreSQL, but its driver ({missing}) is not installed: "
+                                "pip install 'moodshelf[postgres]' (psycopg2; use a postgresql+psycopg2:// URL)."
+                                ) from None
+        raise DatabaseError(f"DATABASE_URL needs the Python driver '{missing}' for {parsed.drivername}, which is "
+                            f"not installed: pip install it.") from None
+    return parsed
+
+
 def make_engine(url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_MS / 1000) -> Engine:
+    check_database_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_s * 1000))
@@ -96,8 +126,9 @@ class Database:
 def open_db(url: str | None = None, *, upgrade: bool = True, settings: Settings | None = None) -> Database:
     """Open the database (creating the data directory) and bring its schema to the latest migration."""
     if url is None:
-        settings = (settings or get_settings()).ensure_home()
-        url = settings.database_url
+        settings = settings or get_settings()
+        check_database_url(settings.database_url)  # before anything is created on disk
+        url = settings.ensure_home().database_url
     elif url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         try:
@@ -107,8 +138,11 @@ def open_db(url: str | None = None, *, upgrade: bool = True, settings: Settings 
     engine = make_engine(url)
     db = Database(engine=engine, sessionmaker=sessionmaker(engine, expire_on_commit=False), url=url)
     if upgrade:
-        from db.migrate import upgrade_schema
+        from db.migrate import SchemaUpgradeError, upgrade_schema
 
-        with db.friendly_errors():
-            upgrade_schema(engine)
+        try:
+            with db.friendly_errors():
+                upgrade_schema(engine)
+        except SchemaUpgradeError as e:
+            raise DatabaseError(str(e)) from e
     return db

@@ -138,6 +138,97 @@ def test_open_db_twice_is_idempotent(db):
         again.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request, tmp_path):
+    """A URL to an empty database (no schema yet) on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'moodshelf.db'}"
+    url = request.getfixturevalue("pg_url")
+    _reset_postgres_schema(url)
+    return url
+
+
+def _columns(engine, table: str) -> set[str]:
+    return {c["name"] for c in inspect(engine).get_columns(table)}
+
+
+def test_a_migration_that_fails_halfway_changes_nothing_and_the_next_start_upgrades(empty_url):
+    """The disk fills during the first start, right after migration 0003 added its first column: the whole
+    upgrade is rolled back (no half-applied 0003, no `duplicate column name: eval_loss` forever after)."""
+    from sqlalchemy import event
+
+    from db.migrate import upgrade_schema
+
+    engine = make_engine(empty_url)
+    upgrade_schema(engine, "0002")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO books (title, author, language, genres, moods, description, match_key, "
+                          "source, created_at) VALUES ('아몬드', '손원평', 'ko', '[]', '[]', '', 'k', 'test', "
+                          "CURRENT_TIMESTAMP)"))
+
+    def disk_full(conn, cursor, statement, parameters, context, executemany):
+        if "ADD COLUMN sweep" in statement:  # 0003's second statement; its first (eval_loss) has run
+            raise engine.dialect.loaded_dbapi.OperationalError("database or disk is full")
+
+    from sqlalchemy import Engine
+
+    event.listen(Engine, "before_cursor_execute", disk_full)  # every engine, open_db's own included
+    try:
+        with pytest.raises(DatabaseError, match="rolled back") as err:
+            open_db(empty_url)  # what every command does on start
+    finally:
+        event.remove(Engine, "before_cursor_execute", disk_full)
+    assert "database or disk is full" in str(err.value) and "0002" in str(err.value)
+    # Nothing of the failed upgrade is left: still at 0002, without 0003's first column, and usable.
+    assert current_revision(engine) == "0002"
+    assert "eval_loss" not in _columns(engine, "training_runs")
+    with engine.begin() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM books")) == 1
+        conn.execute(text("UPDATE books SET source = 'still writable'"))
+    engine.dispose()
+
+    db = open_db(empty_url)  # space freed: the next start simply upgrades
+    try:
+        head = ScriptDirectoryHead(db)
+        assert current_revision(db.engine) == head
+        assert {"eval_loss", "sweep", "peak_memory_mb"} <= _columns(db.engine, "training_runs")
+        assert count(db, select(func.count()).select_from(Book)) == 1
+    finally:
+        db.dispose()
+
+
+def ScriptDirectoryHead(db: Database) -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(db.engine)).get_current_head()
+
+
+def test_two_processes_starting_on_a_fresh_database_both_upgrade(empty_url):
+    """Two commands started at once on a new database: one upgrades, the other waits and finds it done."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            open_db(empty_url).dispose()
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    engine = make_engine(empty_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.scalar(text("SELECT count(*) FROM alembic_version")) == 1
+    finally:
+        engine.dispose()
+
+
 # --------------------------------------------------------------------------- SQLite connection setup
 
 
