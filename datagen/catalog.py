@@ -10,11 +10,12 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional
 
 from pydantic import BaseModel, ValidationError, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 
 from datagen.grounding import CatalogIndex, book_key
 from db.engine import Database
@@ -185,26 +186,45 @@ def read_catalog_csv(data: bytes, source: str, encoding: str = "utf-8") -> list[
     return rows
 
 
+def _insert_for(db: Database):
+    """INSERT ... ON CONFLICT needs the dialect's own insert construct (SQLite and PostgreSQL spell it alike)."""
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
 def upsert_books(db: Database, rows: Iterable[BookRow], source: str) -> ImportReport:
-    """Write rows in one transaction: new books inserted, known books (same normalised key) updated."""
+    """Write rows in one transaction: new books inserted, known books (same normalised key) updated.
+
+    Race-free: two imports at once never collide on the unique match_key. Each row is first offered as
+    INSERT ... ON CONFLICT (match_key) DO NOTHING RETURNING match_key, so the rows the database really
+    inserted come back, whoever else is importing; the others already exist (from an earlier import, or one
+    committed a moment ago by a concurrent one) and are updated in place. A single ON CONFLICT DO UPDATE
+    could not tell the report which rows were new on SQLite.
+    """
     rows = list(rows)
     report = ImportReport(source=source, rows=len(rows))
+    if not rows:
+        return report
+    now = datetime.now(timezone.utc)
+    values = [{**row.model_dump(), "match_key": book_key(row.title, row.author), "source": source,
+               "created_at": now} for row in rows]
+    books = Book.__table__
+    insert = _insert_for(db)
     with db.friendly_errors(), db.begin() as s:
-        existing = {b.match_key: b for b in s.scalars(select(Book))}
-        for row in rows:
-            key = book_key(row.title, row.author)
-            values = row.model_dump()
-            book = existing.get(key)
-            if book is None:
-                book = Book(match_key=key, source=source, **values)
-                s.add(book)
-                existing[key] = book
-                report.inserted += 1
-            else:
-                for k, v in values.items():
-                    setattr(book, k, v)
-                book.source = source
-                report.updated += 1
+        conn = s.connection()
+        inserted = set(conn.scalars(
+            insert(books).on_conflict_do_nothing(index_elements=["match_key"]).returning(books.c.match_key),
+            values))
+        known = [{**{k: v for k, v in row.items() if k != "created_at"}, "key": row["match_key"]}
+                 for row in values if row["match_key"] not in inserted]
+        if known:
+            fields = [k for k in known[0] if k not in ("key", "match_key")]
+            conn.execute(update(books).where(books.c.match_key == bindparam("key"))
+                         .values({k: bindparam(k) for k in fields}), known)
+    report.inserted, report.updated = len(inserted), len(known)
     return report
 
 

@@ -443,6 +443,61 @@ def test_valid_catalog_csv_imports_its_rows(db, tmp_path):
     assert count_books(db) == {"ko": 1, "en": 1}
 
 
+def test_two_catalog_imports_at_once_both_succeed_with_one_row_per_book(db, tmp_path):
+    """Two `moodshelf catalog import` at once (each its own engine, as two processes would have), held at
+    a barrier so that both have read the catalog before either writes: no UNIQUE match_key error, one row
+    per book, and between them the two reports count each book once as new and once as updated."""
+    import threading
+
+    from sqlalchemy import Engine, event
+
+    rows = "".join(f"Book {i},Author {i},,,2001,en,,,essay,calm,A test book.\n" for i in range(60))
+    files = []
+    for name in ("a.csv", "b.csv"):
+        files.append(tmp_path / name)
+        files[-1].write_text(HEADER + rows, encoding="utf-8")
+    barrier = threading.Barrier(2, timeout=10)
+    waited: set[int] = set()
+
+    def both_read_before_either_writes(conn, cursor, statement, parameters, context, executemany):
+        me = threading.get_ident()
+        if statement.lstrip().upper().startswith("INSERT INTO BOOKS") and me in workers and me not in waited:
+            waited.add(me)
+            barrier.wait()
+
+    reports, errors = {}, []
+    workers: set[int] = set()
+
+    def run(path) -> None:
+        workers.add(threading.get_ident())
+        other = open_db(db.url)
+        try:
+            reports[path.name] = import_catalog_file(other, path)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+            barrier.abort()
+        finally:
+            other.dispose()
+
+    event.listen(Engine, "before_cursor_execute", both_read_before_either_writes)
+    try:
+        threads = [threading.Thread(target=run, args=(f,)) for f in files]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        event.remove(Engine, "before_cursor_execute", both_read_before_either_writes)
+    assert errors == []
+    assert count_books(db) == {"en": 60}
+    a, b = reports["a.csv"], reports["b.csv"]
+    assert a.rows == b.rows == 60
+    assert a.inserted + b.inserted == 60 and a.updated + b.updated == 60
+    assert {a.inserted, b.inserted} == {0, 60}  # one transaction inserted them all, the other updated
+    with db.session() as s:
+        assert {b.source for b in s.scalars(select(Book))} <= {"a.csv", "b.csv"}
+
+
 @pytest.mark.parametrize(
     "bad_row",
     [
