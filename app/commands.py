@@ -131,6 +131,8 @@ def run_generation(db: Database, job_id: int) -> None:
     def progress(j) -> None:
         bar.n = min(j.accepted, target)
         post = {"rejected": j.rejected, "dup": j.duplicates, "ungrounded": j.ungrounded}
+        if j.failed_calls:
+            post["failed calls"] = j.failed_calls
         if j.tokens_in or j.tokens_out:
             post["tokens"] = j.tokens_in + j.tokens_out
             post["cost"] = f"${j.cost_usd:.4f}" if j.cost_usd is not None else "unknown"
@@ -146,8 +148,7 @@ def run_generation(db: Database, job_id: int) -> None:
     cost = "" if not (job.tokens_in or job.tokens_out) else (
         f", {job.tokens_in}+{job.tokens_out} tokens, " + (f"~${job.cost_usd:.4f}" if job.cost_usd is not None
                                                           else "cost unknown (no price for this model)"))
-    print(f"job {job_id}: {job.status} — {job.accepted} accepted, {job.rejected} rejected, "
-          f"{job.duplicates} duplicates, {job.ungrounded} ungrounded{cost}")
+    print(f"job {job_id}: {job.status} — {job_counts(job)}{cost}")
     if job.status != "completed":
         raise UserError(job.error or f"job {job_id} did not complete")
 
@@ -167,15 +168,33 @@ def cmd_generate(args: argparse.Namespace) -> None:
         print(f"job {job_id} created")
     if args.detach:
         from datagen.worker import start_job
+        from db.models import GenerationJob
 
-        pid = start_job(db, job_id)
+        with db.session() as s:
+            job = s.get(GenerationJob, job_id)
+            if job is not None and job.status == "completed":
+                print(f"job {job_id} is already complete ({job.accepted} samples).")
+                return
+        pid = start_job(db, job_id)  # refused while the job's worker is alive, as the foreground resume is
         print(f"job {job_id} running in the background (pid {pid}); `moodshelf jobs` shows progress")
         return
     run_generation(db, job_id)
 
 
+def job_counts(job) -> str:
+    """"12 accepted, 3 rejected, ...", then every reason an answer was not accepted, counted."""
+    from datagen.outcomes import not_accepted_summary
+
+    counts = (f"{job.accepted} accepted, {job.rejected} rejected, {job.duplicates} duplicates, "
+              f"{job.ungrounded} ungrounded, {job.failed_calls} failed API calls")
+    why = not_accepted_summary(job.reasons)
+    return counts + (f" (not accepted: {why})" if why else "")
+
+
 def cmd_jobs(args: argparse.Namespace) -> None:
     from sqlalchemy import select
+
+    from datagen.outcomes import not_accepted_summary
 
     from datagen.worker import reconcile_jobs
     from db.models import GenerationJob
@@ -186,8 +205,8 @@ def cmd_jobs(args: argparse.Namespace) -> None:
         for j in s.scalars(select(GenerationJob).order_by(GenerationJob.id)):
             cost = f"${j.cost_usd:.4f}" if j.cost_usd is not None else "unknown"
             print(f"#{j.id:<4} {j.status:<10} {j.provider:<18} {j.model:<22} {j.language} "
-                  f"{j.accepted}/{j.target_count} accepted, {j.rejected} rejected, {j.duplicates} dup, "
-                  f"{j.ungrounded} ungrounded, cost {cost}")
+                  f"{j.accepted}/{j.target_count} accepted, cost {cost}"
+                  + (f"; not accepted: {why}" if (why := not_accepted_summary(j.reasons, j.failed_calls)) else ""))
 
 
 # -- train -----------------------------------------------------------------------------------------------------

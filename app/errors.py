@@ -13,10 +13,12 @@ class UserError(RuntimeError):
 def user_facing_types() -> tuple[type[BaseException], ...]:
     from datagen.catalog import CatalogError
     from datagen.exchange import ExchangeError
+    from datagen.jobs import JobError
     from datagen.review import ReviewError
     from db.curation import CurationError
     from datagen.providers.base import ProviderError
     from db.engine import DatabaseError
+    from db.processes import WorkerBusy
     from db.settings import SettingsError
     from training.base_model import ModelLoadError
     from training.config import ConfigError
@@ -26,7 +28,7 @@ def user_facing_types() -> tuple[type[BaseException], ...]:
 
     return (UserError, CatalogError, ProviderError, DatabaseError, SettingsError, ModelLoadError, ConfigError,
             DatasetError, RunError, ExchangeError, ReviewError, CurationError,
-            EvalError)
+            EvalError, JobError, WorkerBusy)
 
 
 @dataclass

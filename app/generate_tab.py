@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from datagen.grid import Grid
 from datagen.jobs import JobConfig, create_job, request_stop
+from datagen.outcomes import not_accepted_summary
 from datagen.providers import PROVIDERS, ProviderError
 from datagen.worker import reconcile_jobs, start_job
 from db.models import GenerationJob
@@ -54,7 +55,11 @@ def progress_markdown(job: GenerationJob | None) -> str:
     lines = [f"**Job #{job.id}** — {label} `{job.model}` ({job.language}) — **{job.status}**{eta}",
              f"`{bar}` {done}/{job.target_count}",
              f"accepted **{job.accepted}** · rejected **{job.rejected}** · duplicates **{job.duplicates}** · "
-             f"ungrounded **{job.ungrounded}** · tokens {job.tokens_in}+{job.tokens_out} · cost {cost}"]
+             f"ungrounded **{job.ungrounded}** · failed API calls **{job.failed_calls}** · "
+             f"tokens {job.tokens_in}+{job.tokens_out} · cost {cost}"]
+    why = not_accepted_summary(job.reasons)
+    if why:
+        lines.append(f"Not accepted, by reason: {why}")
     if job.error:
         lines.append(f"⚠️ {job.error}")
     return "\n\n".join(lines)

@@ -143,8 +143,7 @@ class BatchJobRunner(JobRunner):
             await self.provider.aclose()
         if accepted >= target:
             return self._finish("completed", None)
-        return self._finish("failed", f"Only {accepted} of {target} samples accepted after "
-                                      f"{len(state['batches'])} batch(es).")
+        return self._finish("failed", self._stopped_short(accepted, target, exhausted=True))
 
     def _ingest(self, batch: dict, results: dict, requests, uses) -> int:
         added = 0
@@ -153,10 +152,11 @@ class BatchJobRunner(JobRunner):
             task = TeacherTask(index=i, request=requests[i], instruction=instruction, input_text=input_text,
                                candidates=[], n_books=self.cfg.n_books, seed=0)
             result = results.get(self.custom_id(i), "missing from the batch results")
-            if isinstance(result, str):
+            if isinstance(result, str):  # the request failed inside the batch: a failed call, no sample
                 self._log_batch_call(i, None, result)
+                self.last_error = result
                 with self.db.begin() as s:
-                    s.get(GenerationJob, self.job_id).rejected += 1
+                    s.get(GenerationJob, self.job_id).failed_calls += 1
                 continue
             result.cost_usd = estimate_cost(self.provider.model, result.input_tokens, result.output_tokens,
                                             batch=True, override=self.cfg.price_override())

@@ -10,7 +10,6 @@ accepted samples still missing, so the job cannot overshoot.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 from collections import Counter
@@ -23,18 +22,26 @@ from sqlalchemy.exc import IntegrityError
 from datagen.catalog import catalog_index
 from datagen.dedup import NearDuplicateIndex
 from datagen.limits import RateLimiter, backoff_delay
+from datagen.outcomes import reason_for, stopped_short_message
 from datagen.pricing import estimate_cost
 from datagen.prompts import answer_schema, format_book, input_for, instruction_for, retrieval_input, teacher_messages
 from datagen.providers.base import CallError, Completion, Provider, TeacherTask
 from datagen.validation import content_hash, status_for, validate_output
 from db.engine import Database
 from db.models import ApiCall, Book, GenerationJob, Sample
+from db.processes import claim_worker
 
 ACCEPTED = ("approved", "pending")
 
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _count_reason(job: GenerationJob, reason: str | None) -> None:
+    if reason:
+        # A new dict, not an in-place change: the JSON column only notices assignment.
+        job.reasons = {**(job.reasons or {}), reason: (job.reasons or {}).get(reason, 0) + 1}
 
 
 def render_answer(parsed: dict, language: str) -> str:
@@ -62,9 +69,11 @@ class JobRunner:
 
     # -- setup -----------------------------------------------------------------------------------------------
     def _load_state(self) -> tuple[int, set[int], Counter]:
+        # One owner per job: a second worker (or foreground resume) of a live job stops here, changing nothing.
+        claim_worker(self.db, GenerationJob, self.job_id)
         with self.db.begin() as s:
             job = s.get(GenerationJob, self.job_id)
-            job.status, job.pid, job.error = "running", os.getpid(), None
+            job.status, job.error = "running", None
             job.started_at = job.started_at or now()
             job.cancel_requested = False
             accepted = s.scalar(select(func.count()).select_from(Sample).where(
@@ -178,6 +187,7 @@ class JobRunner:
             cluster_id=cluster)
         outcome = ("duplicate" if cluster is not None else "accepted" if status in ACCEPTED
                    else "ungrounded" if status == "needs_review" else "rejected")
+        reason = None if outcome == "accepted" else reason_for(v.flags, near_duplicate=cluster is not None)
         try:
             with self.db.begin() as s:
                 s.add(sample)
@@ -191,11 +201,14 @@ class JobRunner:
                     job.ungrounded += 1
                 else:
                     job.duplicates += 1
+                _count_reason(job, reason)
                 sample_id = sample.id
         except IntegrityError:
             # Same content as an existing sample (exact duplicate): nothing new to keep.
             with self.db.begin() as s:
-                s.get(GenerationJob, self.job_id).duplicates += 1
+                job = s.get(GenerationJob, self.job_id)
+                job.duplicates += 1
+                _count_reason(job, "exact_duplicate")
             return "duplicate"
         self.dups.add(sample_id, output, cluster)
         if outcome == "accepted":
@@ -258,11 +271,11 @@ class JobRunner:
                 for fut in sorted(finished, key=lambda f: in_flight[f].index):
                     task = in_flight.pop(fut)
                     completion = fut.result()
-                    if completion is None:  # the call failed for good: record it, no sample
+                    if completion is None:  # the call failed for good: a failed call, not a rejected sample
                         with self.db.begin() as s:
                             job = s.get(GenerationJob, self.job_id)
-                            job.rejected += 1
-                            job.error = self.last_error
+                            job.failed_calls += 1
+                            job.error = f"last failed API call: {self.last_error}"
                         continue
                     if self._store(task, completion, uses) == "accepted":
                         accepted += 1
@@ -281,6 +294,13 @@ class JobRunner:
             return self._finish("cancelled", f"Cancelled at {accepted} of {target}; resume with --resume {self.job_id}.")
         if self.fatal:
             return self._finish("failed", self.fatal)
-        return self._finish("failed", f"Only {accepted} of {target} samples were accepted after {len(requests)} requests"
-                            + (f"; last error: {self.last_error}" if self.last_error else "")
-                            + (". Import more catalog books or raise --max-per-title." if exhausted else "."))
+        return self._finish("failed", self._stopped_short(accepted, target, exhausted=exhausted))
+
+    def _stopped_short(self, accepted: int, target: int, *, exhausted: bool) -> str:
+        """Every cause of a short job, counted (not just the last transient error)."""
+        with self.db.session() as s:
+            job = s.get(GenerationJob, self.job_id)
+            reasons, failed_calls = dict(job.reasons or {}), job.failed_calls
+        return stopped_short_message(accepted, target, reasons, failed_calls,
+                                     self.provider.redact(self.last_error) if self.last_error else None,
+                                     exhausted=exhausted)

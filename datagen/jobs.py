@@ -22,6 +22,10 @@ from db.engine import Database
 from db.models import GenerationJob
 
 
+class JobError(ValueError):
+    """A job that cannot be started or resumed as asked, worded for the user."""
+
+
 class JobConfig(BaseModel):
     """Everything a generation job needs; the CLI flags and the Generate tab are views of it."""
 

@@ -85,6 +85,10 @@ class GenerationJob(Base):
     rejected: Mapped[int] = mapped_column(Integer, default=0)
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
     ungrounded: Mapped[int] = mapped_column(Integer, default=0)
+    # API calls that still failed after every retry: no sample was stored, so they are not "rejected".
+    failed_calls: Mapped[int] = mapped_column(Integer, default=0)
+    # Why answers were not accepted, counted by reason (datagen/outcomes.py): {"near_duplicate": 116, ...}
+    reasons: Mapped[dict[str, Any]] = mapped_column(default=dict)
     tokens_in: Mapped[int] = mapped_column(Integer, default=0)
     tokens_out: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[Optional[float]] = mapped_column(Float, default=0.0)  # None: a model with no known price

@@ -1,7 +1,11 @@
-"""Worker processes that keep their state in the DB (training runs, generation jobs): launch, liveness, logs.
+"""Worker processes that keep their state in the DB (generation jobs, training runs, evaluations): launch,
+ownership, liveness, logs.
 
 The web server and the CLI only start and watch; a worker that died is found by its pid and marked
-failed with the tail of its log.
+failed with the tail of its own attempt's log.
+
+    pid = launch_worker("datagen.worker", ["--job-id", "3"], log_path, db.url)   # launcher side
+    claim_worker(db, GenerationJob, 3)       # worker side, first thing: this process owns job 3, or WorkerBusy
 """
 from __future__ import annotations
 
@@ -14,21 +18,54 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from sqlalchemy import update
+
 from db.settings import get_settings
 
 _children: dict[int, subprocess.Popen] = {}  # our own children, reaped so they don't linger as zombies
 
+# The directory that holds the app, datagen, db and training packages (the checkout, or site-packages).
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+ATTEMPT_HEADER = re.compile(r"^===== attempt (\d+) · pid (\d+) · .* =====$", re.MULTILINE)
 
-def launch_worker(module: str, args: list[str], log_path: str | Path, database_url: str) -> int:
-    """Start `python -m module args...` in its own session (no shell), output appended to log_path."""
+WORKER_LABELS = {"generation_jobs": "Generation job", "training_runs": "Training run", "eval_runs": "Evaluation"}
+
+
+class WorkerBusy(RuntimeError):
+    """Another live process already owns this job, run or evaluation; nothing was changed."""
+
+
+def worker_env(database_url: str) -> dict[str, str]:
+    """The environment of a worker: same data directory and database as the launcher, and imports from
+    this project only. `python -m` would put the caller's current directory first on sys.path, so a file
+    named inspect.py (or json.py, ...) there would replace the standard module; PYTHONSAFEPATH stops that
+    (and is inherited by accelerate's rank processes), PYTHONPATH puts the project first."""
     env = dict(os.environ)
     env.setdefault("MOODSHELF_HOME", str(get_settings().home))
     env["DATABASE_URL"] = database_url
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    env["PYTHONSAFEPATH"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return env
+
+
+def launch_worker(module: str, args: list[str], log_path: str | Path, database_url: str) -> int:
+    """Start `python -m module args...` in its own session (no shell), output appended to log_path under a
+    header line of its own (attempt number, pid, time), so that each attempt's traceback stays with it."""
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    attempt = len(ATTEMPT_HEADER.findall(_read(log_path))) + 1
+    # The working directory stays the caller's: relative paths (a local base model, a sqlite:///x.db URL)
+    # mean the same in the worker; imports are kept out of it by worker_env.
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True, cwd=os.getcwd())
+                                stdin=subprocess.DEVNULL, env=worker_env(database_url), start_new_session=True,
+                                cwd=os.getcwd())
+        # Written as soon as the pid is known: a new interpreter takes far longer to start than this append
+        # (O_APPEND), so the header comes before anything the worker prints.
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        log.write(f"===== attempt {attempt} · pid {proc.pid} · {stamp} =====\n".encode())
+        log.flush()
     _children[proc.pid] = proc
     return proc.pid
 
@@ -57,15 +94,87 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def ancestors() -> set[int]:
+    """Pids of this process's parent, grandparent, ... (Linux /proc; elsewhere just the parent)."""
+    found, pid = set(), os.getppid()
+    for _ in range(32):
+        if pid <= 1 or pid in found:
+            break
+        found.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return found
+
+
+def claim_worker(db, model, row_id: int, pid: int | None = None, *, launched_by_owner: bool = False) -> int:
+    """Make process `pid` (default: this one) the one owner of a job, run or evaluation row, or raise
+    WorkerBusy and change nothing when another live process owns it. Returns the owner's pid.
+
+    Atomic without locks: read the owner, then compare-and-swap it, UPDATE ... SET pid = :me WHERE id = :id
+    AND pid IS <the owner read>. Two workers racing for one row cannot both match: the loser's UPDATE
+    finds a pid it did not read and it looks again, now seeing a live owner. `launched_by_owner`: a process
+    started under the recorded owner (accelerate's ranks under their launcher) counts as that owner.
+    """
+    me = pid or os.getpid()
+    mine = {me} | (ancestors() if launched_by_owner else set())
+    label = f"{WORKER_LABELS.get(model.__tablename__, model.__tablename__)} {row_id}"
+    for _ in range(5):
+        with db.session() as s:
+            row = s.get(model, row_id)
+            if row is None:
+                raise LookupError(f"No {label.lower()}.")
+            owner = row.pid
+        if owner in mine:
+            return owner
+        if owner is not None and pid_alive(owner):
+            raise WorkerBusy(f"{label} is already running in process {owner}; a second worker would duplicate "
+                             "its work. Wait for it to finish, or stop it first.")
+        with db.begin() as s:
+            same_owner = model.pid.is_(None) if owner is None else model.pid == owner
+            swapped = s.execute(update(model).where(model.id == row_id, same_owner).values(pid=me)
+                                .execution_options(synchronize_session=False)).rowcount == 1
+        if swapped:
+            return me
+    raise WorkerBusy(f"{label} is being claimed by another process at the same moment; try again.")
+
+
+def check_not_owned(row, label: str) -> None:
+    """Launcher side, before starting a process: refuse when the row's worker is still alive."""
+    if row.pid and row.pid != os.getpid() and pid_alive(row.pid):
+        raise WorkerBusy(f"{label} is already running in process {row.pid}; a second worker would duplicate its "
+                         "work. Wait for it to finish, or stop it first.")
+
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _PROGRESS_BAR = re.compile(r"^\s*[^|]*\d+%\|")
 
 
-def log_tail(path: str | None, lines: int = 20) -> str:
-    """The last lines of a worker's log, without terminal escapes or progress-bar redraws."""
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def attempt_log(text: str, pid: int | None = None) -> str:
+    """The section of a worker log written by one attempt: the one whose header names `pid`, else the last."""
+    headers = list(ATTEMPT_HEADER.finditer(text))
+    if not headers:
+        return text  # a log from before attempt headers
+    chosen = next((h for h in reversed(headers) if pid is not None and int(h.group(2)) == pid), headers[-1])
+    later = [h.start() for h in headers if h.start() > chosen.start()]
+    return text[chosen.start(): later[0] if later else len(text)]
+
+
+def log_tail(path: str | None, lines: int = 20, pid: int | None = None) -> str:
+    """The last lines of one attempt's log (pid's, or the latest), without terminal escapes or progress-bar
+    redraws."""
     if not path or not Path(path).exists():
         return ""
-    text = _ANSI.sub("", Path(path).read_text(encoding="utf-8", errors="replace")).replace("\r", "\n")
+    text = _ANSI.sub("", attempt_log(_read(Path(path)), pid)).replace("\r", "\n")
     kept = [ln for ln in text.splitlines() if ln.strip() and not _PROGRESS_BAR.match(ln)]
     return "\n".join(kept[-lines:])
 
@@ -86,8 +195,9 @@ def kill_process_group(pid: int | None, grace_s: float) -> None:
 
 
 def mark_worker_dead(row, message: str, tail_lines: int = 20) -> None:
-    """A job, run or evaluation whose worker process is gone: failed, with the message and the log's tail."""
-    tail = log_tail(row.log_path, tail_lines)
+    """A job, run or evaluation whose worker process is gone: failed, with the message and the tail of that
+    worker's own attempt in the log."""
+    tail = log_tail(row.log_path, tail_lines, pid=row.pid)
     row.status = "failed"
     row.error = message + (f"\n--- log tail ---\n{tail}" if tail else "")
     row.finished_at, row.pid = datetime.now(timezone.utc), None

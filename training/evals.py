@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from db.engine import Database
 from db.models import EvalRun, Sample, TrainingRun
-from db.processes import kill_process_group, launch_worker, mark_worker_dead, pid_alive
+from db.processes import (WorkerBusy, check_not_owned, claim_worker, kill_process_group, launch_worker,
+                          mark_worker_dead, pid_alive)
 from db.settings import get_settings
 from training.config import DEFAULT_BASE_MODEL
 from training.eval_config import EvalConfig, EvalError, backend_name
@@ -96,17 +97,24 @@ def start_evals(db: Database, eval_ids: list[int]) -> int:
         missing = [i for i, ev in zip(eval_ids, evs) if ev is None]
         if missing:
             raise EvalError(f"No evaluation {missing[0]} (see `moodshelf evals`).")
+        try:
+            for ev in evs:
+                check_not_owned(ev, f"Evaluation {ev.id}")
+        except WorkerBusy as e:
+            raise EvalError(str(e)) from None
         for ev in evs:
             if ev.status in ("failed", "cancelled"):  # started again: the worker skips answers already scored
                 ev.status, ev.error, ev.finished_at = "queued", None, None
         log_path = evs[0].log_path
     args = [a for i in eval_ids for a in ("--eval-id", str(i))]
     pid = launch_worker("training.evaluate", args, log_path, db.url)
-    with db.begin() as s:
+    try:
         for i in eval_ids:
-            ev = s.get(EvalRun, i)
-            if ev.status in ACTIVE:
-                ev.pid = pid
+            if claim_worker(db, EvalRun, i, pid) != pid:
+                raise WorkerBusy(f"Evaluation {i} was claimed by another process.")
+    except WorkerBusy as e:  # another launcher won the race: ours must not run
+        kill_process_group(pid, grace_s=2)
+        raise EvalError(str(e)) from None
     return pid
 
 

@@ -10,6 +10,7 @@ so progress is visible and a restarted evaluation skips what is already scored; 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from datagen.prompts import LABELS
 from datagen.validation import parse_books
 from db.engine import Database, open_db
 from db.models import Book, EvalResult, EvalRun, Sample
+from db.processes import WorkerBusy, claim_worker
 from training.eval_config import EvalConfig, EvalError, backend_name
 from training.judge import JudgeError, judge_messages, parse_judge_reply
 from training.metrics import AnswerScore, aggregate, score_answer
@@ -76,6 +78,7 @@ def _now() -> datetime:
 
 
 def evaluate(db: Database, eval_id: int, local: LocalModels) -> None:
+    claim_worker(db, EvalRun, eval_id)  # one owner per evaluation: a second worker stops here, changing nothing
     with db.begin() as s:
         ev = s.get(EvalRun, eval_id)
         if ev is None:
@@ -149,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     for eval_id in args.eval_id:
         try:
             evaluate(db, eval_id, local)
+        except WorkerBusy as e:  # another live worker owns it: leave it alone, go on with the others
+            print(f"moodshelf evaluation worker (pid {os.getpid()}): {e} Skipped; nothing was changed.", flush=True)
+            code = 3
         except BaseException as e:  # an evaluation must never stay 'running'
             traceback.print_exc()
             with db.begin() as s:

@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from db.engine import Database
 from db.models import RunMetric, TrainingRun
-from db.processes import kill_process_group, launch_worker, mark_worker_dead, pid_alive
+from db.processes import (WorkerBusy, check_not_owned, claim_worker, kill_process_group, launch_worker,
+                          mark_worker_dead, pid_alive)
 from db.settings import get_settings
 from training.config import TrainConfig
 from training.data import assign_splits
@@ -76,6 +77,10 @@ def start_run(db: Database, run_id: int) -> int:
         run = s.get(TrainingRun, run_id)
         if run is None:
             raise RunError(f"No training run {run_id}.")
+        try:
+            check_not_owned(run, f"Training run {run_id}")
+        except WorkerBusy as e:
+            raise RunError(str(e)) from None
         log_path, cfg = run.log_path, TrainConfig.from_dict(run.config)
     if cfg.num_processes > 1:
         # One launcher, N ranks: accelerate starts them; the launcher's process group is what Cancel kills.
@@ -84,10 +89,14 @@ def start_run(db: Database, run_id: int) -> int:
         pid = launch_worker("accelerate.commands.launch", args, log_path, db.url)
     else:
         pid = launch_worker("training.sft", ["--run-id", str(run_id)], log_path, db.url)
+    try:
+        claim_worker(db, TrainingRun, run_id, pid)
+    except WorkerBusy as e:  # another launcher won the race: ours must not run
+        kill_process_group(pid, grace_s=2)
+        raise RunError(str(e)) from None
     with db.begin() as s:
         run = s.get(TrainingRun, run_id)
-        run.pid = pid
-        if run.status == "queued":
+        if run.status == "queued" and run.pid == pid:
             run.status = "running"
             run.started_at = datetime.now(timezone.utc)
     return pid

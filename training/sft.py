@@ -17,6 +17,7 @@ from pathlib import Path
 
 from db.engine import Database, open_db
 from db.models import RunMetric, TrainingRun
+from db.processes import WorkerBusy, claim_worker
 from training.config import TrainConfig, resolve_compute_dtype
 
 STOP_FILE = "STOP"  # written by request_stop(); the callback ends training cleanly and the adapter is saved
@@ -204,8 +205,7 @@ def train(db: Database, run_id: int) -> None:
             raise SystemExit(f"No training run {run_id}.")
         cfg = TrainConfig.from_dict(run.config).validate()
         if main_process:
-            # Keep the pid start_run recorded (under accelerate it is the launcher, whose group Cancel kills).
-            run.status, run.pid, run.started_at, run.error = "running", run.pid or os.getpid(), _now(), None
+            run.status, run.started_at, run.error = "running", _now(), None
         run_dir, train_ids, eval_ids = Path(run.output_dir), list(run.sample_ids), list(run.eval_sample_ids)
 
     torch.manual_seed(cfg.seed)
@@ -300,8 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     db = open_db()
     try:
+        if int(os.environ.get("RANK", "0")) == 0:
+            # One owner per run, checked before the heavy imports. Under accelerate the recorded owner is the
+            # launcher (whose group Cancel kills) and this rank runs under it; a second worker of a live run
+            # stops here, changing nothing.
+            claim_worker(db, TrainingRun, args.run_id, launched_by_owner=True)
         train(db, args.run_id)
         return 0
+    except WorkerBusy as e:  # a second worker for a live run: say so and leave the run to its owner
+        print(f"moodshelf training worker (pid {os.getpid()}): {e} This worker exits and changes nothing.",
+              flush=True)
+        return 3
     except BaseException as e:  # the run must never stay 'running'
         traceback.print_exc()
         with db.begin() as s:

@@ -1,0 +1,28 @@
+"""generation jobs: failed API calls and why samples were not accepted, by reason
+
+Revision ID: job_outcome_reasons
+Revises: 0006
+Create Date: 2026-11-24
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = 'job_outcome_reasons'
+# Written on 0006; the lead re-chains it after the other branches' migrations at merge.
+down_revision = '0006'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Jobs that already exist get 0 and {}: their old counters (rejected, duplicates...) stay as they were.
+    with op.batch_alter_table('generation_jobs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('failed_calls', sa.Integer(), nullable=False, server_default='0'))
+        batch_op.add_column(sa.Column('reasons', sa.JSON(), nullable=False, server_default=sa.text("'{}'")))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('generation_jobs', schema=None) as batch_op:
+        batch_op.drop_column('reasons')
+        batch_op.drop_column('failed_calls')
