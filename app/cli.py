@@ -46,6 +46,9 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
         ann = str(f.annotation)
         if name == "auto_approve":
             p.add_argument("--approve", dest=name, action="store_true", default=None, help=help_)
+        elif name == "timeout_s":
+            p.add_argument("--timeout", "--timeout-s", dest=name, type=float, default=None, metavar="SECONDS",
+                           help=help_)
         elif f.annotation is bool:
             p.add_argument(flag, dest=name, action="store_true", default=None, help=help_)
         elif "list" in ann:

@@ -10,11 +10,12 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from datagen.grid import Grid
-from datagen.jobs import JobConfig, create_job, request_stop
+from datagen.jobs import JobConfig, JobError, create_job, request_stop
 from datagen.outcomes import not_accepted_summary
 from datagen.providers import PROVIDERS, ProviderError
 from datagen.worker import reconcile_jobs, start_job
 from db.models import GenerationJob
+from db.processes import WorkerBusy
 
 from app.services import Services
 
@@ -100,6 +101,8 @@ def build_generate_tab(services: Services) -> None:
             auto_approve = gr.Checkbox(False, label="Approve samples that pass validation")
             retrieval = gr.Checkbox(False, label="Retrieval mode (candidates in the input)")
             batch = gr.Checkbox(False, label="Batch API (half price, slower; OpenAI/Anthropic)")
+            timeout = gr.Number(JobConfig.model_fields["timeout_s"].default, label="Call timeout (s)",
+                                info=JobConfig.model_fields["timeout_s"].description, elem_id="gen_timeout")
         with gr.Accordion("Request grid (one value per line)", open=False):
             with gr.Row():
                 grid_boxes = [gr.Textbox(v, lines=8, label=name.replace("_", " "), elem_id=f"gen_{name}")
@@ -118,13 +121,14 @@ def build_generate_tab(services: Services) -> None:
         language.change(lambda lang: _grid_text(lang), language, grid_boxes)
 
         def start_job_clicked(provider, model, base_url, language, count, seed, n_books, max_per_title,
-                              concurrency, rpm, tpm, auto_approve, retrieval, batch, *grid):
+                              concurrency, rpm, tpm, auto_approve, retrieval, batch, timeout, *grid):
             try:
                 cfg = JobConfig(provider=provider, model=model or None, base_url=base_url or None, language=language,
                                 count=int(count or 0), seed=int(seed or 0), n_books=int(n_books or 0),
                                 max_per_title=int(max_per_title or 0), concurrency=int(concurrency or 0),
                                 rpm=int(rpm) if rpm else None, tpm=int(tpm) if tpm else None,
                                 auto_approve=auto_approve, retrieval=retrieval, batch=batch,
+                                timeout_s=float(timeout if timeout is not None else 0),
                                 **{name: [v for v in text.splitlines()] for name, text in zip(GRID_FIELDS, grid)})
                 new_id = create_job(services.db, cfg)
             except ValidationError as e:
@@ -157,11 +161,14 @@ def build_generate_tab(services: Services) -> None:
                 raise gr.Error(f"No job {int(current)}.")
             if job.status in ("running", "completed"):
                 raise gr.Error(f"Job {job.id} is {job.status}; only failed or cancelled jobs resume.")
-            start_job(services.db, job.id)
+            try:
+                start_job(services.db, job.id)
+            except (WorkerBusy, JobError) as e:  # its worker is still alive (pending, about to run)
+                raise gr.Error(str(e))
             return refresh(current)
 
         inputs = [provider, model, base_url, language, count, seed, n_books, max_per_title, concurrency, rpm, tpm,
-                  auto_approve, retrieval, batch, *grid_boxes]
+                  auto_approve, retrieval, batch, timeout, *grid_boxes]
         start.click(start_job_clicked, inputs, [job_id, progress, history])
         cancel.click(cancel_clicked, job_id, [progress, history])
         resume.click(resume_clicked, job_id, [progress, history])

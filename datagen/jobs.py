@@ -43,7 +43,8 @@ class JobConfig(BaseModel):
     rpm: int | None = Field(None, description="requests per minute limit")
     tpm: int | None = Field(None, description="tokens per minute limit")
     max_retries: int = Field(5, description="retries of a call on 429 / 5xx / timeout")
-    timeout_s: float = Field(60.0, description="per-call timeout")
+    timeout_s: float = Field(60.0, description="seconds one teacher call may take (a whole structured answer) "
+                                               "before it counts as timed out and is retried")
     candidates_k: int = Field(8, description="catalog candidates put in the teacher's prompt")
     retrieval: bool = Field(False, description="also write the candidates into the sample's input")
     near_dup_threshold: float = Field(0.9, description="MinHash Jaccard above which answers are near-duplicates")
@@ -68,6 +69,13 @@ class JobConfig(BaseModel):
     def _positive_limit(cls, v, info):
         if v is not None and v <= 0:
             raise ValueError(f"{info.field_name} must be > 0 (got {v})")
+        return v
+
+    @field_validator("timeout_s")
+    @classmethod
+    def _positive_timeout(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"timeout_s must be > 0 seconds (got {v})")
         return v
 
     @field_validator("provider")

@@ -92,7 +92,7 @@ def test_generate_tab_starts_a_worker_job_and_reports_bad_input(catalog_db, free
     try:
         client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
         grid = ["anxious", "nurse", "calm\ncomfort", "the commute", "light and easy"]
-        args = ["offline", "", "", "en", 6, 1, 3, 12, 2, 0, 0, True, False, False]
+        args = ["offline", "", "", "en", 6, 1, 3, 12, 2, 0, 0, True, False, False, 45]
         job_id, progress, history = client.predict(*args, *grid, api_name="/start_job_clicked")
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -103,11 +103,12 @@ def test_generate_tab_starts_a_worker_job_and_reports_bad_input(catalog_db, free
             time.sleep(0.3)
         assert job.status == "completed" and job.accepted == 6
         assert job.config["effects"] == ["calm", "comfort"]
+        assert job.config["timeout_s"] == 45  # the tab's call timeout reaches the job (and its provider)
         with pytest.raises(Exception, match="count must be > 0"):
-            client.predict("offline", "", "", "en", 0, 1, 3, 12, 2, 0, 0, True, False, False, *grid,
+            client.predict("offline", "", "", "en", 0, 1, 3, 12, 2, 0, 0, True, False, False, 60, *grid,
                            api_name="/start_job_clicked")
         with pytest.raises(Exception, match="No OPENAI_API_KEY set"):
-            client.predict("openai", "", "", "en", 5, 1, 3, 12, 2, 0, 0, True, False, False, *grid,
+            client.predict("openai", "", "", "en", 5, 1, 3, 12, 2, 0, 0, True, False, False, 60, *grid,
                            api_name="/start_job_clicked")
     finally:
         demo.close()

@@ -56,7 +56,7 @@ def translate_sdk_error(exc, provider: "Provider", sdk, *, not_found_hint: str =
         except ValueError:
             pass
     if isinstance(exc, sdk.APITimeoutError):
-        return CallError(f"timeout after {provider.timeout_s:.0f} s", retryable=True)
+        return CallError(f"timeout after {provider.timeout_s:g} s", retryable=True)
     if isinstance(exc, sdk.APIConnectionError):
         return CallError(f"cannot reach {provider.base_url or f'the {provider.label} API'}: {msg}", retryable=True)
     if isinstance(exc, sdk.RateLimitError):
