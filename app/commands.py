@@ -15,6 +15,20 @@ def _db() -> Database:
     return open_db()
 
 
+def check_serve_settings(port: int) -> None:
+    """What `serve` and `demo` can check before anything starts: the port number and MOODSHELF_AUTH."""
+    import os
+
+    if not 1 <= port <= 65535:
+        raise UserError(f"--port must be between 1 and 65535 (got {port}).")
+    from app.ui import parse_auth
+
+    try:
+        parse_auth(os.environ.get("MOODSHELF_AUTH"))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
 def check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
@@ -158,13 +172,14 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from datagen.catalog import count_books, load_builtin_catalog
     from datagen.jobs import create_job
 
+    cfg = None if args.resume else job_config_from_args(args)  # every flag checked before anything is written
     db = _db()
     if not count_books(db):
         load_builtin_catalog(db)
     if args.resume:
         job_id = args.resume
     else:
-        job_id = create_job(db, job_config_from_args(args))
+        job_id = create_job(db, cfg)
         print(f"job {job_id} created")
     if args.detach:
         from datagen.worker import start_job
@@ -429,6 +444,7 @@ def cmd_evals(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from app.ui import serve
 
+    check_serve_settings(args.port)
     check_port_free(args.host, args.port)
     serve(_db(), host=args.host, port=args.port, base_model=args.base_model)
 
@@ -460,7 +476,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from training.config import TrainConfig
 
     if not args.no_serve:
-        check_port_free(args.host, args.port)  # fail before minutes of work, not after
+        check_serve_settings(args.port)  # fail before minutes of work, not after
+        check_port_free(args.host, args.port)
     steps = 4 if args.no_train else 5
     db = _db()
     print(f"[1/{steps}] catalog")

@@ -17,8 +17,9 @@ import os
 
 from datagen.engine import JobRunner, now
 from datagen.pricing import estimate_cost
-from datagen.providers.anthropic_provider import completion_from_message
-from datagen.providers.base import Completion, TeacherTask, parse_answer
+from datagen.providers.anthropic_provider import completion_from_message, translate_anthropic_error
+from datagen.providers.base import CallError, Completion, ProviderError, TeacherTask, parse_answer
+from datagen.providers.openai_provider import translate_openai_error
 from db.models import GenerationJob
 
 POLL_S = float(os.environ.get("MOODSHELF_BATCH_POLL_S", "30"))
@@ -36,12 +37,67 @@ def completion_from_chat(body: dict) -> Completion:
                       output_tokens=usage.get("completion_tokens", 0), finish_reason=choice.get("finish_reason"))
 
 
+class BatchRefused(ProviderError):
+    """The vendor's batch endpoint answered with an error (no batch API at this URL, a refused batch...)."""
+
+
+def _sdk_error(exc: BaseException, provider) -> CallError | None:
+    """An openai/anthropic SDK error as a CallError (message redacted), or None for anything else."""
+    if provider.name == "anthropic":
+        import anthropic
+
+        return translate_anthropic_error(exc, provider) if isinstance(exc, anthropic.AnthropicError) else None
+    import openai
+
+    return translate_openai_error(exc, provider) if isinstance(exc, openai.OpenAIError) else None
+
+
+def refused(exc: BaseException, provider, what: str) -> BatchRefused | None:
+    err = _sdk_error(exc, provider)
+    if err is None:
+        return None
+    where = provider.base_url or f"the {provider.label} API"
+    body = getattr(exc, "body", None)
+    said = (body.get("message") or (body.get("error") or {}).get("message")) if isinstance(body, dict) else None
+    reason = f"HTTP {err.http_status}: {provider.redact(str(said))}" if err.http_status and said else str(err)
+    if err.http_status == 404:
+        return BatchRefused(f"{where} has no batch API (the batch endpoint answered {reason}); run the job "
+                            "without --batch.")
+    return BatchRefused(f"The {provider.label} batch API refused to {what} ({reason}); fix that, or run the job "
+                        "without --batch.")
+
+
+async def _probe(provider) -> None:
+    client = provider.client
+    try:
+        if provider.name == "openai":
+            await client.batches.list(limit=1)
+        else:
+            await client.messages.batches.list(limit=1)
+    except Exception as e:  # noqa: BLE001 - SDK errors are worded below, others pass through
+        raise (refused(e, provider, "list batches") or e) from None
+    finally:
+        await provider.aclose()
+
+
+def check_batch_api(provider) -> None:
+    """Before a batch job is recorded: the batch endpoint exists and accepts our key (one cheap list call).
+    Closes the provider's client: pass a provider made for the check."""
+    asyncio.run(_probe(provider))
+
+
 class BatchJobRunner(JobRunner):
     def custom_id(self, index: int) -> str:
         return f"job{self.job_id}-req{index}"
 
     # -- provider specifics ----------------------------------------------------------------------------------
     async def submit(self, tasks: list[TeacherTask]) -> str:
+        try:
+            return await self._submit(tasks)
+        except Exception as e:  # noqa: BLE001 - an SDK error becomes one clear line; others pass through
+            raise (refused(e, self.provider, f"take a batch of {len(tasks)} requests") or e) from None
+
+    async def _submit(self, tasks: list[TeacherTask]) -> str:
         client = self.provider.client
         if self.provider.name == "openai":
             lines = [json.dumps({"custom_id": self.custom_id(t.index), "method": "POST", "url": "/v1/chat/completions",
@@ -136,11 +192,17 @@ class BatchJobRunner(JobRunner):
                 batch["ingested"] = True
                 self._save_state(state)
                 self._progress()
+        except BatchRefused as e:  # the job ends failed with the vendor's reason (resumable), no traceback
+            refusal = str(e)
         except BaseException as e:
             self._mark_interrupted(e)
             raise
+        else:
+            refusal = None
         finally:
             await self.provider.aclose()
+        if refusal:
+            return self._finish("failed", refusal)
         if accepted >= target:
             return self._finish("completed", None)
         return self._finish("failed", self._stopped_short(accepted, target, exhausted=True))

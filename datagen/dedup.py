@@ -12,6 +12,18 @@ import unicodedata
 from datasketch import MinHash, MinHashLSH
 
 NUM_PERM = 64
+# The highest threshold MinHashLSH accepts with NUM_PERM permutations: above it the optimal LSH split has fewer
+# than 2 bands and datasketch refuses ("The number of bands are too small (b < 2)"). Pinned by a test.
+MAX_THRESHOLD = 0.96
+
+
+def check_threshold(threshold: float) -> float:
+    """A near-duplicate threshold datasketch can index with, or ValueError saying which values work."""
+    if not 0 < threshold <= MAX_THRESHOLD:
+        raise ValueError(f"near_dup_threshold must be above 0 and at most {MAX_THRESHOLD} (got {threshold}): it is "
+                         f"the answer similarity (MinHash Jaccard) from which samples count as near-duplicates, and "
+                         f"MinHash with {NUM_PERM} permutations cannot index a threshold above {MAX_THRESHOLD}")
+    return threshold
 
 
 def shingles(text: str, k: int = 5) -> set[str]:

@@ -47,7 +47,8 @@ class JobConfig(BaseModel):
                                                "before it counts as timed out and is retried")
     candidates_k: int = Field(8, description="catalog candidates put in the teacher's prompt")
     retrieval: bool = Field(False, description="also write the candidates into the sample's input")
-    near_dup_threshold: float = Field(0.9, description="MinHash Jaccard above which answers are near-duplicates")
+    near_dup_threshold: float = Field(0.9, description="MinHash Jaccard above which answers are near-duplicates "
+                                                        "(above 0, at most 0.96)")
     price_in: float | None = Field(None, description="override: USD per 1M input tokens")
     price_out: float | None = Field(None, description="override: USD per 1M output tokens")
     batch: bool = Field(False, description="use the provider's batch API (half price, slower)")
@@ -70,6 +71,13 @@ class JobConfig(BaseModel):
         if v is not None and v <= 0:
             raise ValueError(f"{info.field_name} must be > 0 (got {v})")
         return v
+
+    @field_validator("near_dup_threshold")
+    @classmethod
+    def _indexable_threshold(cls, v: float) -> float:
+        from datagen.dedup import check_threshold
+
+        return check_threshold(v)
 
     @field_validator("timeout_s")
     @classmethod
@@ -143,6 +151,10 @@ def create_job(db: Database, cfg: JobConfig) -> int:
     provider = cfg.make_provider()  # unknown provider, missing key, missing base URL
     if provider.base_url:
         check_reachable(provider.base_url)
+    if cfg.batch:
+        from datagen.batch import check_batch_api
+
+        check_batch_api(cfg.make_provider())  # no batch API at this URL: refused here, before the job exists
     grid = cfg.grid()
     grid.validate()
     check_catalog_covers(db, grid, cfg.language, cfg.n_books)

@@ -299,6 +299,11 @@ class FakeServer:
     def route(self, method: str, pattern: str, fn: Callable[..., Reply | None]) -> None:
         self._routes.append((method, re.compile("^" + pattern + "/?$"), fn))
 
+    def override(self, method: str, pattern: str, fn: Callable[..., Reply | None]) -> None:
+        """Answer `method pattern` with fn before the regular routes, e.g. a gateway without a batch API:
+        `server.override("POST", r"/v1/batches", lambda req: server.error_reply(404, "Not found"))`."""
+        self._routes.insert(0, (method, re.compile("^" + pattern + "/?$"), fn))
+
     def setup_routes(self) -> None:  # subclasses
         pass
 
