@@ -7,8 +7,6 @@ A file is validated whole before anything is written: one bad row and nothing is
 """
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Iterable, Optional
 from pydantic import BaseModel, ValidationError, field_validator
 from sqlalchemy import bindparam, func, select, update
 
+from datagen.csv_lines import CsvProblem, dict_records
 from datagen.grounding import CatalogIndex, book_key
 from db.engine import Database
 from db.models import Book
@@ -143,23 +142,21 @@ def read_catalog_csv(data: bytes, source: str, encoding: str = "utf-8") -> list[
         raise CatalogError(f"Unknown encoding '{encoding}'.") from e
     if "\x00" in text:
         raise CatalogError(f"{source} contains NUL bytes: it is not a text CSV file (is it a spreadsheet?).")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    try:
+        header, records = dict_records(text)
+    except CsvProblem as e:
+        raise CatalogError(f"{source}: {e}; nothing was imported.") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise CatalogError(
             f"{source}: missing required column(s) {missing}. Found columns: {header or 'none'}. "
             f"Expected a header row with: {', '.join(KNOWN_COLUMNS)}."
         )
-    reader.fieldnames = header
     rows: list[BookRow] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
-    line_no, next_line = 1, 2
     try:
-        for raw in reader:
-            # A quoted field may span lines: report where the record starts in the file.
-            line_no, next_line = next_line, reader.line_num + 1
+        for line_no, raw in records:  # line_no: where the record starts in the file
             if None in raw:
                 problems.append(f"line {line_no}: {len(raw[None])} more field(s) than the header has")
                 continue
@@ -177,8 +174,8 @@ def read_catalog_csv(data: bytes, source: str, encoding: str = "utf-8") -> list[
                 continue
             seen[key] = line_no
             rows.append(row)
-    except csv.Error as e:
-        problems.append(f"line {reader.line_num}: malformed CSV ({e})")
+    except CsvProblem as e:  # the file cannot be read past this point
+        problems.append(str(e))
     if problems:
         raise CatalogError(f"{source}: {len(problems)} bad row(s); nothing was imported.", problems)
     if not rows:

@@ -10,8 +10,6 @@ approved samples of a filter and checks every record against its format before t
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import tempfile
@@ -21,6 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from datagen.csv_lines import CsvProblem, dict_records
 from datagen.grounding import CatalogIndex
 from datagen.prompts import LABELS
 from datagen.validation import content_hash, hangul_ratio, status_for, validate_output
@@ -121,17 +120,20 @@ def read_rows(data: bytes, name: str) -> list[ImportedRow]:
             raise ExchangeError(f"{name}: a .json file must hold a list of samples; nothing was imported.")
         records = [(i, r) for i, r in enumerate(doc, 1)]
     else:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        header = [h.strip().lower() for h in reader.fieldnames or []]
+        try:
+            header, csv_rows = dict_records(text)
+        except CsvProblem as e:
+            raise ExchangeError(f"{name}: {e}; nothing was imported.") from None
         if "instruction" not in header or "output" not in header:
             raise ExchangeError(f"{name}: a CSV needs the columns instruction, input, output (found: "
                                 f"{', '.join(header) or 'none'}); nothing was imported.")
-        reader.fieldnames = header
         try:
-            records = [(reader.line_num, dict(r)) for r in reader if any((v or "").strip() for v in r.values()
-                                                                        if isinstance(v, str))]
-        except csv.Error as e:
-            problems.append(f"line {reader.line_num}: malformed CSV ({e})")
+            # The line each record starts on (quoted fields may span lines); blank rows are skipped.
+            for line, r in csv_rows:
+                if any((v or "").strip() for v in r.values() if isinstance(v, str)) or None in r:
+                    records.append((line, r))
+        except CsvProblem as e:  # the file cannot be read past this point
+            problems.append(str(e))
     what = "row" if suffix == ".json" else "line"
     rows: list[ImportedRow] = []
     for i, rec in records:

@@ -41,3 +41,45 @@ def test_books_for_moods_ranks_by_overlap(catalog_db):
     books = books_for_moods(catalog_db, ["comfort", "healing"], "ko")
     assert books and all(b.language == "ko" for b in books)
     assert {"comfort", "healing"} <= set(books[0].moods)
+
+
+def test_problem_lines_are_the_files_own_after_blank_lines_and_a_multiline_field():
+    # line 1 header, 2-4 one record with a three-line quoted description, 5-6 blank, 7 the bad row
+    data = (HEADER + 'A,B,,,2001,en,,,novel,calm,"one\ntwo\nthree"\n\n\n' + "C,D,,,19xx,en,,,novel,calm,x\n").encode()
+    with pytest.raises(CatalogError) as e:
+        read_catalog_csv(data, "f.csv")
+    assert e.value.problems == ["line 7: year: Value error, '19xx' is not a 4-digit year"]
+
+
+def test_an_unclosed_quote_is_named_with_its_line_and_imports_nothing():
+    # Without strict reading, the quote on line 7 would swallow the rest of the file into one description.
+    data = (HEADER + 'A,B,,,2001,en,,,novel,calm,"two\nlines"\n' + "C,D,,,2002,en,,,novel,calm,x\n\n\n"
+            + 'E,F,,,2003,en,,,novel,calm,"never closed\n' + "G,H,,,2004,en,,,novel,calm,y\n").encode()
+    with pytest.raises(CatalogError, match="nothing was imported") as e:
+        read_catalog_csv(data, "f.csv")
+    assert e.value.problems == ['line 7: a quoted field is never closed (unclosed ")']
+
+
+def test_crlf_files_count_lines_the_same():
+    data = (HEADER + 'A,B,,,2001,en,,,novel,calm,"two\nlines"\n' + "C,D,,,19xx,en,,,novel,calm,x\n"
+            ).replace("\n", "\r\n").encode()
+    with pytest.raises(CatalogError) as e:
+        read_catalog_csv(data, "f.csv")
+    assert e.value.problems == ["line 4: year: Value error, '19xx' is not a 4-digit year"]
+
+
+@pytest.mark.parametrize("content, problems", [
+    # a bad record that itself spans lines 4-5 is reported where it starts (csv's line_num says 5)
+    ('instruction,input,output\nq1,"a\nb",answer one\n,"x\ny",\nq3,c,answer three\n',
+     ["line 4: empty instruction and output"]),
+    ('instruction,input,output\nq1,a,answer one\n\n\nq2,"unclosed,answer\nq3,c,answer three\n',
+     ['line 5: a quoted field is never closed (unclosed ")']),
+    ('instruction,input,output\nq1,"a\nb",answer one\nq2,b,answer two,extra\n',
+     ["line 4: more fields than the header has"]),
+])
+def test_sample_csv_problems_name_the_files_real_lines(content, problems):
+    from datagen.exchange import ExchangeError, read_rows
+
+    with pytest.raises(ExchangeError, match="nothing was imported") as e:
+        read_rows(content.encode(), "s.csv")
+    assert e.value.problems == problems
