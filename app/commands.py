@@ -221,7 +221,10 @@ def cmd_jobs(args: argparse.Namespace) -> None:
             cost = f"${j.cost_usd:.4f}" if j.cost_usd is not None else "unknown"
             print(f"#{j.id:<4} {j.status:<10} {j.provider:<18} {j.model:<22} {j.language} "
                   f"{j.accepted}/{j.target_count} accepted, cost {cost}"
-                  + (f"; not accepted: {why}" if (why := not_accepted_summary(j.reasons, j.failed_calls)) else ""))
+                  + (f"; not accepted: {why}" if (why := not_accepted_summary(j.reasons, j.failed_calls)) else
+                     # jobs from before reasons were counted
+                     f"; {j.rejected} rejected, {j.duplicates} dup, {j.ungrounded} ungrounded"
+                     if j.rejected or j.duplicates or j.ungrounded else ""))
 
 
 # -- train -----------------------------------------------------------------------------------------------------
