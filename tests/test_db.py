@@ -197,6 +197,47 @@ def test_a_migration_that_fails_halfway_changes_nothing_and_the_next_start_upgra
         db.dispose()
 
 
+def _insert_minimal(conn, table_name: str, **values) -> int:
+    """A row in a table as the schema has it now (reflected, not the models at head): every required column filled."""
+    import datetime
+
+    from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, MetaData, Table
+
+    table = Table(table_name, MetaData(), autoload_with=conn)
+    row = dict(values)
+    for col in table.columns:
+        if col.name in row or col.nullable or col.primary_key or col.server_default is not None:
+            continue
+        t = col.type
+        row[col.name] = (datetime.datetime.now(datetime.timezone.utc) if isinstance(t, DateTime) else
+                         False if isinstance(t, Boolean) else 0 if isinstance(t, (Integer, Float)) else
+                         {} if isinstance(t, JSON) else "x")
+    return conn.execute(table.insert().values(**row)).inserted_primary_key[0]
+
+
+def test_upgrading_a_database_with_jobs_keeps_their_samples_and_api_calls(empty_url):
+    """Migrations that rebuild or alter generation_jobs must not cascade into the rows that reference it."""
+    from db.migrate import upgrade_schema
+
+    engine = make_engine(empty_url)
+    upgrade_schema(engine, "0006")
+    with engine.begin() as conn:
+        job_id = _insert_minimal(conn, "generation_jobs", status="failed", config={}, batch_state={})
+        _insert_minimal(conn, "api_calls", job_id=job_id, request={}, status="ok")
+        _insert_minimal(conn, "samples", job_id=job_id, content_hash="h" * 64, quality_flags=[], books=[],
+                        status="pending")
+    engine.dispose()
+    db = open_db(empty_url)
+    try:
+        with db.session() as s:
+            job = s.get(GenerationJob, job_id)
+            assert (job.failed_calls, job.reasons, job.status) == (0, {}, "failed")
+            assert s.scalar(select(func.count()).select_from(text("api_calls"))) == 1
+            assert s.scalars(select(Sample.job_id)).one() == job_id
+    finally:
+        db.dispose()
+
+
 def ScriptDirectoryHead(db: Database) -> str:
     from alembic.script import ScriptDirectory
 

@@ -17,9 +17,11 @@ depends_on = None
 
 def upgrade() -> None:
     # Jobs that already exist get 0 and {}: their old counters (rejected, duplicates...) stay as they were.
+    # Plain literal defaults let SQLite add the columns in place (ALTER TABLE ADD COLUMN), without a batch
+    # rebuild of a table that samples and api_calls reference.
     with op.batch_alter_table('generation_jobs', schema=None) as batch_op:
         batch_op.add_column(sa.Column('failed_calls', sa.Integer(), nullable=False, server_default='0'))
-        batch_op.add_column(sa.Column('reasons', sa.JSON(), nullable=False, server_default=sa.text("'{}'")))
+        batch_op.add_column(sa.Column('reasons', sa.JSON(), nullable=False, server_default='{}'))
 
 
 def downgrade() -> None:
