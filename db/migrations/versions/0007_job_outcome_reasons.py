@@ -1,6 +1,6 @@
 """generation jobs: failed API calls and why samples were not accepted, by reason
 
-Revision ID: job_outcome_reasons
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-24
 """
@@ -8,8 +8,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = 'job_outcome_reasons'
-# Written on 0006; the lead re-chains it after the other branches' migrations at merge.
+revision = '0007'
 down_revision = '0006'
 branch_labels = None
 depends_on = None
