@@ -13,12 +13,13 @@ import pandas as pd
 from sqlalchemy import select
 
 from app.answer_view import stats_line
+from app.offered import require_offered
 from app.parallel import run_columns
 from app.request_form import build_request_form
 from app.services import Services
 from db.engine import Database
 from db.models import Comparison
-from training.backends import Usage
+from training.backends import BackendError, Usage
 from training.leaderboard import Battle, leaderboard
 
 VOTE_BUTTONS = {"A": "👈 A is better", "B": "👉 B is better", "tie": "🤝 Tie", "both_bad": "👎 Both are bad"}
@@ -77,6 +78,10 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
                 prompt, fields = services.request_prompt(
                     language, emotion, occupation, effects, situation, focus, free_text, retrieval)
             except ValueError as e:
+                raise gr.Error(str(e))
+            try:  # the pool comes from the page: only offered backends may be drawn
+                require_offered(list(pool_labels or []), services.offered_backends())
+            except BackendError as e:
                 raise gr.Error(str(e))
             pair = pick_pair(pool_labels or [], rng)
             off = gr.Button(interactive=False)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import gradio as gr
 
+from app.offered import require_offered
 from app.parallel import run_columns
 from app.request_form import build_request_form
 from app.services import BASE_LABEL, Services
 from db.models import Comparison
-from training.backends import api_backends_available
+from training.backends import BackendError, api_backends_available
 
 NONE = "(none)"
 N_COLUMNS = 3
@@ -22,8 +23,8 @@ def api_note() -> str:
         return ("**API baseline:** no `OPENAI_API_KEY` or `ANTHROPIC_API_KEY` is set. To add a GPT or Claude "
                 "column, `export OPENAI_API_KEY=...` (or `ANTHROPIC_API_KEY`) in the shell that starts "
                 "`moodshelf serve` and restart; an OpenAI-compatible server (vLLM, Ollama) needs only its URL: "
-                "type `openai-compatible: MODEL @ http://HOST:PORT/v1` into a column. Until then the comparison "
-                "runs between the base model and your fine-tuned adapters.")
+                "the operator adds it in the admin *Backends* tab (or sets `OPENAI_COMPATIBLE_BASE_URL`). Until "
+                "then the comparison runs between the base model and your fine-tuned adapters.")
     have = ", ".join(k for k, v in keys.items() if v)
     return (f"**API baseline:** keys found for {have}. API columns stream at the same time as the local ones; "
             "costs are estimates from list prices.")
@@ -52,9 +53,9 @@ def build_compare_tab(services: Services) -> list[gr.Dropdown]:
         with gr.Row():
             for i in range(N_COLUMNS):
                 with gr.Column():
-                    # allow_custom_value: an OpenAI-compatible URL (a vLLM LoRA module) can be typed in.
+                    # Offered backends only (checked again on the server): a URL is added on the admin side.
                     pickers.append(gr.Dropdown(choices, value=values[i], label=f"Column {i + 1}",
-                                               allow_custom_value=True, elem_id=f"cmp_col{i}"))
+                                               elem_id=f"cmp_col{i}"))
                     outputs.append(gr.Textbox(label="Answer", lines=12, interactive=False,
                                               elem_id=f"cmp_answer{i}"))
                     outputs.append(gr.Markdown(elem_id=f"cmp_stats{i}"))
@@ -69,6 +70,10 @@ def build_compare_tab(services: Services) -> list[gr.Dropdown]:
                 raise gr.Error(str(e))
             if len(labels) < 2:
                 raise gr.Error("Pick at least two backends to compare.")
+            try:  # before anything runs: the page may send any string, the server answers with offered ones only
+                require_offered(labels, services.offered_backends())
+            except BackendError as e:
+                raise gr.Error(str(e))
             slots = [i for i, lb in enumerate((label0, label1, label2)) if lb and lb != NONE]
             state = None
             for state in run_columns(services, labels, prompt, language):

@@ -22,8 +22,8 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
     with gr.Tab("Recommend", id="recommend"):
         intro = gr.Markdown(INTRO["en"], elem_id="rec_intro")
         choices = services.backend_choices() + services.api_choices()
-        backend = gr.Dropdown(choices, value=choices[0], label="Model / 모델", allow_custom_value=True,
-                              elem_id="rec_backend")
+        # Offered backends only (checked again on the server): typing a URL or model is an admin action.
+        backend = gr.Dropdown(choices, value=choices[0], label="Model / 모델", elem_id="rec_backend")
         form = build_request_form("en", prefix="rec_")
         button = gr.Button(BUTTON["en"], variant="primary", elem_id="rec_button")
         answer = gr.Textbox(label=ANSWER["en"], lines=12, interactive=False, elem_id="rec_answer")

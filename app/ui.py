@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from app.arena_tab import build_arena_tab
+from app.backends_tab import build_backends_tab
 from app.compare_tab import build_compare_tab, default_columns
 from app.curate_tab import build_curate_tab
 from app.eval_tab import build_eval_tab
@@ -63,6 +64,7 @@ def build_app(services: Services, *, public: bool = True, admin: bool = True, ad
                 build_curate_tab(services, demo)
                 build_train_tab(services)
                 build_eval_tab(services)
+                build_backends_tab(services)
 
         if pickers:
             def refresh_backends():
