@@ -23,6 +23,10 @@ from app.errors import user_errors
 from training.config import TrainConfig
 
 
+OPEN_ADMIN_HELP = ("without MOODSHELF_AUTH, bind a non-loopback --host anyway: everyone who reaches it may use the "
+                   "admin tabs (generate with your keys, train, delete samples)")
+
+
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field: the CLI is a view of the same object as the YAML and the form."""
     p.add_argument("--config", help="YAML file with TrainConfig fields; flags given here override it")
@@ -129,16 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-train", action="store_true", help="skip the training run")
     p.add_argument("--retrain", action="store_true", help="train again even if an earlier demo run completed")
     p.add_argument("--no-serve", action="store_true", help="stop after the pipeline instead of serving the app")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only; "
+                                                       "another needs MOODSHELF_AUTH or --allow-open-admin)")
     p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--allow-open-admin", action="store_true", help=OPEN_ADMIN_HELP)
 
     p = sub.add_parser("serve", help="serve the Gradio app",
                        description="Serve the app on http://HOST:PORT. With MOODSHELF_AUTH=user:password set, the "
                                    "admin tabs (Generate, Train) move to /admin/ behind a login; Recommend, Compare "
                                    "and Arena stay public at /.")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only; "
+                                                       "another needs MOODSHELF_AUTH or --allow-open-admin)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--base-model", default=None, help="base model for local inference (default: the demo's)")
+    p.add_argument("--allow-open-admin", action="store_true", help=OPEN_ADMIN_HELP)
 
     p = sub.add_parser("generate", help="generate samples with a teacher (offline templates, GPT, Claude, any "
                                         "OpenAI-compatible server)",

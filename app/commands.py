@@ -407,11 +407,21 @@ def cmd_evals(args: argparse.Namespace) -> None:
 
 
 # -- serve / demo ----------------------------------------------------------------------------------------------
+def _check_bind(args: argparse.Namespace) -> None:
+    """Refuse a network bind without a login before anything else happens (see app/ui.check_bind)."""
+    import os
+
+    from app.ui import check_bind, parse_auth
+
+    check_bind(args.host, parse_auth(os.environ.get("MOODSHELF_AUTH")), args.allow_open_admin)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from app.ui import serve
 
+    _check_bind(args)
     check_port_free(args.host, args.port)
-    serve(_db(), host=args.host, port=args.port, base_model=args.base_model)
+    serve(_db(), host=args.host, port=args.port, base_model=args.base_model, allow_open_admin=args.allow_open_admin)
 
 
 def _approved_offline_samples(db: Database, language: str) -> int:
@@ -440,8 +450,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from training.base_model import resolve_base_model
     from training.config import TrainConfig
 
-    if not args.no_serve:
-        check_port_free(args.host, args.port)  # fail before minutes of work, not after
+    if not args.no_serve:  # fail before minutes of work, not after
+        _check_bind(args)
+        check_port_free(args.host, args.port)
     steps = 4 if args.no_train else 5
     db = _db()
     print(f"[1/{steps}] catalog")
@@ -475,4 +486,4 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"[{steps}/{steps}] app at http://{args.host}:{args.port} — Recommend, Compare, Arena; admin: Generate, Curate, Train, Evaluate (Ctrl-C to stop)")
     from app.ui import serve
 
-    serve(db, host=args.host, port=args.port)
+    serve(db, host=args.host, port=args.port, allow_open_admin=args.allow_open_admin)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from app.offered import custom_backend_labels, default_api_labels, require_offered
+from app.settings import AppSettings
 from datagen.catalog import catalog_index
 from datagen.grid import EFFECTS, Request, adnominal
 from datagen.catalog import books_for_moods
@@ -78,6 +79,7 @@ def build_request(language: str, emotion: str, occupation: str, effects: list[st
 class Services:
     db: Database
     base_model: str = DEFAULT_BASE_MODEL
+    settings: AppSettings = field(default_factory=AppSettings.from_env)
     _model: object = None
     _index: object = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
