@@ -8,6 +8,7 @@
     moodshelf catalog import library.csv --encoding cp949
     moodshelf samples export approved.jsonl --format openai
     moodshelf model prepare            # convert the embedded SmolLM2-135M once
+    moodshelf purge --older-than 30d   # delete stored reader requests (comparisons, arena votes) older than 30 days
 
 Every command upgrades the database schema first. Heavy libraries (torch, transformers, gradio) are
 imported inside the commands that need them, so `--help` is instant.
@@ -227,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=int)
     p.add_argument("--out", default=None, help="output directory (default: data/runs/<run>/merged)")
     p = sub.add_parser("jobs", help="list generation jobs with their counts and cost")
+    p = sub.add_parser("purge", help="delete stored reader requests (comparisons, arena battles) older than an age",
+                       description="Delete the Compare comparisons and Arena battles (with their votes) stored more "
+                                   "than --older-than ago, in one transaction, and say how many. What a reader "
+                                   "writes is sensitive: run it from cron to keep only recent requests.")
+    p.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 30d, 12h or 2w (hours, days, weeks)")
     p = sub.add_parser("db", help="database maintenance")
     dsub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     dsub.add_parser("upgrade", help="apply migrations (every command does this first)")

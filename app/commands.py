@@ -406,6 +406,25 @@ def cmd_evals(args: argparse.Namespace) -> None:
     print_eval_table(evs)
 
 
+def cmd_purge(args: argparse.Namespace) -> None:
+    from datetime import datetime, timezone
+
+    from db.retention import RetentionError, parse_age, purge_reader_requests
+
+    try:
+        age = parse_age(args.older_than)
+    except RetentionError as e:
+        raise UserError(str(e)) from None
+    before = datetime.now(timezone.utc) - age
+    removed = purge_reader_requests(_db(), before)
+    when = f"older than {args.older_than.strip()} (stored before {before:%Y-%m-%d %H:%M} UTC)"
+    if not any(removed.values()):
+        print(f"nothing to remove: no comparisons or arena battles {when}")
+        return
+    print(f"removed {removed['comparisons']} comparisons and {removed['arena battles']} arena battles with their "
+          f"votes, {when}")
+
+
 # -- serve / demo ----------------------------------------------------------------------------------------------
 def _check_bind(args: argparse.Namespace) -> None:
     """Refuse a network bind without a login before anything else happens (see app/ui.check_bind)."""

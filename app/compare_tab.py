@@ -1,13 +1,17 @@
 """Compare tab: one request to 2–3 backends at once — API baselines (GPT, Claude, any OpenAI-compatible URL
 such as a vLLM server with a LoRA module), the local base model and finished runs' adapters — streaming in
 parallel, side by side, each with time to first token, total time, tokens, estimated cost and how many of
-its books exist in the catalog. Every comparison is stored in the DB (comparisons, blind = false)."""
+its books exist in the catalog. Every comparison is stored in the DB (comparisons, blind = false), without the
+reader's free text unless the operator keeps it (app/reader_data.py). A request that signals self-harm or suicidal
+thoughts gets a caring message with the crisis line above the columns (datagen/safety.py)."""
 from __future__ import annotations
 
 import gradio as gr
 
+from app.answer_view import crisis_markdown
 from app.offered import require_offered
 from app.parallel import run_columns
+from app.reader_data import stored_request
 from app.request_form import build_request_form
 from app.services import BASE_LABEL, Services
 from db.models import Comparison
@@ -49,6 +53,7 @@ def build_compare_tab(services: Services) -> list[gr.Dropdown]:
         choices, values = default_columns(services)
         form = build_request_form("en", prefix="cmp_")
         button = gr.Button("Compare", variant="primary", elem_id="cmp_button")
+        crisis = gr.Markdown(elem_id="cmp_crisis")
         pickers, outputs = [], []
         with gr.Row():
             for i in range(N_COLUMNS):
@@ -75,14 +80,16 @@ def build_compare_tab(services: Services) -> list[gr.Dropdown]:
             except BackendError as e:
                 raise gr.Error(str(e))
             slots = [i for i, lb in enumerate((label0, label1, label2)) if lb and lb != NONE]
+            notice = crisis_markdown(fields, language)
             state = None
             for state in run_columns(services, labels, prompt, language):
                 shown = ["", ""] * N_COLUMNS
                 for k, i in enumerate(slots):
                     shown[2 * i], shown[2 * i + 1] = state.texts[k], state.lines[k]
-                yield shown
+                yield [*shown, notice]
+            kept_prompt, kept_fields = stored_request(prompt, fields, keep_text=services.settings.store_reader_text)
             with services.db.begin() as s:
-                s.add(Comparison(prompt=prompt, request=fields, results=state.results, blind=False))
+                s.add(Comparison(prompt=kept_prompt, request=kept_fields, results=state.results, blind=False))
 
-        button.click(compare, [*pickers, *form.inputs], outputs)
+        button.click(compare, [*pickers, *form.inputs], [*outputs, crisis])
     return pickers

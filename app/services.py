@@ -127,7 +127,8 @@ class Services:
             return make_backend(spec, local_model=self.model(), db=self.db)
         if spec.kind in KEY_ENVS and spec.kind != "openai_compatible" and not os.environ.get(KEY_ENVS[spec.kind]):
             raise BackendError(NO_KEY_HELP.format(env=KEY_ENVS[spec.kind]))
-        return make_backend(spec, system_prompt=answer_format_system(language))
+        return make_backend(spec, system_prompt=answer_format_system(language),
+                            first_token_timeout_s=self.settings.first_token_timeout_s)
 
     def model(self):
         with self._lock:

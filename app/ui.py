@@ -53,6 +53,8 @@ def build_app(services: Services, *, public: bool = True, admin: bool = True, ad
 
     with gr.Blocks(title="moodshelf" if public else "moodshelf admin", analytics_enabled=False) as demo:
         gr.Markdown(HEADER if public else "# moodshelf admin\nGenerate samples and train adapters.")
+        if public:  # one line on what is kept of a reader's request (app/reader_data.py)
+            gr.Markdown(services.settings.reader_data_line(), elem_id="reader_data_line")
         if admin_link:
             gr.Markdown(f"[Admin tabs]({admin_link}) (login required)", elem_id="admin_link")
         pickers = []
