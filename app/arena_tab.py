@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from app.answer_view import CUT_SHORT, crisis_markdown, stats_line
+from app.escape import html_text
 from app.offered import require_offered
 from app.parallel import run_columns
 from app.reader_data import stored_request
@@ -109,8 +110,8 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
                 s.flush()
                 cid = row.id
             on = gr.Button(interactive=True)
-            yield (cid, state.texts[0], lines[0], state.texts[1], lines[1], "*Vote to reveal the models.*", on, on, on, on,
-                   notice)
+            yield (cid, state.texts[0], lines[0], state.texts[1], lines[1], "*Vote to reveal the models.*",
+                   on, on, on, on, notice)
 
         def vote(cid, choice):
             if cid is None:
@@ -123,7 +124,7 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
                 res, language = row.results, (row.request or {}).get("language", "en")
             def line(r):
                 if r.get("error"):
-                    return f"⚠️ {r['error']}"
+                    return f"⚠️ {html_text(r['error'])}"
                 u = Usage(r.get("prompt_tokens") or 0, r.get("tokens") or 0, r.get("cost_usd"), r.get("ttft_s"),
                           r.get("total_s") or 0.0, truncated=bool(r.get("truncated")))
                 return stats_line(u, services.book_cards(r["output"], language), language)

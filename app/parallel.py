@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from app.answer_view import result_record, stats_line, waiting_line
+from app.escape import html_text
 from app.services import Services
 from training.backends import Backend, BackendError
 from training.columns import stream_columns
@@ -41,7 +42,7 @@ def run_columns(services: Services, labels: list[str], prompt: str, language: st
         except (BackendError, ValueError) as e:
             backends.append(None)
             errors[i] = str(e)
-            state.lines[i] = f"⚠️ {e}"
+            state.lines[i] = f"⚠️ {html_text(e)}"
     yield state
     messages = [{"role": "user", "content": prompt}]
     last, t0 = 0.0, time.perf_counter()
@@ -63,7 +64,7 @@ def run_columns(services: Services, labels: list[str], prompt: str, language: st
             finished[i] = True
             if ev.error:
                 errors[i] = ev.error
-                state.lines[i] = f"⚠️ {ev.error}"
+                state.lines[i] = f"⚠️ {html_text(ev.error)}"  # a server's error text is not markup either
             else:
                 state.lines[i] = stats_line(backends[i].usage, services.book_cards(state.texts[i], language),
                                             language)

@@ -10,6 +10,7 @@ import time
 import gradio as gr
 
 from app.answer_view import CUT_SHORT, cards_markdown, crisis_markdown, waiting_line
+from app.escape import html_text
 from app.parallel import TICK_S
 from app.request_form import build_request_form
 from app.services import Services
@@ -48,7 +49,8 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
             except (ValueError, BackendError) as e:
                 if not notice:
                     raise gr.Error(str(e))
-                yield "", f"⚠️ {e}", notice  # the message with the crisis line shows whatever the backend does
+                # The message with the crisis line shows whatever the backend does.
+                yield "", f"⚠️ {html_text(e)}", notice
                 return
             text, t0 = "", time.perf_counter()
             yield "", GENERATING[language], notice
@@ -57,7 +59,7 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
                     if not text and time.perf_counter() - t0 >= 1.0:
                         yield text, waiting_line(chat, time.perf_counter() - t0, language), notice
                 elif ev.error:
-                    yield text, f"⚠️ {ev.error}", notice
+                    yield text, f"⚠️ {html_text(ev.error)}", notice
                     return
                 elif ev.delta:
                     text += ev.delta

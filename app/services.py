@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from app.escape import markdown_text
 from app.offered import custom_backend_labels, default_api_labels, require_offered
 from app.settings import AppSettings
 from datagen.catalog import catalog_index
@@ -37,12 +38,16 @@ class BookCard:
     book: Book | None
 
     def markdown(self, language: str) -> str:
+        """One card. Every field is escaped (app/escape.py): a model's answer, and a catalog CSV, are text to
+        show, never markup."""
         if self.book is None:
             tag = "카탈로그에 없음" if language == "ko" else "not in catalog"
-            return f"- **{self.title}** — {self.author or '?'}  ⚠️ *{tag}*"
+            return f"- **{markdown_text(self.title)}** — {markdown_text(self.author or '?')}  ⚠️ *{tag}*"
         b = self.book
-        meta = ", ".join(str(x) for x in (b.author, b.translator and f"tr. {b.translator}", b.publisher, b.year) if x)
-        return f"- **{b.title}** — {meta}  ✅  \n  {b.description}  \n  `{' · '.join(b.moods)}`"
+        meta = ", ".join(markdown_text(x) for x in (b.author, b.translator and f"tr. {b.translator}", b.publisher,
+                                                    b.year) if x)
+        moods = " · ".join(markdown_text(m) for m in b.moods)
+        return f"- **{markdown_text(b.title)}** — {meta}  ✅  \n  {markdown_text(b.description)}  \n  *{moods}*"
 
 
 def build_request(language: str, emotion: str, occupation: str, effects: list[str] | str, situation: str,

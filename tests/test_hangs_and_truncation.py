@@ -60,7 +60,8 @@ def test_compare_column_says_it_is_waiting_then_fails_while_the_other_finishes(c
     waiting = [lines[0] for lines, _ in states if lines[0].startswith("*waiting for the first token")]
     assert waiting and "(gives up after 2.5 s)" in waiting[-1]
     final = states[-1][0]
-    assert states[-1][1] and final[0].startswith("⚠️ openai: gpt-4.1-mini: no answer within 2.5 s") and "first token" in final[1]
+    assert states[-1][1] and final[0].startswith("⚠️ openai: gpt-4.1-mini: no answer within 2.5 s")
+    assert "first token" in final[1]  # the other column finished with its figures
 
 
 @pytest.mark.parametrize("vendor,reason", [("openai", "length"), ("anthropic", "max_tokens")])
