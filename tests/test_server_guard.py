@@ -14,7 +14,7 @@ ADMIN_ENDPOINTS = ("start_job_clicked", "add_backend", "remove_backend")  # name
 
 
 @pytest.fixture
-def served(catalog_db, free_port, monkeypatch):
+def served_server(catalog_db, free_port, monkeypatch):
     monkeypatch.setenv("MOODSHELF_LOGIN_ATTEMPTS_PER_MINUTE", "5")
     server = serve(catalog_db, port=free_port, block=False, auth="admin:s3cret-pw")
     base = f"http://127.0.0.1:{free_port}"
@@ -25,8 +25,13 @@ def served(catalog_db, free_port, monkeypatch):
             break
         except httpx.HTTPError:
             time.sleep(0.3)
-    yield base
+    yield base, server
     server.should_exit = True
+
+
+@pytest.fixture
+def served(served_server):
+    return served_server[0]
 
 
 def test_logged_out_admin_gets_the_login_form_and_nothing_else(served):
@@ -67,6 +72,41 @@ def test_public_app_answers_unknown_endpoints_with_404(served):
         assert 400 <= r.status_code < 500, (path, r.status_code, r.text[:200])
     assert httpx.post(served + "/gradio_api/run/no_such_thing", json={"data": []}).json()["detail"].startswith(
         "Unknown endpoint")
+
+
+def routes_of(app, prefix: str = ""):
+    for route in app.routes:
+        if hasattr(route, "original_router"):  # FastAPI's included router (Gradio's /gradio_api routes)
+            yield from routes_of(route.original_router, prefix)
+        elif hasattr(route, "routes") and not hasattr(route, "endpoint"):
+            yield from routes_of(route, prefix + getattr(route, "path", ""))
+        elif hasattr(route, "path"):
+            yield prefix + route.path
+
+
+def test_no_route_of_the_public_app_answers_junk_with_a_5xx(served_server):
+    """Every route Gradio serves, with made-up path parameters and junk bodies: a 4xx, never a 5xx."""
+    import re
+
+    from app.server_guard import mounted_app
+
+    base, server = served_server
+    routes = sorted(set(routes_of(mounted_app(server.config.app, "/"))))
+    assert "/gradio_api/queue/join" in routes and len(routes) > 30
+    bodies = ({"json": {"fn_index": 999, "data": "x", "session_hash": "s", "event_id": "e"}},
+              {"content": b"not json", "headers": {"content-type": "application/json"}})
+    failures = []
+    for route in routes:
+        path = re.sub(r"\{[^}]+\}", "nope", route)
+        for method in ("GET", "POST"):
+            for body in (bodies if method == "POST" else ({},)):
+                try:
+                    r = httpx.request(method, base + path, timeout=httpx.Timeout(5, read=1.5), **body)
+                except httpx.ReadTimeout:  # an event stream held open (the heartbeat): not an error
+                    continue
+                if r.status_code >= 500:
+                    failures.append((method, path, r.status_code, r.text[:80]))
+    assert failures == []
 
 
 def test_failed_logins_are_throttled_per_client(served):
