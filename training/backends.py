@@ -186,6 +186,10 @@ def first_token_deadline(deltas: Iterator[str], timeout_s: float, label: str) ->
             items.put(("error", e))
         else:
             items.put(("end", None))
+        finally:
+            close = getattr(deltas, "close", None)
+            if close is not None:  # ends the SDK stream (and its connection) in the thread that read it
+                close()
 
     threading.Thread(target=pump, name=f"first-token:{label}", daemon=True).start()
     deadline = time.monotonic() + timeout_s
