@@ -4,6 +4,7 @@ Compare and Arena tabs."""
 from __future__ import annotations
 
 from app.services import BookCard
+from datagen.safety import crisis_notice
 from training.backends import Usage
 
 
@@ -24,11 +25,25 @@ def cost_text(cost_usd: float | None) -> str:
     return f"~${cost_usd:.5f}"
 
 
-def stats_line(usage: Usage, cards: list[BookCard]) -> str:
+CUT_SHORT = {"en": "✂️ **cut short at the token limit** — the answer is incomplete",
+             "ko": "✂️ **토큰 한도에서 잘렸습니다** — 답변이 완전하지 않습니다"}
+
+
+def stats_line(usage: Usage, cards: list[BookCard], language: str = "en") -> str:
     grounded = sum(1 for c in cards if c.book)
     ttft = f"{usage.ttft_s:.2f} s" if usage.ttft_s is not None else "-"
-    return (f"first token {ttft} · total {usage.total_s:.1f} s · {usage.completion_tokens} tokens · "
+    line = (f"first token {ttft} · total {usage.total_s:.1f} s · {usage.completion_tokens} tokens · "
             f"{cost_text(usage.cost_usd)} · **{grounded}/{len(cards)} books in catalog**")
+    return line + (f" · {CUT_SHORT[language]}" if usage.truncated else "")
+
+
+def waiting_line(backend, waited_s: float, language: str = "en") -> str:
+    """What a column shows before its first token: how long it has waited, and for an API backend when it
+    will give up (a local one waits its turn on the shared model instead)."""
+    limit = getattr(backend, "first_token_timeout_s", None)
+    if language == "ko":
+        return (f"*첫 토큰을 기다리는 중… {waited_s:.0f}초" + (f" ({limit:g}초 후 중단)*" if limit else "*"))
+    return f"*waiting for the first token… {waited_s:.0f} s" + (f" (gives up after {limit:g} s)*" if limit else "*")
 
 
 def result_record(label: str, text: str, usage: Usage | None, cards: list[BookCard], error: str | None) -> dict:
@@ -37,4 +52,11 @@ def result_record(label: str, text: str, usage: Usage | None, cards: list[BookCa
     return {"backend": label, "output": text, "ttft_s": u.ttft_s, "total_s": u.total_s,
             "prompt_tokens": u.prompt_tokens, "tokens": u.completion_tokens, "cost_usd": u.cost_usd,
             "grounded": sum(1 for c in cards if c.book), "books": len(cards),
-            "titles": [c.title for c in cards], "error": error}
+            "titles": [c.title for c in cards], "error": error, "truncated": u.truncated}
+
+
+def crisis_markdown(fields: dict, language: str) -> str:
+    """The caring message with the crisis line, shown above the answers when the request signals self-harm or
+    suicidal thoughts (datagen/safety.py); "" otherwise."""
+    notice = crisis_notice(fields, language)
+    return f"> 💛 **{notice}**" if notice else ""

@@ -1,7 +1,9 @@
 """Arena tab: a blind battle. Two backends drawn at random from the pool answer the same request, shown as
 A and B in random order with their names hidden; the user votes A, B, tie or both bad. The prompt, both
-answers, the backends and the vote are stored (comparisons, blind = true), the names are revealed, and the
-leaderboard — win rates and Bradley–Terry scores with bootstrap 95% intervals — is recomputed from every vote.
+answers, the backends and the vote are stored (comparisons, blind = true; the reader's free text only when the
+operator keeps it, app/reader_data.py), the names are revealed, and the leaderboard — win rates and Bradley–Terry
+scores with bootstrap 95% intervals — is recomputed from every vote. A request that signals self-harm or suicidal
+thoughts gets a caring message with the crisis line above the answers (datagen/safety.py).
 """
 from __future__ import annotations
 
@@ -12,13 +14,16 @@ import gradio as gr
 import pandas as pd
 from sqlalchemy import select
 
-from app.answer_view import stats_line
+from app.answer_view import CUT_SHORT, crisis_markdown, stats_line
+from app.escape import html_text
+from app.offered import require_offered
 from app.parallel import run_columns
+from app.reader_data import stored_request
 from app.request_form import build_request_form
 from app.services import Services
 from db.engine import Database
 from db.models import Comparison
-from training.backends import Usage
+from training.backends import BackendError, Usage
 from training.leaderboard import Battle, leaderboard
 
 VOTE_BUTTONS = {"A": "👈 A is better", "B": "👉 B is better", "tie": "🤝 Tie", "both_bad": "👎 Both are bad"}
@@ -58,6 +63,7 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
                                 label="Pool of backends (two are drawn at random)", elem_id="arena_pool")
         form = build_request_form("en", prefix="arena_")
         start = gr.Button("New battle", variant="primary", elem_id="arena_start")
+        crisis = gr.Markdown(elem_id="arena_crisis")
         battle_id = gr.State(None)  # server-side per session: the page never holds the backends' names
         with gr.Row():
             with gr.Column():
@@ -78,24 +84,34 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
                     language, emotion, occupation, effects, situation, focus, free_text, retrieval)
             except ValueError as e:
                 raise gr.Error(str(e))
+            try:  # the pool comes from the page: only offered backends may be drawn
+                require_offered(list(pool_labels or []), services.offered_backends())
+            except BackendError as e:
+                raise gr.Error(str(e))
             pair = pick_pair(pool_labels or [], rng)
+            notice = crisis_markdown(fields, language)
             off = gr.Button(interactive=False)
             state = None
-            for state in run_columns(services, pair, prompt, language, waiting_line="*answering…*"):
+            for state in run_columns(services, pair, prompt, language, generating_line="*answering…*"):
                 # Stats lines can carry the cost, which would give an API backend away: hidden until the vote.
                 lines = ["*answering…*" if not state.done else "*finished*"] * 2
                 for k in range(2):
                     if state.lines[k].startswith("⚠️"):
                         lines[k] = "⚠️ this model failed; vote “both bad” or start a new battle"
-                yield None, state.texts[0], lines[0], state.texts[1], lines[1], "", off, off, off, off
+                    elif state.done and state.results[k].get("truncated"):  # any backend can be: it gives none away
+                        lines[k] = f"*finished* · {CUT_SHORT[language]}"
+                yield None, state.texts[0], lines[0], state.texts[1], lines[1], "", off, off, off, off, notice
+            # The vote keeps the request fields; the reader's free text only when the operator keeps it.
+            kept_prompt, kept_fields = stored_request(prompt, fields, keep_text=services.settings.store_reader_text)
             with services.db.begin() as s:
-                row = Comparison(prompt=prompt, request=fields, results=state.results, blind=True,
+                row = Comparison(prompt=kept_prompt, request=kept_fields, results=state.results, blind=True,
                                  backend_a=pair[0], backend_b=pair[1])
                 s.add(row)
                 s.flush()
                 cid = row.id
             on = gr.Button(interactive=True)
-            yield cid, state.texts[0], lines[0], state.texts[1], lines[1], "*Vote to reveal the models.*", on, on, on, on
+            yield (cid, state.texts[0], lines[0], state.texts[1], lines[1], "*Vote to reveal the models.*",
+                   on, on, on, on, notice)
 
         def vote(cid, choice):
             if cid is None:
@@ -108,17 +124,17 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
                 res, language = row.results, (row.request or {}).get("language", "en")
             def line(r):
                 if r.get("error"):
-                    return f"⚠️ {r['error']}"
+                    return f"⚠️ {html_text(r['error'])}"
                 u = Usage(r.get("prompt_tokens") or 0, r.get("tokens") or 0, r.get("cost_usd"), r.get("ttft_s"),
-                          r.get("total_s") or 0.0)
-                return stats_line(u, services.book_cards(r["output"], language))
+                          r.get("total_s") or 0.0, truncated=bool(r.get("truncated")))
+                return stats_line(u, services.book_cards(r["output"], language), language)
 
             text = f"**A** was `{res[0]['backend']}` · **B** was `{res[1]['backend']}` — you voted **{VOTE_BUTTONS[choice]}**"
             off = gr.Button(interactive=False)
             return None, line(res[0]), line(res[1]), text, leaderboard_table(services.db), off, off, off, off
 
         start.click(battle, [pool, *form.inputs],
-                    [battle_id, a_text, a_line, b_text, b_line, reveal, *votes.values()])
+                    [battle_id, a_text, a_line, b_text, b_line, reveal, *votes.values(), crisis])
         for choice, button in votes.items():
             button.click(lambda cid, c=choice: vote(cid, c), battle_id,
                          [battle_id, a_line, b_line, reveal, table, *votes.values()], api_name=f"vote_{choice}")

@@ -8,6 +8,7 @@
     moodshelf catalog import library.csv --encoding cp949
     moodshelf samples export approved.jsonl --format openai
     moodshelf model prepare            # convert the embedded SmolLM2-135M once
+    moodshelf purge --older-than 30d   # delete stored reader requests (comparisons, arena votes) older than 30 days
 
 Every command upgrades the database schema first. Heavy libraries (torch, transformers, gradio) are
 imported inside the commands that need them, so `--help` is instant.
@@ -21,6 +22,10 @@ from typing import Any
 
 from app.errors import user_errors
 from training.config import TrainConfig
+
+
+OPEN_ADMIN_HELP = ("without MOODSHELF_AUTH, bind a non-loopback --host anyway: everyone who reaches it may use the "
+                   "admin tabs (generate with your keys, train, delete samples)")
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -132,16 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-train", action="store_true", help="skip the training run")
     p.add_argument("--retrain", action="store_true", help="train again even if an earlier demo run completed")
     p.add_argument("--no-serve", action="store_true", help="stop after the pipeline instead of serving the app")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only; "
+                                                       "another needs MOODSHELF_AUTH or --allow-open-admin)")
     p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--allow-open-admin", action="store_true", help=OPEN_ADMIN_HELP)
 
     p = sub.add_parser("serve", help="serve the Gradio app",
                        description="Serve the app on http://HOST:PORT. With MOODSHELF_AUTH=user:password set, the "
                                    "admin tabs (Generate, Train) move to /admin/ behind a login; Recommend, Compare "
                                    "and Arena stay public at /.")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only; "
+                                                       "another needs MOODSHELF_AUTH or --allow-open-admin)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--base-model", default=None, help="base model for local inference (default: the demo's)")
+    p.add_argument("--allow-open-admin", action="store_true", help=OPEN_ADMIN_HELP)
 
     p = sub.add_parser("generate", help="generate samples with a teacher (offline templates, GPT, Claude, any "
                                         "OpenAI-compatible server)",
@@ -222,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=int)
     p.add_argument("--out", default=None, help="output directory (default: data/runs/<run>/merged)")
     p = sub.add_parser("jobs", help="list generation jobs with their counts and cost")
+    p = sub.add_parser("purge", help="delete stored reader requests (comparisons, arena battles) older than an age",
+                       description="Delete the Compare comparisons and Arena battles (with their votes) stored more "
+                                   "than --older-than ago, in one transaction, and say how many. What a reader "
+                                   "writes is sensitive: run it from cron to keep only recent requests.")
+    p.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 30d, 12h or 2w (hours, days, weeks)")
     p = sub.add_parser("db", help="database maintenance")
     dsub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     dsub.add_parser("upgrade", help="apply migrations (every command does this first)")

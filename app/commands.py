@@ -443,13 +443,42 @@ def cmd_evals(args: argparse.Namespace) -> None:
     print_eval_table(evs)
 
 
+def cmd_purge(args: argparse.Namespace) -> None:
+    from datetime import datetime, timezone
+
+    from db.retention import RetentionError, parse_age, purge_reader_requests
+
+    try:
+        age = parse_age(args.older_than)
+    except RetentionError as e:
+        raise UserError(str(e)) from None
+    before = datetime.now(timezone.utc) - age
+    removed = purge_reader_requests(_db(), before)
+    when = f"older than {args.older_than.strip()} (stored before {before:%Y-%m-%d %H:%M} UTC)"
+    if not any(removed.values()):
+        print(f"nothing to remove: no comparisons or arena battles {when}")
+        return
+    print(f"removed {removed['comparisons']} comparisons and {removed['arena battles']} arena battles with their "
+          f"votes, {when}")
+
+
 # -- serve / demo ----------------------------------------------------------------------------------------------
+def _check_bind(args: argparse.Namespace) -> None:
+    """Refuse a network bind without a login before anything else happens (see app/ui.check_bind)."""
+    import os
+
+    from app.ui import check_bind, parse_auth
+
+    check_bind(args.host, parse_auth(os.environ.get("MOODSHELF_AUTH")), args.allow_open_admin)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from app.ui import serve
 
     check_serve_settings(args.port)
+    _check_bind(args)
     check_port_free(args.host, args.port)
-    serve(_db(), host=args.host, port=args.port, base_model=args.base_model)
+    serve(_db(), host=args.host, port=args.port, base_model=args.base_model, allow_open_admin=args.allow_open_admin)
 
 
 def _approved_offline_samples(db: Database, language: str) -> int:
@@ -478,8 +507,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from training.base_model import resolve_base_model
     from training.config import TrainConfig
 
-    if not args.no_serve:
-        check_serve_settings(args.port)  # fail before minutes of work, not after
+    if not args.no_serve:  # fail before minutes of work, not after
+        check_serve_settings(args.port)
+        _check_bind(args)
         check_port_free(args.host, args.port)
     steps = 4 if args.no_train else 5
     db = _db()
@@ -514,4 +544,4 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"[{steps}/{steps}] app at http://{args.host}:{args.port} — Recommend, Compare, Arena; admin: Generate, Curate, Train, Evaluate (Ctrl-C to stop)")
     from app.ui import serve
 
-    serve(db, host=args.host, port=args.port)
+    serve(db, host=args.host, port=args.port, allow_open_admin=args.allow_open_admin)

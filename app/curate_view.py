@@ -3,6 +3,7 @@ the statistics as data frames for plots. Pure functions of database rows; no eve
 from __future__ import annotations
 
 import html
+import re
 
 import pandas as pd
 
@@ -30,6 +31,14 @@ def page_summary(p: Page, description: str) -> str:
             f"page {p.page_number:,} of {p.page_count:,}")
 
 
+def fenced(text: str) -> str:
+    """A code block that the text cannot close: its fence is longer than any run of backticks inside it (a
+    model's answer is untrusted; inside the block it is shown as text)."""
+    longest = max((len(run) for run in re.findall(r"`+", text or "")), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
 def sample_markdown(s: Sample, cards: list[BookCard]) -> str:
     """The sample as rendered for training (the user turn, the assistant turn), its books and flags."""
     flags = "\n".join(f"- `{f}`" for f in s.quality_flags) or "- none"
@@ -41,8 +50,8 @@ def sample_markdown(s: Sample, cards: list[BookCard]) -> str:
     return (f"### Sample #{s.id} — **{s.status}**{cluster}\n"
             f"{s.provider} `{s.model}` · prompt `{s.prompt_version}` · {s.language} · split {s.split or '—'} · "
             f"{s.grounded_count}/{len(s.books)} books in the catalog{edited}\n\n"
-            f"**User turn (what the student model is given)**\n\n```text\n{s.prompt}\n```\n\n"
-            f"**Assistant turn (what it learns to answer)**\n\n```text\n{s.output}\n```\n\n"
+            f"**User turn (what the student model is given)**\n\n{fenced(s.prompt)}\n\n"
+            f"**Assistant turn (what it learns to answer)**\n\n{fenced(s.output)}\n\n"
             f"**Books**\n\n" + ("\n".join(c.markdown(s.language) for c in cards) or "*no books parsed*")
             + f"\n\n**Validation flags**\n\n{flags}")
 

@@ -1,14 +1,21 @@
 """Recommend tab, for end users: describe how you feel (the seed's five fields plus free text, in Korean or
 English); the chosen model's answer streams in, and every book it names is shown with its catalog card
-(author, year, description) or marked "not in catalog"."""
+(author, year, description) or marked "not in catalog". A request that signals self-harm or suicidal thoughts
+gets a caring message with the crisis line above the answer first (datagen/safety.py); an answer cut short by
+its token limit says so. Nothing of the request is stored."""
 from __future__ import annotations
+
+import time
 
 import gradio as gr
 
-from app.answer_view import cards_markdown
+from app.answer_view import CUT_SHORT, cards_markdown, crisis_markdown, waiting_line
+from app.escape import html_text
+from app.parallel import TICK_S
 from app.request_form import build_request_form
 from app.services import Services
 from training.backends import BackendError
+from training.columns import stream_columns
 
 INTRO = {"en": "Tell us how you feel and what you need; a model recommends three books. "
                "Books are checked against the catalog.",
@@ -22,36 +29,49 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
     with gr.Tab("Recommend", id="recommend"):
         intro = gr.Markdown(INTRO["en"], elem_id="rec_intro")
         choices = services.backend_choices() + services.api_choices()
-        backend = gr.Dropdown(choices, value=choices[0], label="Model / 모델", allow_custom_value=True,
-                              elem_id="rec_backend")
+        # Offered backends only (checked again on the server): typing a URL or model is an admin action.
+        backend = gr.Dropdown(choices, value=choices[0], label="Model / 모델", elem_id="rec_backend")
         form = build_request_form("en", prefix="rec_")
         button = gr.Button(BUTTON["en"], variant="primary", elem_id="rec_button")
+        crisis = gr.Markdown(elem_id="rec_crisis")
         answer = gr.Textbox(label=ANSWER["en"], lines=12, interactive=False, elem_id="rec_answer")
         cards = gr.Markdown(elem_id="rec_cards")
 
         def recommend(backend_label, language, emotion, occupation, effects, situation, focus, free_text, retrieval):
             try:
-                prompt, _ = services.request_prompt(
+                prompt, fields = services.request_prompt(
                     language, emotion, occupation, effects, situation, focus, free_text, retrieval)
+            except ValueError as e:
+                raise gr.Error(str(e))
+            notice = crisis_markdown(fields, language)
+            try:
                 chat = services.backend(backend_label, language)
             except (ValueError, BackendError) as e:
-                raise gr.Error(str(e))
-            text = ""
-            yield "", GENERATING[language]
-            try:
-                for chunk in chat.stream([{"role": "user", "content": prompt}]):
-                    text += chunk
-                    yield text, GENERATING[language]
-            except BackendError as e:
-                yield text, f"⚠️ {e}"
+                if not notice:
+                    raise gr.Error(str(e))
+                # The message with the crisis line shows whatever the backend does.
+                yield "", f"⚠️ {html_text(e)}", notice
                 return
-            yield text, cards_markdown(services.book_cards(text, language), language)
+            text, t0 = "", time.perf_counter()
+            yield "", GENERATING[language], notice
+            for ev in stream_columns([chat], [{"role": "user", "content": prompt}], tick_s=TICK_S):
+                if ev.tick:
+                    if not text and time.perf_counter() - t0 >= 1.0:
+                        yield text, waiting_line(chat, time.perf_counter() - t0, language), notice
+                elif ev.error:
+                    yield text, f"⚠️ {html_text(ev.error)}", notice
+                    return
+                elif ev.delta:
+                    text += ev.delta
+                    yield text, GENERATING[language], notice
+            shown = cards_markdown(services.book_cards(text, language), language)
+            yield text, (CUT_SHORT[language] + "\n\n" + shown) if chat.usage.truncated else shown, notice
 
         def relabel(language):
             # The form's own fields switch in build_request_form; this switches the rest of the tab.
             return gr.Markdown(INTRO[language]), gr.Button(BUTTON[language]), gr.Textbox(label=ANSWER[language])
 
         form.language.change(relabel, form.language, [intro, button, answer])
-        button.click(recommend, [backend, *form.inputs], [answer, cards])
+        button.click(recommend, [backend, *form.inputs], [answer, cards, crisis])
 
         return backend

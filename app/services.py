@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from app.escape import markdown_text
+from app.offered import custom_backend_labels, default_api_labels, require_offered
+from app.settings import AppSettings
 from datagen.catalog import catalog_index
 from datagen.grid import EFFECTS, Request, adnominal
 from datagen.catalog import books_for_moods
@@ -20,7 +23,7 @@ from datagen.prompts import answer_format_system, input_for, instruction_for, re
 from datagen.validation import parse_books
 from db.engine import Database
 from db.models import Book, TrainingRun
-from training.backends import (BASE_LABEL, DEFAULT_API_MODELS, KEY_ENVS, Backend, BackendError, BackendSpec,
+from training.backends import (BASE_LABEL, KEY_ENVS, Backend, BackendError, BackendSpec,
                                attach_run_adapter, make_backend)
 from training.config import DEFAULT_BASE_MODEL
 
@@ -35,12 +38,16 @@ class BookCard:
     book: Book | None
 
     def markdown(self, language: str) -> str:
+        """One card. Every field is escaped (app/escape.py): a model's answer, and a catalog CSV, are text to
+        show, never markup."""
         if self.book is None:
             tag = "카탈로그에 없음" if language == "ko" else "not in catalog"
-            return f"- **{self.title}** — {self.author or '?'}  ⚠️ *{tag}*"
+            return f"- **{markdown_text(self.title)}** — {markdown_text(self.author or '?')}  ⚠️ *{tag}*"
         b = self.book
-        meta = ", ".join(str(x) for x in (b.author, b.translator and f"tr. {b.translator}", b.publisher, b.year) if x)
-        return f"- **{b.title}** — {meta}  ✅  \n  {b.description}  \n  `{' · '.join(b.moods)}`"
+        meta = ", ".join(markdown_text(x) for x in (b.author, b.translator and f"tr. {b.translator}", b.publisher,
+                                                    b.year) if x)
+        moods = " · ".join(markdown_text(m) for m in b.moods)
+        return f"- **{markdown_text(b.title)}** — {meta}  ✅  \n  {markdown_text(b.description)}  \n  *{moods}*"
 
 
 def build_request(language: str, emotion: str, occupation: str, effects: list[str] | str, situation: str,
@@ -77,6 +84,7 @@ def build_request(language: str, emotion: str, occupation: str, effects: list[st
 class Services:
     db: Database
     base_model: str = DEFAULT_BASE_MODEL
+    settings: AppSettings = field(default_factory=AppSettings.from_env)
     _model: object = None
     _index: object = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -98,15 +106,16 @@ class Services:
                 for r in self.finished_runs() if r.base_model == self.base_model]
         return runs + [BASE_LABEL]
 
-    @staticmethod
-    def api_choices() -> list[str]:
+    def api_choices(self) -> list[str]:
         """API baselines: GPT and Claude (offered with or without a key: the column then says how to add
-        one), and the OpenAI-compatible server from OPENAI_COMPATIBLE_BASE_URL (e.g. vLLM) when set."""
-        choices = [BackendSpec(kind=k, model=m).label for k, m in DEFAULT_API_MODELS.items()]
-        if url := os.environ.get("OPENAI_COMPATIBLE_BASE_URL"):
-            model = os.environ.get("OPENAI_COMPATIBLE_MODEL", "default")
-            choices.append(BackendSpec(kind="openai_compatible", model=model, base_url=url).label)
-        return choices
+        one), the OpenAI-compatible server from OPENAI_COMPATIBLE_BASE_URL (e.g. vLLM) when set, and the
+        backends the operator added on the admin side (app/offered.py)."""
+        defaults = default_api_labels()
+        return defaults + [lb for lb in custom_backend_labels(self.db) if lb not in defaults]
+
+    def offered_backends(self) -> list[str]:
+        """Every backend a public tab may use; anything else is refused on the server (app/offered.py)."""
+        return self.backend_choices() + self.api_choices()
 
     @staticmethod
     def has_key(label: str) -> bool:
@@ -115,13 +124,16 @@ class Services:
 
     def backend(self, label: str, language: str = "en") -> Backend:
         """A chat backend for a dropdown label. BackendError says what is wrong (no key: which variable to
-        export; an adapter of another base model: that it does not fit)."""
+        export; an adapter of another base model: that it does not fit; a label the server does not offer:
+        refused before anything is made, so no request leaves for a URL the page typed)."""
+        require_offered([label], self.offered_backends())
         spec = BackendSpec.from_label(label)
         if spec.is_local:
             return make_backend(spec, local_model=self.model(), db=self.db)
         if spec.kind in KEY_ENVS and spec.kind != "openai_compatible" and not os.environ.get(KEY_ENVS[spec.kind]):
             raise BackendError(NO_KEY_HELP.format(env=KEY_ENVS[spec.kind]))
-        return make_backend(spec, system_prompt=answer_format_system(language))
+        return make_backend(spec, system_prompt=answer_format_system(language),
+                            first_token_timeout_s=self.settings.first_token_timeout_s)
 
     def model(self):
         with self._lock:

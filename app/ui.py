@@ -1,26 +1,30 @@
-"""The Gradio app: Recommend, Compare and Arena for everyone; Generate, Curate, Train and Evaluate for the
-admin.
+"""The Gradio app: Recommend, Compare and Arena for everyone; Generate, Curate, Train, Evaluate and Backends for
+the admin.
 
     moodshelf serve --port 7860                       # binds 127.0.0.1 unless --host says otherwise
     MOODSHELF_AUTH=admin:s3cret moodshelf serve       # admin tabs at /admin/ behind a login
+    moodshelf serve --host 0.0.0.0                    # refused without MOODSHELF_AUTH (or --allow-open-admin)
     python -m app.ui                                  # same as `moodshelf serve`, with defaults
 
-Without MOODSHELF_AUTH every tab is in one page (a local, single-user setup). With it, two Gradio apps
+Without MOODSHELF_AUTH every tab is in one page (a local, single-user setup: whoever reaches the page is the
+admin, so it binds a loopback address unless --allow-open-admin says otherwise). With it, two Gradio apps
 share one server and one set of services: the public one at / (Recommend, Compare, Arena) and the admin
-one at /admin/ (Generate, Curate, Train), which Gradio's own login protects. `launch(auth=...)` can only protect a
-whole app, hence the two apps on one FastAPI server.
+one at /admin/, which Gradio's own login protects and app/server_guard.AdminGate closes completely to a client
+without the login. `launch(auth=...)` can only protect a whole app, hence the two apps on one FastAPI server.
 """
 from __future__ import annotations
 
 import os
 
 from app.arena_tab import build_arena_tab
+from app.backends_tab import build_backends_tab
 from app.compare_tab import build_compare_tab, default_columns
 from app.curate_tab import build_curate_tab
 from app.eval_tab import build_eval_tab
 from app.generate_tab import build_generate_tab
 from app.recommend_tab import build_recommend_tab
 from app.services import Services
+from app.settings import AppSettings
 from app.train_tab import build_train_tab
 from db.engine import Database, open_db
 from training.config import DEFAULT_BASE_MODEL
@@ -49,6 +53,8 @@ def build_app(services: Services, *, public: bool = True, admin: bool = True, ad
 
     with gr.Blocks(title="moodshelf" if public else "moodshelf admin", analytics_enabled=False) as demo:
         gr.Markdown(HEADER if public else "# moodshelf admin\nGenerate samples and train adapters.")
+        if public:  # one line on what is kept of a reader's request (app/reader_data.py)
+            gr.Markdown(services.settings.reader_data_line(), elem_id="reader_data_line")
         if admin_link:
             gr.Markdown(f"[Admin tabs]({admin_link}) (login required)", elem_id="admin_link")
         pickers = []
@@ -63,6 +69,7 @@ def build_app(services: Services, *, public: bool = True, admin: bool = True, ad
                 build_curate_tab(services, demo)
                 build_train_tab(services)
                 build_eval_tab(services)
+                build_backends_tab(services)
 
         if pickers:
             def refresh_backends():
@@ -79,26 +86,71 @@ def build_app(services: Services, *, public: bool = True, admin: bool = True, ad
 
 
 def build_server(services: Services, accounts: list[tuple[str, str]]):
-    """One FastAPI app: the admin Blocks at /admin behind Gradio's login, the public Blocks at /."""
+    """One FastAPI app. With accounts: the admin Blocks at /admin behind Gradio's login and the AdminGate
+    (login form only, throttled logins), the public Blocks at /. Without: every tab at / (this machine's
+    single user is the admin). Either way an unknown endpoint is a 404 (app/server_guard.py)."""
     import gradio as gr
     from fastapi import FastAPI
 
+    from app.server_guard import AdminGate, LoginThrottle, answer_unknown_endpoints, mounted_app
+
     server = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    if not accounts:
+        demo = build_app(services).queue(default_concurrency_limit=4)
+        server = gr.mount_gradio_app(server, demo, path="/", ssr_mode=False, footer_links=[])
+        answer_unknown_endpoints(mounted_app(server, "/"))
+        return server
     admin = build_app(services, public=False).queue(default_concurrency_limit=4)
     public = build_app(services, admin=False, admin_link=f"{ADMIN_PATH}/").queue(default_concurrency_limit=4)
     # The more specific mount first: "/" would otherwise swallow /admin.
     server = gr.mount_gradio_app(server, admin, path=ADMIN_PATH, auth=accounts, ssr_mode=False, footer_links=[],
-                                 auth_message="moodshelf admin: Generate and Train")
+                                 auth_message="moodshelf admin: Generate, Curate, Train, Evaluate, Backends")
     server = gr.mount_gradio_app(server, public, path="/", ssr_mode=False, footer_links=[])
+    for path in (ADMIN_PATH, "/"):
+        answer_unknown_endpoints(mounted_app(server, path))
+    server.add_middleware(AdminGate, admin_path=ADMIN_PATH, admin_app=mounted_app(server, ADMIN_PATH),
+                          throttle=LoginThrottle(limit=services.settings.login_attempts_per_minute))
     return server
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the server to this machine (every address it resolves to is loopback)."""
+    import ipaddress
+    import socket
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+
+
+def check_bind(host: str, accounts: list[tuple[str, str]], allow_open_admin: bool = False) -> None:
+    """Without MOODSHELF_AUTH every tab is on one page, the admin ones included: that page stays on this
+    machine unless the user says, with --allow-open-admin, that the network may use the admin tabs."""
+    if accounts or allow_open_admin or is_loopback(host):
+        return
+    from app.errors import UserError
+
+    raise UserError(f"--host {host} would open the admin tabs (Generate, Curate, Train, Evaluate, Backends) to the "
+                    "network without a login: set MOODSHELF_AUTH=user:password to put them behind one, or pass "
+                    "--allow-open-admin if everyone who can reach this address may use them.")
+
+
 def serve(db: Database, host: str = "127.0.0.1", port: int = 7860, base_model: str | None = None,
-          block: bool = True, auth: str | None = None):
-    """Serve the app. `auth` defaults to $MOODSHELF_AUTH. Returns the Blocks (no login) or the uvicorn
-    server (login) so a caller with block=False can close it."""
+          block: bool = True, auth: str | None = None, allow_open_admin: bool = False):
+    """Serve the app. `auth` defaults to $MOODSHELF_AUTH. With block=False, returns the uvicorn server
+    (set `should_exit = True` to stop it)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     accounts = parse_auth(auth if auth is not None else os.environ.get("MOODSHELF_AUTH"))
+    check_bind(host, accounts, allow_open_admin)
+    settings = AppSettings.from_env()  # a bad variable stops the start, with every problem named
     reconcile_runs(db)  # a run whose worker died while the app was down is marked failed, not 'running'
     from datagen.worker import reconcile_jobs
 
@@ -106,13 +158,7 @@ def serve(db: Database, host: str = "127.0.0.1", port: int = 7860, base_model: s
     from training.evals import reconcile_evals
 
     reconcile_evals(db)
-    services = Services(db=db, base_model=base_model or DEFAULT_BASE_MODEL)
-    if not accounts:
-        demo = build_app(services)
-        demo.queue(default_concurrency_limit=4)
-        demo.launch(server_name=host, server_port=port, ssr_mode=False, prevent_thread_lock=not block,
-                    show_error=True, footer_links=[], quiet=False)
-        return demo
+    services = Services(db=db, base_model=base_model or DEFAULT_BASE_MODEL, settings=settings)
 
     import threading
 
@@ -120,8 +166,12 @@ def serve(db: Database, host: str = "127.0.0.1", port: int = 7860, base_model: s
 
     config = uvicorn.Config(build_server(services, accounts), host=host, port=port, log_level="warning")
     server = uvicorn.Server(config)
-    print(f"moodshelf: http://{host}:{port}/ (admin tabs at http://{host}:{port}{ADMIN_PATH}/, login required)",
-          flush=True)
+    if accounts:
+        print(f"moodshelf: http://{host}:{port}/ (admin tabs at http://{host}:{port}{ADMIN_PATH}/, login required)",
+              flush=True)
+    else:
+        print(f"moodshelf: http://{host}:{port}/ (every tab on one page: without MOODSHELF_AUTH this page is the "
+              "admin)", flush=True)
     if block:
         server.run()
     else:

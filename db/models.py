@@ -332,3 +332,18 @@ class EvalResult(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     eval_run: Mapped[EvalRun] = relationship(back_populates="results")
+
+
+class ChatBackend(Base):
+    """A chat backend the operator added on the admin side (an OpenAI-compatible server's URL and model, or
+    another GPT/Claude model by name). From then on every tab offers it; the public tabs answer with offered
+    backends only, so a visitor can never make the server call a URL of their choosing."""
+
+    __tablename__ = "chat_backends"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(String(600), unique=True)   # training.backends.BackendSpec.label
+    kind: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(300))
+    base_url: Mapped[Optional[str]] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

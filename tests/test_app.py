@@ -57,12 +57,13 @@ def test_served_app_recommends_and_compares(trained, tiny_model_dir, free_port):
                 quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
-        answer, cards = client.predict(run_label, "en", "anxious", "nurse", ["calm"], "the commute",
-                                       "light and easy", "", False, api_name="/recommend")
+        answer, cards, crisis = client.predict(run_label, "en", "anxious", "nurse", ["calm"], "the commute",
+                                               "light and easy", "", False, api_name="/recommend")
+        assert crisis == ""  # an ordinary request: no crisis message
         assert isinstance(answer, str) and cards  # random weights: text is noise, but it streams and is checked
         assert "catalog" in cards or "No numbered book list" in cards
 
-        left, left_stats, right, right_stats, _, third = client.predict(
+        left, left_stats, right, right_stats, _, third, _crisis = client.predict(
             BASE_LABEL, run_label, "(none)", "en", "anxious", "nurse", ["calm"], "the commute", "light and easy", "",
             False, api_name="/compare")
         assert third == ""  # a column left empty stays empty

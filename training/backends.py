@@ -18,10 +18,17 @@ kinds
 
 A backend object holds the usage of its last call, so make one per column/request (they are cheap); the
 local model behind local backends is shared and queues generations itself.
+
+API backends give up when the first token takes longer than `first_token_timeout_s` (20 s by default; the app
+reads MOODSHELF_FIRST_TOKEN_TIMEOUT_S) with one line, instead of a column that shows nothing for a minute. An
+answer that ended at its token limit (OpenAI finish_reason "length", Anthropic stop_reason "max_tokens", a local
+model that reached max_new_tokens) has `usage.truncated` set, so the page can say it was cut short.
 """
 from __future__ import annotations
 
+import queue
 import re
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -36,6 +43,7 @@ BASE_LABEL = "base model"
 DEFAULT_API_MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5"}
 KEY_ENVS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY",
             "openai_compatible": "OPENAI_COMPATIBLE_API_KEY"}
+FIRST_TOKEN_TIMEOUT_S = 20.0
 
 _RUN_LABEL = re.compile(r"^run #(\d+)(?::\s*(.*))?$")
 _COMPAT_LABEL = re.compile(r"^openai-compatible:\s*(.+?)\s*@\s*(\S+)$")
@@ -106,6 +114,8 @@ class Usage:
     cost_usd: float | None = None
     ttft_s: float | None = None
     total_s: float = 0.0
+    finish_reason: str | None = None   # as the vendor said it ("stop", "length", "end_turn", "max_tokens"...)
+    truncated: bool = False            # the answer ended at its token limit: cut short, not complete
 
 
 class Backend(ABC):
@@ -114,6 +124,7 @@ class Backend(ABC):
 
     kind: ClassVar[str]
     can_stream: ClassVar[bool] = True
+    first_token_timeout_s: float | None = None   # None: wait as long as it takes (a local model's queue)
 
     def __init__(self, spec: BackendSpec, *, system_prompt: str | None = None):
         self.spec = spec
@@ -129,8 +140,11 @@ class Backend(ABC):
             raise BackendError("The request is empty: there is nothing to answer.")
         self.usage = Usage()
         t0 = time.perf_counter()
+        deltas = self._deltas(messages, max_new_tokens)
+        if self.first_token_timeout_s:
+            deltas = first_token_deadline(deltas, self.first_token_timeout_s, self.label)
         try:
-            for delta in self._deltas(messages, max_new_tokens):
+            for delta in deltas:
                 if not delta:
                     continue
                 if self.usage.ttft_s is None:
@@ -155,6 +169,48 @@ class Backend(ABC):
         """Yield text deltas; set self.usage.prompt_tokens / completion_tokens / cost_usd."""
 
 
+def first_token_deadline(deltas: Iterator[str], timeout_s: float, label: str) -> Iterator[str]:
+    """`deltas`, read in a thread of its own, with a deadline on the first non-empty one: a server that accepts
+    the request and then sends nothing (or only keep-alive pings) fails after `timeout_s` with one line. After
+    the first token the SDK's own read timeout applies. An abandoned reader ends when its request does."""
+    items: "queue.Queue[tuple[str, object]]" = queue.Queue()
+    abandoned = threading.Event()
+
+    def pump() -> None:
+        try:
+            for delta in deltas:
+                items.put(("delta", delta))
+                if abandoned.is_set():
+                    break
+        except BaseException as e:  # noqa: BLE001 - raised again in the reader's thread
+            items.put(("error", e))
+        else:
+            items.put(("end", None))
+        finally:
+            close = getattr(deltas, "close", None)
+            if close is not None:  # ends the SDK stream (and its connection) in the thread that read it
+                close()
+
+    threading.Thread(target=pump, name=f"first-token:{label}", daemon=True).start()
+    deadline = time.monotonic() + timeout_s
+    started = False
+    try:
+        while True:
+            try:
+                kind, value = items.get(timeout=None if started else max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise BackendError(f"{label}: no answer within {timeout_s:g} s (first-token timeout); the server "
+                                   "may be overloaded or down — try again later.") from None
+            if kind == "error":
+                raise value  # type: ignore[misc]
+            if kind == "end":
+                return
+            started = started or bool(value)
+            yield value  # type: ignore[misc]
+    finally:
+        abandoned.set()
+
+
 # ------------------------------------------------------------------------------------------------------ local
 class LocalBackend(Backend):
     """The shared LocalModel with one adapter active (or none). The model's own worker queues generations,
@@ -176,6 +232,8 @@ class LocalBackend(Backend):
         yield from self.local_model.stream(chat, adapter=self.adapter, max_new_tokens=max_new_tokens, stats=stats)
         self.usage.prompt_tokens, self.usage.completion_tokens = stats.prompt_tokens, stats.tokens
         self.usage.cost_usd = 0.0
+        self.usage.truncated = stats.truncated
+        self.usage.finish_reason = "length" if stats.truncated else "stop"
 
 
 def attach_run_adapter(local_model, db, run_id: int) -> str:
@@ -202,9 +260,12 @@ class _APIBackend(Backend):
 
     provider_name: ClassVar[str]
 
-    def __init__(self, spec: BackendSpec, *, timeout_s: float = 60.0, **kw):
+    def __init__(self, spec: BackendSpec, *, timeout_s: float = 60.0,
+                 first_token_timeout_s: float | None = FIRST_TOKEN_TIMEOUT_S, **kw):
         super().__init__(spec, **kw)
         from datagen.providers import get_provider
+
+        self.first_token_timeout_s = first_token_timeout_s
 
         try:
             self.provider = get_provider(self.provider_name, model=spec.model or None, base_url=spec.base_url,
@@ -243,10 +304,13 @@ class OpenAIBackend(_APIBackend):
                 if chunk.usage is not None:  # the last chunk (choices []) carries the usage
                     self.usage.prompt_tokens = chunk.usage.prompt_tokens
                     self.usage.completion_tokens = chunk.usage.completion_tokens
+                if chunk.choices and chunk.choices[0].finish_reason:
+                    self.usage.finish_reason = chunk.choices[0].finish_reason
                 if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
         except openai.OpenAIError as e:
             raise BackendError(f"{self.label}: {translate_sdk_error(e, self.provider, openai)}") from None
+        self.usage.truncated = self.usage.finish_reason == "length"
         self.usage.cost_usd = estimate_cost(self.provider.model, self.usage.prompt_tokens,
                                             self.usage.completion_tokens)
 
@@ -290,6 +354,8 @@ class AnthropicBackend(_APIBackend):
             raise BackendError(f"{self.label}: {translate_sdk_error(e, self.provider, anthropic)}") from None
         self.usage.prompt_tokens = final.usage.input_tokens
         self.usage.completion_tokens = final.usage.output_tokens
+        self.usage.finish_reason = final.stop_reason
+        self.usage.truncated = final.stop_reason == "max_tokens"
         self.usage.cost_usd = estimate_cost(self.provider.model, self.usage.prompt_tokens,
                                             self.usage.completion_tokens)
 
@@ -299,7 +365,7 @@ API_BACKENDS: dict[str, type[_APIBackend]] = {"openai": OpenAIBackend, "anthropi
 
 
 def make_backend(spec: BackendSpec, *, local_model=None, db=None, system_prompt: str | None = None,
-                 timeout_s: float = 60.0) -> Backend:
+                 timeout_s: float = 60.0, first_token_timeout_s: float | None = FIRST_TOKEN_TIMEOUT_S) -> Backend:
     """A backend for a spec. Local backends need the shared LocalModel (and the DB for a run's adapter);
     API backends read their key from the environment and raise BackendError naming the variable to set."""
     if spec.kind == "local":
@@ -311,7 +377,8 @@ def make_backend(spec: BackendSpec, *, local_model=None, db=None, system_prompt:
                 raise BackendError("A fine-tuned backend needs the database to find its run's adapter (db=...).")
             adapter = attach_run_adapter(local_model, db, spec.adapter_run)
         return LocalBackend(spec, local_model, adapter, system_prompt=system_prompt)
-    return API_BACKENDS[spec.kind](spec, system_prompt=system_prompt, timeout_s=timeout_s)
+    return API_BACKENDS[spec.kind](spec, system_prompt=system_prompt, timeout_s=timeout_s,
+                                   first_token_timeout_s=first_token_timeout_s)
 
 
 def api_backends_available() -> dict[str, bool]:
@@ -321,5 +388,5 @@ def api_backends_available() -> dict[str, bool]:
     return {kind: bool(os.environ.get(env)) for kind, env in KEY_ENVS.items() if kind != "openai_compatible"}
 
 
-__all__ = ["Backend", "BackendError", "BackendSpec", "BASE_LABEL", "KINDS", "Usage", "api_backends_available",
-           "attach_run_adapter", "make_backend"]
+__all__ = ["Backend", "BackendError", "BackendSpec", "BASE_LABEL", "FIRST_TOKEN_TIMEOUT_S", "KINDS", "Usage",
+           "api_backends_available", "attach_run_adapter", "first_token_deadline", "make_backend"]

@@ -21,16 +21,18 @@ from training.backends import Backend, BackendError
 
 @dataclass(frozen=True)
 class ColumnEvent:
-    column: int
+    column: int                # -1 for a tick
     delta: str = ""
     done: bool = False
     error: str | None = None   # set on the column's last event when it failed
+    tick: bool = False         # nothing arrived for tick_s: a chance to show how long columns have waited
 
 
 def stream_columns(backends: Sequence[Backend | None], messages: list[dict], *,
-                   max_new_tokens: int = 400) -> Iterator[ColumnEvent]:
+                   max_new_tokens: int = 400, tick_s: float | None = None) -> Iterator[ColumnEvent]:
     """Events from every backend as they come; each column ends with exactly one `done` event. A None
-    backend (a column left empty) produces nothing."""
+    backend (a column left empty) produces nothing. With tick_s, a `tick` event comes whenever nothing else
+    has for tick_s seconds (so a page can show a column still waiting for its first token)."""
     events: "queue.Queue[ColumnEvent]" = queue.Queue()
 
     def run(i: int, backend: Backend) -> None:
@@ -48,7 +50,11 @@ def stream_columns(backends: Sequence[Backend | None], messages: list[dict], *,
         threading.Thread(target=run, args=(i, b), name=f"column-{i}", daemon=True).start()
     remaining = len(live)
     while remaining:
-        event = events.get()
+        try:
+            event = events.get(timeout=tick_s)
+        except queue.Empty:
+            yield ColumnEvent(-1, tick=True)
+            continue
         if event.done:
             remaining -= 1
         yield event

@@ -27,6 +27,21 @@ class StreamStats:
     total_s: float = 0.0
     tokens: int = 0
     prompt_tokens: int = 0
+    truncated: bool = False   # the answer reached max_new_tokens without an end token: cut short
+
+
+def utf8_safe_streamer(tokenizer, **kw):
+    """A TextIteratorStreamer that never ends on a broken character. A byte-level tokenizer spends several
+    tokens on one Hangul syllable, and a partial one decodes as U+FFFD; the streamer holds text back until a
+    space mid-answer, but flushes everything at the end — so a Korean answer cut at max_new_tokens would end
+    in '�'. The incomplete character at the very end is dropped instead."""
+    from transformers import TextIteratorStreamer
+
+    class Utf8SafeStreamer(TextIteratorStreamer):
+        def on_finalized_text(self, text: str, stream_end: bool = False):
+            super().on_finalized_text(text.rstrip("\ufffd") if stream_end else text, stream_end)
+
+    return Utf8SafeStreamer(tokenizer, **kw)
 
 
 @dataclass
@@ -97,7 +112,6 @@ class LocalModel:
         import contextlib
 
         import torch
-        from transformers import TextIteratorStreamer
 
         if adapter is not None and adapter not in self.adapters:
             raise KeyError(f"Adapter '{adapter}' is not loaded.")
@@ -110,15 +124,17 @@ class LocalModel:
                                                     return_tensors="pt", return_dict=True)
         inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
         stats.prompt_tokens = int(inputs["input_ids"].shape[-1])
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = utf8_safe_streamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        stop_ids = stop_token_ids(self.tokenizer)
         gen_kwargs = dict(**inputs, streamer=streamer, max_new_tokens=max_new_tokens,
-                          pad_token_id=self.tokenizer.pad_token_id, eos_token_id=stop_token_ids(self.tokenizer))
+                          pad_token_id=self.tokenizer.pad_token_id, eos_token_id=stop_ids)
         if temperature > 0:
             gen_kwargs.update(do_sample=True, temperature=temperature, top_p=0.9)
         else:
             gen_kwargs.update(do_sample=False)
 
         errors: list[BaseException] = []
+        finished = threading.Event()  # generate() ends the streamer before it returns: stats come after
 
         def run():
             try:
@@ -133,10 +149,15 @@ class LocalModel:
                         if adapter is not None:
                             self.model.set_adapter(adapter)
                     with ctx, torch.inference_mode():
-                        self.model.generate(**gen_kwargs)
+                        out = self.model.generate(**gen_kwargs)
+                new = out[0, stats.prompt_tokens:].tolist()
+                # Cut short: the budget was spent and the last token is not an end token.
+                stats.truncated = len(new) >= max_new_tokens and bool(new) and new[-1] not in stop_ids
             except BaseException as e:  # surfaced to the caller below
                 errors.append(e)
                 streamer.end()
+            finally:
+                finished.set()
 
         t0 = time.perf_counter()
         # TTFT counts from the request, queue wait included: that is what the user waits for.
@@ -149,6 +170,7 @@ class LocalModel:
                 text += chunk
                 stats.total_s = time.perf_counter() - t0
                 yield chunk
+        finished.wait()
         stats.total_s = time.perf_counter() - t0
         # Re-encoding the whole answer once: per-chunk encoding would over-count merged tokens.
         stats.tokens = len(self.tokenizer.encode(text, add_special_tokens=False))

@@ -25,6 +25,7 @@ class AnthropicProvider(Provider):
     default_model = "claude-haiku-4-5"
     key_env = "ANTHROPIC_API_KEY"
     base_url_env = "ANTHROPIC_BASE_URL"
+    vendor_url = "https://api.anthropic.com"
     can_batch = True
 
     def __init__(self, model: str | None = None, **kw):

@@ -14,6 +14,7 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
+from urllib.parse import urlsplit
 
 from datagen.grid import Request
 from db.models import Book
@@ -41,6 +42,24 @@ def redact(text: str, secrets: Sequence[str | None] = ()) -> str:
         if secret and len(secret) >= 6:
             text = text.replace(secret, "***")
     return _KEY_PATTERN.sub(r"\1***", text)
+
+
+def same_server(a: str | None, b: str | None) -> bool:
+    """Whether two base URLs name the same endpoint: scheme, host and port (defaults filled in) and path,
+    ignoring case in scheme and host and a trailing slash."""
+    if not a or not b:
+        return False
+
+    def key(url: str) -> tuple:
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        try:
+            port = parts.port or {"http": 80, "https": 443}.get(scheme)
+        except ValueError:  # a port that is not a number: never the same as anything
+            return (url,)
+        return scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/")
+
+    return key(a) == key(b)
 
 
 def translate_sdk_error(exc, provider: "Provider", sdk, *, not_found_hint: str = "") -> CallError:
@@ -125,6 +144,7 @@ class Provider(ABC):
     key_env: ClassVar[str | None] = None      # e.g. "OPENAI_API_KEY"
     key_required: ClassVar[bool] = True
     base_url_env: ClassVar[str | None] = None
+    vendor_url: ClassVar[str | None] = None   # where the key goes when base_url_env is unset (None: nowhere)
     can_batch: ClassVar[bool] = False
     is_api: ClassVar[bool] = True
 
@@ -136,7 +156,29 @@ class Provider(ABC):
         if self.key_env and self.key_required and not self.api_key:
             raise ProviderError(f"No {self.key_env} set: export it (never commit it), or pick the offline provider.")
         self.base_url = base_url or (os.environ.get(self.base_url_env) if self.base_url_env else None)
+        if self.api_key and base_url and not same_server(base_url, self.key_url):
+            # A key is configured for one server; a URL typed elsewhere (a form, a flag) never receives it.
+            self.api_key = None
+            if self.key_required:
+                raise ProviderError(f"{self.key_env} is only sent to {self.key_url_name}, not to {base_url}: "
+                                    f"set {self.base_url_env}={base_url} if that server should get it.")
         self.timeout_s = timeout_s
+
+    @property
+    def key_url(self) -> str | None:
+        """The one server this provider's key may be sent to: $base_url_env, else the vendor's API."""
+        return (os.environ.get(self.base_url_env) if self.base_url_env else None) or self.vendor_url
+
+    @property
+    def key_url_name(self) -> str:
+        env = os.environ.get(self.base_url_env) if self.base_url_env else None
+        if env:
+            return f"{self.base_url_env} ({env})"
+        return self.vendor_url or f"{self.base_url_env} (unset)"
+
+    @property
+    def sends_key(self) -> bool:
+        return bool(self.api_key)
 
     def redact(self, text: str) -> str:
         return redact(text, [self.api_key])

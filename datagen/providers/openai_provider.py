@@ -25,6 +25,7 @@ class OpenAIProvider(Provider):
     default_model = "gpt-4.1-mini"
     key_env = "OPENAI_API_KEY"
     base_url_env = "OPENAI_BASE_URL"
+    vendor_url = "https://api.openai.com/v1"
     can_batch = True
 
     def __init__(self, model: str | None = None, **kw):
@@ -98,6 +99,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
     key_env = "OPENAI_COMPATIBLE_API_KEY"
     key_required = False
     base_url_env = "OPENAI_COMPATIBLE_BASE_URL"
+    vendor_url = None  # OPENAI_COMPATIBLE_API_KEY goes to OPENAI_COMPATIBLE_BASE_URL and nowhere else
     can_batch = False
 
     def __init__(self, model: str | None = None, **kw):

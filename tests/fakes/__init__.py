@@ -22,12 +22,16 @@ check, and by each line/request of a batch when the batch is created:
                                           "message", "type", "code" (OpenAI) override the error body,
                                           "retry_after_ms" adds a retry-after-ms header
     {"delay": 3.0}                        sleep before answering (lets a client timeout fire); then answers
-    {"truncate": True}                    JSON cut in half; finish_reason "length" / stop_reason "max_tokens"
+    {"truncate": True}                    JSON (or streamed text) cut in half; finish_reason "length" /
+                                          stop_reason "max_tokens"
     {"malformed": True}                   content is not valid JSON
     {"ungrounded": True}                  invented books instead of candidates (an int n: only the last n)
     {"wrong_count": True}                 one book fewer than asked
     {"fail_after": 4}                     stream=true only: an error event after 4 text deltas (OpenAI: a data
                                           chunk with "error"; Anthropic: `event: error`, overloaded_error)
+    {"stall": 30}                         stream=true only: the stream opens (headers, the first event; Anthropic
+                                          also a ping every 0.5 s) and then no token comes for 30 s — a hung
+                                          model behind a live connection
 Keys combine, e.g. {"delay": 0.5, "wrong_count": True}.
 
 Streaming (stream=true): chat.completion.chunk SSE (usage chunk with stream_options.include_usage, then

@@ -24,6 +24,7 @@ from .common import (
     PromptView,
     RecordedRequest,
     Reply,
+    cut_in_half,
     iso_time,
     new_id,
     render_answer,
@@ -155,6 +156,8 @@ class FakeAnthropicServer(FakeServer):
         else:
             if wants_plain_text(bool(body.get("stream")), schema is not None, user + other):
                 answer.text = render_text(books, view.language)
+                if answer.truncated:
+                    answer.text = cut_in_half(answer.text)
             content = [{"type": "text", "text": answer.text, "citations": None}]
             out_text = answer.text
             stop_reason = "max_tokens" if answer.truncated else "end_turn"
@@ -172,19 +175,25 @@ class FakeAnthropicServer(FakeServer):
         }
         if body.get("stream"):
             return Reply(200, headers={"request-id": new_id("req_")},
-                         events=self._stream_events(msg, out_text, fault.get("fail_after")))
+                         events=self._stream_events(msg, out_text, fault.get("fail_after"), fault.get("stall")))
         return Reply(200, msg, headers={"request-id": new_id("req_")})
 
-    def _stream_events(self, msg: dict[str, Any], text: str, fail_after: int | None):
+    def _stream_events(self, msg: dict[str, Any], text: str, fail_after: int | None, stall: float | None = None):
         """The Messages streaming protocol: message_start, content_block_start, ping, text deltas,
         content_block_stop, message_delta (stop_reason, output tokens), message_stop. `fail_after` n: an
-        `error` event (overloaded_error) after n deltas, as the API sends when it fails mid-stream."""
+        `error` event (overloaded_error) after n deltas, as the API sends when it fails mid-stream. `stall` s:
+        only pings, every 0.5 s, for s seconds before the first delta (a hung model on a live connection)."""
         start = {**msg, "content": [], "stop_reason": None,
                  "usage": {**msg["usage"], "output_tokens": 1}}
         yield sse({"type": "message_start", "message": start}, "message_start")
         yield sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
                   "content_block_start")
         yield sse({"type": "ping"}, "ping")
+        stalled_until = time.monotonic() + float(stall or 0)
+        while time.monotonic() < stalled_until:
+            if not self.sleep(min(0.5, stalled_until - time.monotonic())):
+                return
+            yield sse({"type": "ping"}, "ping")
         for i, piece in enumerate(text_deltas(text)):
             if fail_after is not None and i >= int(fail_after):
                 yield sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "error")

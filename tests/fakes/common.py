@@ -561,6 +561,11 @@ def render_answer(obj: dict[str, Any], fault: dict[str, Any]) -> Answer:
     return Answer(obj, text)
 
 
+def cut_in_half(text: str) -> str:
+    """A text answer stopped by its token limit: the first half, mid-sentence."""
+    return text[: len(text) // 2]
+
+
 def wants_plain_text(streamed: bool, structured: bool, texts: Iterable[str]) -> bool:
     """A streamed chat request (the app's backends) with no schema, no tool and no mention of JSON gets
     prose in the sample format (numbered books with reason and effect lines), as a real model asked in

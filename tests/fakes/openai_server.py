@@ -22,6 +22,7 @@ from .common import (
     PromptView,
     RecordedRequest,
     Reply,
+    cut_in_half,
     new_id,
     render_answer,
     render_text,
@@ -151,6 +152,8 @@ class FakeOpenAIServer(FakeServer):
         answer = render_answer({"books": books}, fault)
         if wants_plain_text(bool(body.get("stream")), rtype is not None, other_texts + user_texts):
             answer.text = render_text(books, view.language)
+            if answer.truncated:
+                answer.text = cut_in_half(answer.text)
         if (canned := self.canned_reply(other_texts + user_texts)) is not None:
             answer.text = canned
         prompt_tokens = word_count(view.all_text)
@@ -161,7 +164,8 @@ class FakeOpenAIServer(FakeServer):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return Reply(200, headers={"x-request-id": new_id("req_")},
                          events=self._chunks(body["model"], answer.text, "length" if answer.truncated else "stop",
-                                             usage if include_usage else None, fault.get("fail_after")))
+                                             usage if include_usage else None, fault.get("fail_after"),
+                                             fault.get("stall")))
         completion = {
             "id": new_id("chatcmpl-"),
             "object": "chat.completion",
@@ -186,10 +190,12 @@ class FakeOpenAIServer(FakeServer):
         }
         return Reply(200, completion, headers={"x-request-id": new_id("req_")})
 
-    def _chunks(self, model: str, text: str, finish_reason: str, usage: dict | None, fail_after: int | None):
+    def _chunks(self, model: str, text: str, finish_reason: str, usage: dict | None, fail_after: int | None,
+                stall: float | None = None):
         """chat.completion.chunk events as the real API streams them: a role delta, content deltas, a
         finish_reason chunk, the usage chunk (choices []) when stream_options.include_usage, then [DONE].
-        `fail_after` n: an error event after n content deltas, the way the API reports a mid-stream failure."""
+        `fail_after` n: an error event after n content deltas, the way the API reports a mid-stream failure.
+        `stall` s: nothing after the role delta for s seconds (a hung model on a live connection)."""
         cid, created = new_id("chatcmpl-"), int(time.time())
 
         def chunk(choices: list, **extra: Any) -> bytes:
@@ -198,6 +204,8 @@ class FakeOpenAIServer(FakeServer):
 
         yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                       "finish_reason": None}])
+        if stall and not self.sleep(float(stall)):
+            return
         for i, piece in enumerate(text_deltas(text)):
             if fail_after is not None and i >= int(fail_after):
                 yield sse({"error": {"message": "The server had an error while processing your request.",

@@ -1,0 +1,140 @@
+"""Hangs and truncation in the chat backends: a hung API column gives up after the first-token timeout with one
+line (and says it is waiting until then); an answer that ended at its token limit is marked as cut short by every
+backend; a local answer cut in the middle of a Korean character never ends in U+FFFD."""
+import time
+
+import pytest
+
+from app.answer_view import stats_line
+from app.parallel import run_columns
+from app.services import Services
+from app.settings import AppSettings, SettingsError
+from fakes.fixtures import fake_anthropic, fake_openai  # noqa: F401
+from training.backends import FIRST_TOKEN_TIMEOUT_S, BackendError, BackendSpec, Usage, make_backend
+
+KEY = "sk-test-abcdef123456"
+MESSAGES = [{"role": "user", "content": "Recommend 3 books for a tired nurse looking for calm."}]
+SPECS = {"openai": BackendSpec(kind="openai", model="gpt-4.1-mini"),
+         "anthropic": BackendSpec(kind="anthropic", model="claude-haiku-4-5")}
+
+
+@pytest.fixture
+def api_env(fake_openai, fake_anthropic, monkeypatch):
+    for vendor, server in (("OPENAI", fake_openai), ("ANTHROPIC", fake_anthropic)):
+        monkeypatch.setenv(f"{vendor}_API_KEY", KEY)
+        monkeypatch.setenv(f"{vendor}_BASE_URL", server.base_url)
+    return {"openai": fake_openai, "anthropic": fake_anthropic}
+
+
+@pytest.mark.parametrize("vendor", ["openai", "anthropic"])
+@pytest.mark.parametrize("fault", [{"stall": 30}, {"delay": 30}])
+def test_hung_api_backend_gives_up_after_the_first_token_timeout(vendor, fault, api_env):
+    """`stall`: the stream is open (Anthropic even sends pings) but no token comes; `delay`: no response at all."""
+    api_env[vendor].add_fault(**fault)
+    backend = make_backend(SPECS[vendor], first_token_timeout_s=1.0)
+    t0 = time.perf_counter()
+    with pytest.raises(BackendError) as e:
+        backend.complete(MESSAGES)
+    assert time.perf_counter() - t0 < 6  # not the SDK's 60 s, not the fake's 30 s
+    assert "no answer within 1 s (first-token timeout)" in str(e.value) and "\n" not in str(e.value)
+    assert str(e.value).startswith(f"{vendor}:")
+    assert make_backend(SPECS[vendor], first_token_timeout_s=1.0).complete(MESSAGES).startswith("1. ")  # next is fine
+
+
+def test_first_token_timeout_defaults_to_20_s_and_comes_from_the_environment(monkeypatch):
+    assert FIRST_TOKEN_TIMEOUT_S == 20.0 and AppSettings().first_token_timeout_s == 20.0
+    monkeypatch.setenv("MOODSHELF_FIRST_TOKEN_TIMEOUT_S", "45")
+    assert AppSettings.from_env().first_token_timeout_s == 45.0
+    monkeypatch.setenv("MOODSHELF_FIRST_TOKEN_TIMEOUT_S", "soon")
+    monkeypatch.setenv("MOODSHELF_STORE_READER_TEXT", "maybe")
+    with pytest.raises(SettingsError) as e:  # every problem at once
+        AppSettings.from_env()
+    assert "MOODSHELF_FIRST_TOKEN_TIMEOUT_S='soon'" in str(e.value) and "MOODSHELF_STORE_READER_TEXT" in str(e.value)
+
+
+def test_compare_column_says_it_is_waiting_then_fails_while_the_other_finishes(catalog_db, api_env):
+    api_env["openai"].add_fault(stall=30)
+    services = Services(db=catalog_db, settings=AppSettings(first_token_timeout_s=2.5))
+    states = [(list(s.lines), s.done) for s in run_columns(
+        services, ["openai: gpt-4.1-mini", "anthropic: claude-haiku-4-5"], MESSAGES[0]["content"], "en")]
+    waiting = [lines[0] for lines, _ in states if lines[0].startswith("*waiting for the first token")]
+    assert waiting and "(gives up after 2.5 s)" in waiting[-1]
+    final = states[-1][0]
+    assert states[-1][1] and final[0].startswith("⚠️ openai: gpt-4.1-mini: no answer within 2.5 s")
+    assert "first token" in final[1]  # the other column finished with its figures
+
+
+@pytest.mark.parametrize("vendor,reason", [("openai", "length"), ("anthropic", "max_tokens")])
+def test_answer_stopped_by_its_token_limit_is_marked_cut_short(vendor, reason, api_env):
+    api_env[vendor].add_fault(truncate=True)
+    backend = make_backend(SPECS[vendor])
+    cut = backend.complete(MESSAGES)
+    assert backend.usage.truncated and backend.usage.finish_reason == reason
+    assert "cut short at the token limit" in stats_line(backend.usage, [])
+    whole = backend.complete(MESSAGES)
+    assert not backend.usage.truncated and len(cut) < len(whole)
+    assert "cut short" not in stats_line(backend.usage, [])
+
+
+def test_compare_marks_a_cut_short_column_and_stores_it(catalog_db, api_env):
+    api_env["anthropic"].add_fault(truncate=True)
+    services = Services(db=catalog_db)
+    *_, state = run_columns(services, ["openai: gpt-4.1-mini", "anthropic: claude-haiku-4-5"],
+                            MESSAGES[0]["content"], "en")
+    assert "cut short" not in state.lines[0] and "cut short at the token limit" in state.lines[1]
+    assert [r["truncated"] for r in state.results] == [False, True]
+    assert "토큰 한도에서 잘렸습니다" in stats_line(Usage(truncated=True), [], "ko")
+
+
+class ScriptedModel:
+    """Stands in for a causal LM: 'generates' a fixed list of token ids through the streamer, stopping at
+    max_new_tokens or at an end token, and returns prompt + new ids as generate() does."""
+
+    def __init__(self, tokens: list[int]):
+        import torch
+
+        self.tokens, self.device = tokens, torch.device("cpu")
+
+    def generate(self, input_ids, streamer, max_new_tokens, eos_token_id, **_):
+        import torch
+
+        streamer.put(input_ids)
+        new = []
+        for t in self.tokens[:max_new_tokens]:
+            new.append(t)
+            streamer.put(torch.tensor([t]))
+            if t in eos_token_id:
+                break
+        streamer.end()
+        return torch.cat([input_ids, torch.tensor([new])], dim=1)
+
+
+def test_local_answer_cut_inside_a_korean_character_never_ends_in_a_broken_one(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from training.base_model import stop_token_ids
+    from training.inference import LocalModel, StreamStats
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ids = tok.encode("1. 불편한 편의점 - 김호연\n - 추천 이유: 따뜻한 위로", add_special_tokens=False)
+    cut = next(k for k in range(1, len(ids)) if tok.decode(ids[:k]).endswith("\ufffd"))  # mid-syllable
+    lm = LocalModel(base_model="scripted", model=ScriptedModel(ids), tokenizer=tok)
+    stats = StreamStats()
+    text = "".join(lm.stream("추천해 줘", max_new_tokens=cut, stats=stats))
+    assert "\ufffd" not in text and text == tok.decode(ids[:cut]).rstrip("\ufffd")
+    assert stats.truncated  # it stopped at the limit, not at an end token
+
+    lm = LocalModel(base_model="scripted", model=ScriptedModel(ids + [stop_token_ids(tok)[0]]), tokenizer=tok)
+    stats = StreamStats()
+    text = "".join(lm.stream("추천해 줘", max_new_tokens=len(ids) + 5, stats=stats))
+    assert text == tok.decode(ids) and not stats.truncated  # ended on its own: complete
+
+
+def test_local_backend_marks_an_answer_that_reached_max_new_tokens(tiny_model_dir):
+    from training.inference import LocalModel
+
+    lm = LocalModel.load(tiny_model_dir)
+    backend = make_backend(BackendSpec(kind="local"), local_model=lm)
+    backend.complete(MESSAGES, max_new_tokens=6)  # random weights: no end token within 6 tokens
+    assert backend.usage.truncated and backend.usage.finish_reason == "length"
+    assert backend.first_token_timeout_s is None  # a local column waits its turn instead
