@@ -15,7 +15,7 @@ from sqlalchemy import select
 from app.answer_view import stats_line
 from app.parallel import run_columns
 from app.request_form import build_request_form
-from app.services import Services
+from app.services import Services, form_request
 from db.engine import Database
 from db.models import Comparison
 from training.backends import Usage
@@ -72,16 +72,15 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
         gr.Markdown("### Leaderboard")
         table = gr.Dataframe(leaderboard_table(services.db), interactive=False, elem_id="arena_leaderboard")
 
-        def battle(pool_labels, language, emotion, occupation, effects, situation, focus, free_text, retrieval):
+        def battle(pool_labels, language, emotion, occupation, effects, situation, focus, free_text):
             try:
-                prompt, fields = services.request_prompt(
-                    language, emotion, occupation, effects, situation, focus, free_text, retrieval)
+                request = form_request(language, emotion, occupation, effects, situation, focus, free_text)
             except ValueError as e:
                 raise gr.Error(str(e))
             pair = pick_pair(pool_labels or [], rng)
             off = gr.Button(interactive=False)
             state = None
-            for state in run_columns(services, pair, prompt, language, waiting_line="*answering…*"):
+            for state in run_columns(services, pair, request, waiting_line="*answering…*"):
                 # Stats lines can carry the cost, which would give an API backend away: hidden until the vote.
                 lines = ["*answering…*" if not state.done else "*finished*"] * 2
                 for k in range(2):
@@ -89,7 +88,7 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
                         lines[k] = "⚠️ this model failed; vote “both bad” or start a new battle"
                 yield None, state.texts[0], lines[0], state.texts[1], lines[1], "", off, off, off, off
             with services.db.begin() as s:
-                row = Comparison(prompt=prompt, request=fields, results=state.results, blind=True,
+                row = Comparison(prompt=state.prompt, request=request.fields(), results=state.results, blind=True,
                                  backend_a=pair[0], backend_b=pair[1])
                 s.add(row)
                 s.flush()

@@ -8,7 +8,7 @@ import gradio as gr
 
 from app.parallel import run_columns
 from app.request_form import build_request_form
-from app.services import BASE_LABEL, Services
+from app.services import BASE_LABEL, Services, form_request
 from db.models import Comparison
 from training.backends import api_backends_available
 
@@ -59,25 +59,23 @@ def build_compare_tab(services: Services) -> list[gr.Dropdown]:
                                               elem_id=f"cmp_answer{i}"))
                     outputs.append(gr.Markdown(elem_id=f"cmp_stats{i}"))
 
-        def compare(label0, label1, label2, language, emotion, occupation, effects, situation, focus, free_text,
-                    retrieval):
+        def compare(label0, label1, label2, language, emotion, occupation, effects, situation, focus, free_text):
             labels = [lb for lb in (label0, label1, label2) if lb and lb != NONE]
             try:
-                prompt, fields = services.request_prompt(
-                    language, emotion, occupation, effects, situation, focus, free_text, retrieval)
+                request = form_request(language, emotion, occupation, effects, situation, focus, free_text)
             except ValueError as e:
                 raise gr.Error(str(e))
             if len(labels) < 2:
                 raise gr.Error("Pick at least two backends to compare.")
             slots = [i for i, lb in enumerate((label0, label1, label2)) if lb and lb != NONE]
             state = None
-            for state in run_columns(services, labels, prompt, language):
+            for state in run_columns(services, labels, request):
                 shown = ["", ""] * N_COLUMNS
                 for k, i in enumerate(slots):
                     shown[2 * i], shown[2 * i + 1] = state.texts[k], state.lines[k]
                 yield shown
             with services.db.begin() as s:
-                s.add(Comparison(prompt=prompt, request=fields, results=state.results, blind=False))
+                s.add(Comparison(prompt=state.prompt, request=request.fields(), results=state.results, blind=False))
 
         button.click(compare, [*pickers, *form.inputs], outputs)
     return pickers

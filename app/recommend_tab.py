@@ -7,7 +7,7 @@ import gradio as gr
 
 from app.answer_view import cards_markdown
 from app.request_form import build_request_form
-from app.services import Services
+from app.services import Services, cards_of, form_request
 from training.backends import BackendError
 
 INTRO = {"en": "Tell us how you feel and what you need; a model recommends three books. "
@@ -29,23 +29,24 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
         answer = gr.Textbox(label=ANSWER["en"], lines=12, interactive=False, elem_id="rec_answer")
         cards = gr.Markdown(elem_id="rec_cards")
 
-        def recommend(backend_label, language, emotion, occupation, effects, situation, focus, free_text, retrieval):
+        def recommend(backend_label, language, emotion, occupation, effects, situation, focus, free_text):
+            # The pipeline gives the model the prompt shape it was trained on (candidates or not): no checkbox.
             try:
-                prompt, _ = services.request_prompt(
-                    language, emotion, occupation, effects, situation, focus, free_text, retrieval)
-                chat = services.backend(backend_label, language)
+                request = form_request(language, emotion, occupation, effects, situation, focus, free_text)
+                prepared = services.recommender.prepare(request, backend_label)
             except (ValueError, BackendError) as e:
                 raise gr.Error(str(e))
             text = ""
             yield "", GENERATING[language]
-            try:
-                for chunk in chat.stream([{"role": "user", "content": prompt}]):
-                    text += chunk
+            for item in services.recommender.stream(prepared):
+                if isinstance(item, str):
+                    text += item
                     yield text, GENERATING[language]
-            except BackendError as e:
-                yield text, f"⚠️ {e}"
-                return
-            yield text, cards_markdown(services.book_cards(text, language), language)
+                elif item.error:
+                    yield text, f"⚠️ {item.error}"
+                else:
+                    notes = "".join(f"*{n}*\n\n" for n in item.notices)
+                    yield text, notes + cards_markdown(cards_of(item), language)
 
         def relabel(language):
             # The form's own fields switch in build_request_form; this switches the rest of the tab.

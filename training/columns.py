@@ -27,15 +27,17 @@ class ColumnEvent:
     error: str | None = None   # set on the column's last event when it failed
 
 
-def stream_columns(backends: Sequence[Backend | None], messages: list[dict], *,
-                   max_new_tokens: int = 400) -> Iterator[ColumnEvent]:
+def stream_columns(backends: Sequence[Backend | None], messages: list[dict], *, max_new_tokens: int = 400,
+                   column_messages: Sequence[list[dict]] | None = None) -> Iterator[ColumnEvent]:
     """Events from every backend as they come; each column ends with exactly one `done` event. A None
-    backend (a column left empty) produces nothing."""
+    backend (a column left empty) produces nothing. `column_messages` gives each column its own prompt
+    (each model gets the shape it was trained on, training/recommend.py); else all get `messages`."""
     events: "queue.Queue[ColumnEvent]" = queue.Queue()
 
     def run(i: int, backend: Backend) -> None:
         try:
-            for delta in backend.stream(messages, max_new_tokens=max_new_tokens):
+            prompt = column_messages[i] if column_messages is not None else messages
+            for delta in backend.stream(prompt, max_new_tokens=max_new_tokens):
                 events.put(ColumnEvent(i, delta))
             events.put(ColumnEvent(i, done=True))
         except BackendError as e:

@@ -1,0 +1,294 @@
+"""Catalog candidates for a request: lexical retrieval over the whole request, language-aware and deterministic.
+
+    retriever = Retriever.for_db(db)                     # one per database, shared; rebuilt when the catalog changes
+    books = retriever.candidates(request, k=8, seed=0)   # 8 Books of the request's language, shuffled
+    found = retriever.retrieve(request, k=8, seed=0)     # the same, with each book's score and rank
+
+Query: the whole request — emotion, occupation, the desired effects and the catalog mood tags they map to
+(datagen/grid.py EFFECTS), situation, focus and the reader's free text — each field weighted by how much it
+says about the book wanted. Documents: each book's title, genres, mood tags (with their names in the book's
+language, datagen/vocabulary.py) and description.
+
+Ranking: scikit-learn TF-IDF over character n-grams within word boundaries (`char_wb`), cosine similarity.
+Character n-grams match Korean without a morphological analyser ("시를" shares " 시" with "시집", "우주의" shares
+"우주" with "우주선") and English inflections ("poems" / "poetry"). bench/bench_retrieval.py measured it against
+bm25s (word tokens, and character bigrams for Korean) on hand-checked requests: TF-IDF found more of the right
+books in both languages (the figures are in bench/results/retrieval_cpu.txt), and it builds a 100,000-book index
+in seconds and answers in milliseconds.
+
+What is returned: the best matches plus a few that fit less well (a quarter of k, drawn from further down the
+ranking), in a seeded shuffled order — a student trained on these must choose by fit, not by position. The
+same request and seed always give the same candidates. A language with fewer than k books gives what it has.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import random
+import re
+import threading
+from dataclasses import dataclass
+from typing import Iterable
+
+from sqlalchemy import func, select
+
+from datagen.grid import EFFECTS, Request
+from datagen.vocabulary import genre_words, mood_name
+from db.engine import Database
+from db.models import Book
+
+# How much each request field says about the book wanted (each field's vector is normalised first).
+FIELD_WEIGHTS = {"effects": 1.0, "free_text": 2.0, "situation": 0.45, "focus": 0.3, "emotion": 0.35,
+                 "occupation": 0.25}
+# Character n-grams inside words (a word's start and end marked). Korean syllables carry more than Latin
+# letters, so shorter grams; the ranges also bound the index's memory (bench/bench_retrieval.py).
+NGRAMS = {"ko": (2, 3), "en": (3, 4)}
+HASH_FEATURES = 2 ** 20   # n-grams are hashed: no vocabulary to build, and collisions are rare at this size
+# Korean particles glued to a word's end ("시를", "우주의"): such a word is also indexed without its particle.
+_JOSA = sorted(("에서는", "에게서", "으로는", "이라는", "라는", "에서", "에게", "으로", "까지", "부터", "처럼", "이나",
+                "과", "와", "은", "는", "이", "가", "을", "를", "의", "에", "로", "도", "만", "요"), key=len, reverse=True)
+_JOSA_RE = re.compile(r"(\w+?)(?:" + "|".join(_JOSA) + r")(?!\w)")
+_WORD_RE = re.compile(r"\w+")
+_GRAM_RE = {n: re.compile(r"(?=([\w<>]{%d}))" % n) for n in range(1, 7)}
+# A book's words and its tags, matched separately and mixed (see LanguageIndex).
+DOCUMENT_WEIGHTS = {"text": 0.6, "tags": 0.4}
+LOWER_SHARE = 0.25     # a quarter of the candidates come from further down the ranking
+KEEP_TOP_SHARE = 0.5   # half of the "good" candidates are always the very best matches
+RANK_DEPTH = 6         # candidates are drawn from the top RANK_DEPTH × k of the ranking
+
+
+def book_document(title: str, genres: Iterable[str], moods: Iterable[str], description: str,
+                  language: str) -> tuple[str, str]:
+    """What a book is matched on: its words (title and description) and its tags (genres and mood tags,
+    each with its words in the book's language: poetry -> "시집 시", comfort -> "위로")."""
+    genre_text = " ".join(genre_words(g, language) for g in genres)
+    mood_text = " ".join(dict.fromkeys(w for m in moods for w in (m, mood_name(m, language))))
+    return f"{title} | {description}", f"{genre_text} | {mood_text}"
+
+
+def analyze(text: str, language: str) -> list[str]:
+    """The features of a text: character n-grams within words ("<시>", "<우주", "우주>"), after dropping
+    English stop words (they would match everything) and adding each Korean word with a particle once more
+    without it ("시를" -> "시를 시"). Regular expressions do the work, so 100,000 books index in seconds."""
+    text = text.lower()
+    if language == "ko":
+        text = _JOSA_RE.sub(lambda m: f"{m.group(0)} {m.group(1)}", text)
+    else:
+        text = _english_stop_words().sub(" ", text)
+    padded = _WORD_RE.sub(lambda m: f"<{m.group(0)}>", text)
+    lo, hi = NGRAMS.get(language, (3, 4))
+    grams: list[str] = []
+    for n in range(lo, hi + 1):
+        grams += _GRAM_RE[n].findall(padded)
+    return grams
+
+
+@functools.lru_cache(maxsize=1)
+def _english_stop_words() -> "re.Pattern":
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return re.compile(r"\b(?:" + "|".join(sorted(ENGLISH_STOP_WORDS, key=len, reverse=True)) + r")\b")
+
+
+def request_fields(request: Request) -> dict[str, str]:
+    """The request as weighted query fields; an effect brings the mood tags it maps to."""
+    table = EFFECTS.get(request.language, {})
+    moods = [m for e in request.effects for m in table.get(e, [])]
+    effects = " ".join(dict.fromkeys([*request.effects, *moods, *(mood_name(m, request.language) for m in moods)]))
+    return {"effects": effects, "free_text": request.free_text, "situation": request.situation,
+            "focus": request.focus, "emotion": request.emotion, "occupation": request.occupation}
+
+
+def catalog_version(db: Database) -> tuple:
+    """Changes whenever a book is added, removed or updated: (count, max id, latest updated_at)."""
+    with db.session() as s:
+        return tuple(s.execute(select(func.count(), func.max(Book.id), func.max(Book.updated_at))
+                               .select_from(Book)).one())
+
+
+@dataclass(frozen=True)
+class ScoredBook:
+    book_id: int
+    score: float      # cosine similarity to the request, 0..1
+    rank: int         # 0 = best match in the language
+
+
+@dataclass
+class Retrieved:
+    """The candidates of one request: catalog Books in the order to show them, with their scores."""
+
+    books: list[Book]
+    scored: list[ScoredBook]
+    available: int    # books of the language (after exclusions) there were to choose from
+
+    @property
+    def scores(self) -> dict[int, float]:
+        """book id -> score relative to the best candidate (1.0 = the best fit offered)."""
+        top = max((c.score for c in self.scored), default=0.0) or 1.0
+        return {c.book_id: c.score / top for c in self.scored}
+
+
+@dataclass
+class LanguageIndex:
+    """One language's books as two TF-IDF matrices (rows L2-normalised): their words (title, description)
+    and their tags (genres, moods). A request is matched against both and the cosines are mixed
+    (DOCUMENT_WEIGHTS), so a short tag list ("시집 poetry") is not drowned by a long description."""
+
+    language: str
+    ids: "object"                       # numpy int64 array, one per row
+    titles: list[str]
+    rows_by_title: dict[str, list[int]]
+    parts: dict[str, tuple]             # "text" / "tags" -> (hasher, TfidfTransformer, CSC matrix, known features)
+
+    @classmethod
+    def build(cls, language: str, rows: list[tuple[int, str, list, list, str]]) -> "LanguageIndex":
+        import numpy as np
+        from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+
+        docs = [book_document(t, g or [], m or [], d or "", language) for _, t, g, m, d in rows]
+        parts = {}
+        for k, name in enumerate(DOCUMENT_WEIGHTS):
+            hasher = HashingVectorizer(analyzer=functools.partial(analyze, language=language), n_features=HASH_FEATURES,
+                                       alternate_sign=False, norm=None, dtype=np.float32)
+            # Many books share a tag list: each distinct text is analysed once.
+            texts = [d[k] for d in docs]
+            distinct = list(dict.fromkeys(texts))
+            where = {t: i for i, t in enumerate(distinct)}
+            counts = hasher.transform(distinct)[[where[t] for t in texts]] if texts else None
+            tfidf = TfidfTransformer(sublinear_tf=True).fit(counts) if texts else None
+            # Which features occur in this part at all: a query is compared on those only, so request words
+            # a part cannot contain ("읽고 싶어요" against genre tags) do not dilute its similarity.
+            known = np.bincount(counts.indices, minlength=HASH_FEATURES) > 0 if texts else None
+            parts[name] = (hasher, tfidf, tfidf.transform(counts).tocsc() if texts else None, known)
+        rows_by_title: dict[str, list[int]] = {}
+        for i, r in enumerate(rows):
+            rows_by_title.setdefault(r[1], []).append(i)
+        return cls(language, np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows], rows_by_title,
+                   parts)
+
+    def __len__(self) -> int:
+        return len(self.titles)
+
+    def scores(self, fields: dict[str, str]):
+        """Similarity of every book to the weighted request, 0..1 (numpy array, one per row)."""
+        import numpy as np
+        from scipy import sparse
+
+        total = np.zeros(len(self), dtype=np.float32)
+        names = [n for n, text in fields.items() if text.strip() and FIELD_WEIGHTS.get(n)]
+        if not names or not len(self):
+            return total
+        weights = np.array([FIELD_WEIGHTS[n] for n in names], dtype=np.float32)
+        for part, share in DOCUMENT_WEIGHTS.items():
+            hasher, tfidf, matrix, known = self.parts[part]
+            # Each request field is normalised, weighted, summed, and the sum normalised: a cosine.
+            per_field = tfidf.transform(hasher.transform([fields[n] for n in names])).multiply(known).tocsr()
+            norms = np.sqrt(np.asarray(per_field.multiply(per_field).sum(axis=1)).ravel())
+            query = sparse.csr_matrix(weights / np.where(norms > 0, norms, 1)) @ per_field   # 1 × features, sparse
+            query.sum_duplicates()
+            cols, vals = query.indices, query.data
+            if not len(cols) or not vals.any():
+                continue
+            vals = vals / np.linalg.norm(vals)
+            # Only the query's features are read (column slices of a CSC matrix): an inverted index.
+            total += share * np.asarray(matrix[:, cols] @ vals).ravel()
+        return total
+
+
+class Retriever:
+    """Candidates for requests, from one index per language built on first use and rebuilt when the
+    catalog changes (catalog_version). Safe to share between threads."""
+
+    _shared: dict[str, "Retriever"] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._indexes: dict[str, tuple[tuple, LanguageIndex]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_db(cls, db: Database) -> "Retriever":
+        """The retriever of a database, shared by every caller in this process (the index is built once)."""
+        with cls._shared_lock:
+            r = cls._shared.get(db.url)
+            if r is None or r.db is not db:
+                r = cls._shared[db.url] = cls(db)
+            return r
+
+    def index(self, language: str) -> LanguageIndex:
+        version = catalog_version(self.db)
+        with self._lock:
+            cached = self._indexes.get(language)
+            if cached is None or cached[0] != version:
+                with self.db.session() as s:
+                    rows = [tuple(r) for r in s.execute(
+                        select(Book.id, Book.title, Book.genres, Book.moods, Book.description)
+                        .where(Book.language == language).order_by(Book.id))]
+                cached = self._indexes[language] = (version, LanguageIndex.build(language, rows))
+            return cached[1]
+
+    def rank(self, request: Request, exclude_titles: Iterable[str] = (), limit: int | None = None
+             ) -> tuple[list[ScoredBook], int]:
+        """The best `limit` books of the request's language (all: None), best fit first, ties by lower id;
+        and how many books there were to rank (excluded titles left out)."""
+        import numpy as np
+
+        idx = self.index(request.language)
+        scores = idx.scores(request_fields(request))
+        rows = [r for t in set(exclude_titles) for r in idx.rows_by_title.get(t, ())]
+        keep = np.ones(len(idx), dtype=bool)
+        keep[rows] = False
+        candidates = np.flatnonzero(keep)
+        if limit is not None and limit < len(candidates):
+            # Only the top of the ranking is needed: a partial sort, then an exact sort of that part.
+            top = np.argpartition(-scores[candidates], limit - 1)[:limit]
+            threshold = scores[candidates[top]].min()
+            candidates = candidates[scores[candidates] >= threshold]  # ties at the cut stay in, sorted by id below
+        order = candidates[np.lexsort((idx.ids[candidates], -scores[candidates]))][:limit]
+        ranked = [ScoredBook(int(idx.ids[i]), float(scores[i]), r) for r, i in enumerate(order)]
+        return ranked, int(keep.sum())
+
+    def retrieve(self, request: Request, k: int = 8, seed: int = 0, exclude_titles: Iterable[str] = ()) -> Retrieved:
+        """k candidates (fewer when the language has fewer books): the best matches and a few further down,
+        shuffled. `exclude_titles`: titles that may not be offered (a job's per-title cap)."""
+        if k <= 0:
+            raise ValueError(f"k must be > 0 (got {k})")
+        ranked, available = self.rank(request, exclude_titles, limit=RANK_DEPTH * k)
+        picked = select_candidates(ranked, k, _rng(request, seed))
+        with self.db.session() as s:
+            by_id = {b.id: b for b in s.scalars(select(Book).where(Book.id.in_([c.book_id for c in picked])))}
+            s.expunge_all()
+        picked = [c for c in picked if c.book_id in by_id]  # a book deleted since the index was built
+        return Retrieved([by_id[c.book_id] for c in picked], picked, available)
+
+    def candidates(self, request: Request, k: int = 8, seed: int = 0, exclude_titles: Iterable[str] = ()) -> list[Book]:
+        return self.retrieve(request, k, seed, exclude_titles).books
+
+
+def select_candidates(ranked: list[ScoredBook], k: int, rng: random.Random) -> list[ScoredBook]:
+    """From a ranking: the top matches (half of them always the very best, the rest drawn from just below),
+    a quarter of k from further down (fit less well), all shuffled. Fewer than k books: all of them."""
+    if len(ranked) <= k:
+        picked = list(ranked)
+    else:
+        n_lower = max(1, round(k * LOWER_SHARE)) if k >= 3 else 0
+        n_top = k - n_lower
+        n_fixed = max(1, round(n_top * KEEP_TOP_SHARE))
+        pool_end = min(len(ranked), n_top + (n_top + 1) // 2)      # the good ones are drawn from here
+        picked = ranked[:n_fixed] + rng.sample(ranked[n_fixed:pool_end], n_top - n_fixed)
+        lower = ranked[pool_end:pool_end + 4 * k] or ranked[n_top:]
+        picked += rng.sample(lower, min(n_lower, len(lower)))
+        if len(picked) < k:  # a short ranking: top up from what is left, best first
+            chosen = {c.book_id for c in picked}
+            picked += [c for c in ranked if c.book_id not in chosen][:k - len(picked)]
+    rng.shuffle(picked)
+    return picked
+
+
+def _rng(request: Request, seed: int) -> random.Random:
+    # A digest of the request, not hash(): str hashes change from one Python process to the next.
+    key = "\x1f".join([request.language, request.emotion, request.occupation, ",".join(request.effects),
+                       request.situation, request.focus, request.free_text, str(seed)])
+    return random.Random(int(hashlib.sha256(key.encode()).hexdigest()[:16], 16))
+
