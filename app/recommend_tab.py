@@ -16,6 +16,8 @@ INTRO = {"en": "Tell us how you feel and what you need; a model recommends three
 BUTTON = {"en": "Recommend", "ko": "추천 받기"}
 ANSWER = {"en": "Answer", "ko": "추천"}
 GENERATING = {"en": "*generating…*", "ko": "*추천을 쓰는 중…*"}
+OFFERED = {"en": "Chosen among {n} catalog books retrieved for this request.",
+           "ko": "이 요청에 맞춰 카탈로그에서 찾은 {n}권 중에서 골랐습니다."}
 
 
 def build_recommend_tab(services: Services) -> gr.Dropdown:
@@ -46,6 +48,8 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
                     yield text, f"⚠️ {item.error}"
                 else:
                     notes = "".join(f"*{n}*\n\n" for n in item.notices)
+                    if item.candidates:
+                        notes += f"*{OFFERED[language].format(n=len(item.candidates))}*\n\n"
                     yield text, notes + cards_markdown(cards_of(item), language)
 
         def relabel(language):
