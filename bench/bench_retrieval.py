@@ -200,9 +200,11 @@ def speed(n_books: int) -> None:
         for language in ("ko", "en"):
             requests = [r for _, r, _ in CASES if r.language == language]
             retriever = Retriever(db)
-            t0 = time.perf_counter()
-            retriever.index(language)
-            build = time.perf_counter() - t0
+            t0, c0 = time.perf_counter(), time.process_time()
+            index = retriever.index(language)
+            build, build_cpu = time.perf_counter() - t0, time.process_time() - c0
+            memory = sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes + w.nbytes + r.nbytes
+                         for _, w, m, r in index.parts.values()) / 2 ** 20
             times = []
             for rep in range(5):
                 for r in requests:
@@ -210,15 +212,14 @@ def speed(n_books: int) -> None:
                     got = retriever.retrieve(r, k=8, seed=rep)
                     times.append(time.perf_counter() - t0)
                     assert len(got.books) == 8
-            books = [{"title": "", "genres": [], "moods": [], "description": ""}]  # placeholders for the baselines
             with db.session() as s:
                 from sqlalchemy import select
 
                 books = [{"title": t, "genres": g, "moods": m, "description": d} for t, g, m, d in s.execute(
                     select(Book.title, Book.genres, Book.moods, Book.description).where(Book.language == language))]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             bm25 = BM25Ranker(books, language)
-            bm25_build = time.perf_counter() - t0
+            bm25_build, bm25_cpu = time.perf_counter() - t0, time.process_time() - c0
             bm25_times = []
             for r in requests:
                 t0 = time.perf_counter()
@@ -231,13 +232,19 @@ def speed(n_books: int) -> None:
                 t0 = time.perf_counter()
                 books_for_moods(db, r.moods, language)[:8]
                 mood_times.append(time.perf_counter() - t0)
-            print(f"  {language}: tfidf-char (ours) build {build:.1f} s, query median {statistics.median(times) * 1000:.1f} ms "
-                  f"(max {max(times) * 1000:.1f} ms, {len(times)} queries)")
-            print(f"  {language}: bm25s               build {bm25_build:.1f} s, query median "
+            print(f"  {language}: tfidf-char (ours) build {build:.1f} s ({build_cpu:.1f} s CPU, index {memory:.0f} MiB), "
+                  f"query median {statistics.median(times) * 1000:.1f} ms (max {max(times) * 1000:.1f} ms, "
+                  f"{len(times)} queries)")
+            print(f"  {language}: bm25s               build {bm25_build:.1f} s ({bm25_cpu:.1f} s CPU), query median "
                   f"{statistics.median(bm25_times) * 1000:.1f} ms (ranking only)")
             print(f"  {language}: mood overlap (old)  no index,    query median "
                   f"{statistics.median(mood_times) * 1000:.1f} ms (loads every book of the language)")
         db.dispose()
+
+
+def machine_note() -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{os.cpu_count()} CPUs, load average {load:.1f} at start (wall times are noisy when it exceeds the CPUs)"
 
 
 def main() -> None:
@@ -245,6 +252,7 @@ def main() -> None:
     ap.add_argument("--books", type=int, default=100_000, help="books per language for the speed run")
     ap.add_argument("--no-speed", action="store_true")
     args = ap.parse_args()
+    print(machine_note())
     quality()
     if not args.no_speed:
         speed(args.books)

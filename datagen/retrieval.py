@@ -142,31 +142,41 @@ class LanguageIndex:
     ids: "object"                       # numpy int64 array, one per row
     titles: list[str]
     rows_by_title: dict[str, list[int]]
-    parts: dict[str, tuple]             # "text" / "tags" -> (hasher, query term weights, CSC matrix of books)
+    parts: dict[str, tuple]             # "text" / "tags" -> (hasher, query term weights, CSC matrix of the
+                                        #   distinct texts, each book's row in it)
 
     @classmethod
     def build(cls, language: str, rows: list[tuple[int, str, list, list, str]]) -> "LanguageIndex":
         import numpy as np
-        from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+        from scipy import sparse
+        from sklearn.feature_extraction.text import HashingVectorizer
+        from sklearn.preprocessing import normalize
 
         docs = [book_document(t, g or [], m or [], d or "", language) for _, t, g, m, d in rows]
         parts = {}
         for k, name in enumerate(DOCUMENT_WEIGHTS):
             hasher = HashingVectorizer(analyzer=functools.partial(analyze, language=language), n_features=HASH_FEATURES,
                                        alternate_sign=False, norm=None, dtype=np.float32)
-            # Many books share a tag list: each distinct text is analysed once.
+            # Many books share a tag list: each distinct text is analysed and stored once, and a book's row
+            # points at its text's row (a few thousand tag rows for 100,000 books).
             texts = [d[k] for d in docs]
             distinct = list(dict.fromkeys(texts))
             where = {t: i for i, t in enumerate(distinct)}
-            counts = hasher.transform(distinct)[[where[t] for t in texts]] if texts else None
+            row_of = np.array([where[t] for t in texts], dtype=np.int32)
             if not texts:
-                parts[name] = (hasher, np.zeros(HASH_FEATURES, dtype=np.float32), None)
+                parts[name] = (hasher, np.zeros(HASH_FEATURES, dtype=np.float32), None, row_of)
                 continue
-            tfidf = TfidfTransformer(sublinear_tf=True).fit(counts)
+            counts = hasher.transform(distinct).tocsr()
+            # TF-IDF as scikit-learn's TfidfTransformer(sublinear_tf=True) computes it, with each distinct text
+            # counted as often as books carry it: idf = ln((1 + n) / (1 + df)) + 1, tf = 1 + ln(count).
+            copies = np.bincount(row_of, minlength=len(distinct))
+            df = np.bincount(counts.indices, weights=np.repeat(copies, np.diff(counts.indptr)), minlength=HASH_FEATURES)
+            idf = (np.log((1 + len(texts)) / (1 + df)) + 1).astype(np.float32)
+            counts.data = (1 + np.log(counts.data)) * idf[counts.indices]
             # A query feature's weight: its idf, and 0 for features that occur nowhere in this part, so request
             # words a part cannot contain ("읽고 싶어요" against genre tags) do not dilute its similarity.
-            known = np.bincount(counts.indices, minlength=HASH_FEATURES) > 0
-            parts[name] = (hasher, (tfidf.idf_ * known).astype(np.float32), tfidf.transform(counts).tocsc())
+            term_weights = np.where(df > 0, idf, 0).astype(np.float32)
+            parts[name] = (hasher, term_weights, sparse.csc_matrix(normalize(counts)), row_of)
         rows_by_title: dict[str, list[int]] = {}
         for i, r in enumerate(rows):
             rows_by_title.setdefault(r[1], []).append(i)
@@ -186,7 +196,7 @@ class LanguageIndex:
             return total
         weights = np.array([FIELD_WEIGHTS[n] for n in names], dtype=np.float32)
         for part, share in DOCUMENT_WEIGHTS.items():
-            hasher, term_weights, matrix = self.parts[part]
+            hasher, term_weights, matrix, row_of = self.parts[part]
             if matrix is None:
                 continue
             # TF-IDF of each request field (sublinear tf, as the books), each field normalised and weighted,
@@ -202,7 +212,7 @@ class LanguageIndex:
                 continue
             vals = (vals / np.linalg.norm(vals)).astype(np.float32)
             # Only the query's features are read (column slices of a CSC matrix): an inverted index.
-            total += share * np.asarray(matrix[:, cols] @ vals).ravel()
+            total += share * np.asarray(matrix[:, cols] @ vals).ravel()[row_of]
         return total
 
 

@@ -247,11 +247,12 @@ class Recommender:
         self.retriever = Retriever.for_db(db)
         self._local: dict[str, object] = {}
         self._index: tuple[tuple, object] | None = None
-        self._lock = threading.Lock()
+        self._model_lock = threading.Lock()   # loading a model takes seconds: grounding must not wait for it
+        self._index_lock = threading.Lock()
 
     # -- backends ------------------------------------------------------------------------------------------------
     def local_model(self, base_model: str):
-        with self._lock:
+        with self._model_lock:
             if base_model not in self._local:
                 from training.inference import LocalModel
 
@@ -359,7 +360,7 @@ class Recommender:
     def catalog_index(self):
         """The grounding index of the catalog (datagen/grounding.py), rebuilt when the catalog changes."""
         version = catalog_version(self.db)
-        with self._lock:
+        with self._index_lock:
             if self._index is None or self._index[0] != version:
                 self._index = (version, catalog_index(self.db))
             return self._index[1]

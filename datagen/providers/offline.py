@@ -248,7 +248,8 @@ def explain(book, task: TeacherTask, rng: random.Random) -> dict:
     others = [m for m in book.moods if m != mood]
     mood2 = rng.choice(others) if others else None
     genre = genre_name(book.genres[0], lang) if book.genres else ("책" if lang == "ko" else "book")
-    focus = FOCUS_PHRASE[lang].get(req.focus) or (f"'{req.focus}'에 맞게" if lang == "ko" else f"the way you like ({req.focus})")
+    focus = FOCUS_PHRASE[lang].get(req.focus) or (f"'{req.focus}'에 맞게" if lang == "ko"
+                                                  else f"the way you like ({req.focus})")
     desc = (book.description or "").strip()
     if lang == "ko":
         ctx = {"title": book.title, "genre": genre, "sentence": _ko_sentence(desc) or f"{genre}입니다.",
@@ -260,7 +261,8 @@ def explain(book, task: TeacherTask, rng: random.Random) -> dict:
         reason = rng.choice(_reasons_ko(ctx))
         effect = rng.choice(EFFECTS_KO[mood]).format(emo=req.emotion_adj)
     else:
-        ctx = {"title": book.title, "genre": genre, "a_genre": _article(genre), "desc": desc or f"It is {_article(genre)}.",
+        ctx = {"title": book.title, "genre": genre, "a_genre": _article(genre),
+               "desc": desc or f"It is {_article(genre)}.",
                "mood": mood, "mood2": mood2, "emotion": req.emotion, "a_occ": _article(req.occupation),
                "situation": req.situation, "focus": focus}
         reason = rng.choice(_reasons_en(ctx))
