@@ -1,5 +1,6 @@
 """Retrieval: which ranking finds the right books, and how fast it is at 100,000 books.
 
+    .venv/bin/pip install -e '.[bench]'                       # bm25s, the baseline (skipped when missing)
     .venv/bin/python bench/bench_retrieval.py                 # quality on hand-checked requests + speed at 100k
     .venv/bin/python bench/bench_retrieval.py --books 20000   # a smaller speed run
 
@@ -29,6 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from datagen.grid import Request  # noqa: E402
+
+try:
+    import bm25s  # noqa: F401
+    HAVE_BM25 = True
+except ImportError:
+    print("bm25s is not installed (pip install -e '.[bench]'): its rows are skipped")
+    HAVE_BM25 = False
 
 POETRY_EN = ["Leaves of Grass", "Where the Sidewalk Ends", "Devotions", "Dream Work", "Milk and Honey",
              "The Sun and Her Flowers", "Ariel", "The Waste Land", "The Prophet", "The Collected Poems of Langston Hughes",
@@ -148,9 +156,11 @@ def quality() -> None:
     for language in ("ko", "en"):
         books = catalog_rows(language)
         index = tfidf_index(books, language)
-        bm25 = BM25Ranker(books, language)
-        rankers[language] = (books, {"mood overlap": lambda r, b=books: rank_mood_overlap(b, r),
-                                     "bm25s": bm25.rank, "tfidf-char (ours)": lambda r, i=index: rank_tfidf(i, r)})
+        fns = {"mood overlap": lambda r, b=books: rank_mood_overlap(b, r)}
+        if HAVE_BM25:
+            fns["bm25s"] = BM25Ranker(books, language).rank
+        fns["tfidf-char (ours)"] = lambda r, i=index: rank_tfidf(i, r)
+        rankers[language] = (books, fns)
     totals: dict[str, list[float]] = {}
     header = f"{'request':<11}" + "".join(f"{name:>24}" for name in rankers["en"][1])
     print(header)
@@ -217,14 +227,15 @@ def speed(n_books: int) -> None:
 
                 books = [{"title": t, "genres": g, "moods": m, "description": d} for t, g, m, d in s.execute(
                     select(Book.title, Book.genres, Book.moods, Book.description).where(Book.language == language))]
-            t0, c0 = time.perf_counter(), time.process_time()
-            bm25 = BM25Ranker(books, language)
-            bm25_build, bm25_cpu = time.perf_counter() - t0, time.process_time() - c0
-            bm25_times = []
-            for r in requests:
-                t0 = time.perf_counter()
-                bm25.rank(r)
-                bm25_times.append(time.perf_counter() - t0)
+            if HAVE_BM25:
+                t0, c0 = time.perf_counter(), time.process_time()
+                bm25 = BM25Ranker(books, language)
+                bm25_build, bm25_cpu = time.perf_counter() - t0, time.process_time() - c0
+                bm25_times = []
+                for r in requests:
+                    t0 = time.perf_counter()
+                    bm25.rank(r)
+                    bm25_times.append(time.perf_counter() - t0)
             mood_times = []
             from datagen.catalog import books_for_moods
 
@@ -235,8 +246,9 @@ def speed(n_books: int) -> None:
             print(f"  {language}: tfidf-char (ours) build {build:.1f} s ({build_cpu:.1f} s CPU, index {memory:.0f} MiB), "
                   f"query median {statistics.median(times) * 1000:.1f} ms (max {max(times) * 1000:.1f} ms, "
                   f"{len(times)} queries)")
-            print(f"  {language}: bm25s               build {bm25_build:.1f} s ({bm25_cpu:.1f} s CPU), query median "
-                  f"{statistics.median(bm25_times) * 1000:.1f} ms (ranking only)")
+            if HAVE_BM25:
+                print(f"  {language}: bm25s               build {bm25_build:.1f} s ({bm25_cpu:.1f} s CPU), query median "
+                      f"{statistics.median(bm25_times) * 1000:.1f} ms (ranking only)")
             print(f"  {language}: mood overlap (old)  no index,    query median "
                   f"{statistics.median(mood_times) * 1000:.1f} ms (loads every book of the language)")
         db.dispose()
