@@ -20,7 +20,7 @@ from app.offered import require_offered
 from app.parallel import run_columns
 from app.reader_data import stored_request
 from app.request_form import build_request_form
-from app.services import Services
+from app.services import Services, form_request
 from db.engine import Database
 from db.models import Comparison
 from training.backends import BackendError, Usage
@@ -78,10 +78,9 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
         gr.Markdown("### Leaderboard")
         table = gr.Dataframe(leaderboard_table(services.db), interactive=False, elem_id="arena_leaderboard")
 
-        def battle(pool_labels, language, emotion, occupation, effects, situation, focus, free_text, retrieval):
+        def battle(pool_labels, language, emotion, occupation, effects, situation, focus, free_text):
             try:
-                prompt, fields = services.request_prompt(
-                    language, emotion, occupation, effects, situation, focus, free_text, retrieval)
+                request = form_request(language, emotion, occupation, effects, situation, focus, free_text)
             except ValueError as e:
                 raise gr.Error(str(e))
             try:  # the pool comes from the page: only offered backends may be drawn
@@ -89,10 +88,10 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
             except BackendError as e:
                 raise gr.Error(str(e))
             pair = pick_pair(pool_labels or [], rng)
-            notice = crisis_markdown(fields, language)
+            notice = crisis_markdown(request.fields(), language)
             off = gr.Button(interactive=False)
             state = None
-            for state in run_columns(services, pair, prompt, language, generating_line="*answering…*"):
+            for state in run_columns(services, pair, request, generating_line="*answering…*"):
                 # Stats lines can carry the cost, which would give an API backend away: hidden until the vote.
                 lines = ["*answering…*" if not state.done else "*finished*"] * 2
                 for k in range(2):
@@ -102,7 +101,8 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
                         lines[k] = f"*finished* · {CUT_SHORT[language]}"
                 yield None, state.texts[0], lines[0], state.texts[1], lines[1], "", off, off, off, off, notice
             # The vote keeps the request fields; the reader's free text only when the operator keeps it.
-            kept_prompt, kept_fields = stored_request(prompt, fields, keep_text=services.settings.store_reader_text)
+            kept_prompt, kept_fields = stored_request(state.prompt, request.fields(),
+                                                      keep_text=services.settings.store_reader_text)
             with services.db.begin() as s:
                 row = Comparison(prompt=kept_prompt, request=kept_fields, results=state.results, blind=True,
                                  backend_a=pair[0], backend_b=pair[1])

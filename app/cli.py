@@ -5,6 +5,7 @@
     moodshelf generate --count 100 --language en --approve
     moodshelf train --max-steps 30     # or: --config data/runs/1/config.yaml
     moodshelf eval --run-id 1          # base model vs run 1's adapter on run 1's held-out eval split
+    moodshelf recommend --language en --emotion anxious --effect comfort --text "short poems" --backend run:1
     moodshelf catalog import library.csv --encoding cp949
     moodshelf samples export approved.jsonl --format openai
     moodshelf model prepare            # convert the embedded SmolLM2-135M once
@@ -54,6 +55,8 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
         elif name == "timeout_s":
             p.add_argument("--timeout", "--timeout-s", dest=name, type=float, default=None, metavar="SECONDS",
                            help=help_)
+        elif f.annotation is bool and f.default is True:  # on by default: --retrieval / --no-retrieval
+            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif f.annotation is bool:
             p.add_argument(flag, dest=name, action="store_true", default=None, help=help_)
         elif "list" in ann:
@@ -225,6 +228,24 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Every evaluation with its status and main figures; with --run-id, the "
                                    "before/after table of that training run (base model vs its adapter).")
     p.add_argument("--run-id", type=int, default=None, help="show the before/after table of this training run")
+
+    p = sub.add_parser("recommend", help="ask a model for books: the answer streams, then the books with a catalog check",
+                       description="The app's Recommend tab on the command line: the request goes through the same "
+                                   "pipeline (retrieval, the prompt shape the model was trained on, grounding). "
+                                   "Backends: base, run:N (or 'run #N'), openai:MODEL, anthropic:MODEL, "
+                                   "openai-compatible:MODEL@URL.")
+    p.add_argument("--language", choices=("en", "ko"), default="en")
+    p.add_argument("--emotion", default="", help="e.g. anxious / 불안함")
+    p.add_argument("--occupation", default="", help="e.g. nurse / 직장인")
+    p.add_argument("--effect", dest="effects", action="append", default=None, metavar="EFFECT",
+                   help="desired effect, e.g. comfort or 위로 (repeatable, or comma-separated)")
+    p.add_argument("--situation", default="", help="e.g. 'the commute' / '출퇴근 지하철'")
+    p.add_argument("--focus", default="", help="e.g. 'light and easy' / '가볍게 읽을 수 있음'")
+    p.add_argument("--text", default="", help="anything else, in your own words")
+    p.add_argument("--backend", default="base", help="who answers (default: the base model)")
+    p.add_argument("--n-books", type=int, default=3, help="books to recommend (default 3)")
+    p.add_argument("--base-model", default=None, help="base model for 'base' (default: the demo's)")
+    p.add_argument("--max-new-tokens", type=int, default=400)
 
     p = sub.add_parser("runs", help="list training runs")
     p = sub.add_parser("merge", help="fold a run's LoRA adapter into a full-precision copy of its base (for serving)")

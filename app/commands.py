@@ -327,6 +327,50 @@ def cmd_merge(args: argparse.Namespace) -> None:
         raise UserError(str(e)) from None
 
 
+# -- recommend -------------------------------------------------------------------------------------------------
+def cmd_recommend(args: argparse.Namespace) -> None:
+    """Stream one recommendation through the pipeline (training/recommend.py), then list its books."""
+    from training.backends import BackendError
+    from training.eval_config import parse_backend
+    from training.recommend import Recommender, RecommendRequest
+
+    effects = [e for group in args.effects or [] for e in group.split(",")]
+    request = RecommendRequest.from_fields(args.language, args.emotion, args.occupation, effects, args.situation,
+                                           args.focus, args.text, n_books=args.n_books)
+    db = _db()
+    from datagen.catalog import count_books, load_builtin_catalog
+
+    if not count_books(db):
+        load_builtin_catalog(db)  # answers are grounded against the catalog
+    if notice := request.crisis_notice():  # before any books, whatever the backend does (datagen/safety.py)
+        print(notice + "\n", flush=True)
+    rec = Recommender(db, base_model=args.base_model)
+    try:
+        prepared = rec.prepare(request, parse_backend(args.backend).label)
+    except BackendError as e:
+        raise UserError(str(e)) from None
+    for note in prepared.notices:
+        print(f"note: {note}", file=sys.stderr)
+    result = None
+    for item in rec.stream(prepared, max_new_tokens=args.max_new_tokens):
+        if isinstance(item, str):
+            sys.stdout.write(item)
+            sys.stdout.flush()
+        else:
+            result = item
+    print()
+    if result.candidates:
+        print(f"\n(chosen from {len(result.candidates)} catalog candidates; prompt shape: {result.shape})")
+    if result.usage.truncated:
+        print("\n(cut short: the answer reached its token limit)")
+    print(f"\nbooks: {result.grounded} of {len(result.books)} in the catalog")
+    for b in result.books:
+        line = f"{b.book.title} - {b.book.author}" if b.book else f"{b.title} - {b.author or '?'}"
+        print(f"  ✓ {line}" if b.book else f"  ✗ {line} (not in catalog)")
+    if result.error:
+        raise UserError(result.error)
+
+
 def cmd_runs(args: argparse.Namespace) -> None:
     from sqlalchemy import select
 
@@ -338,7 +382,8 @@ def cmd_runs(args: argparse.Namespace) -> None:
     with db.session() as s:
         for r in s.scalars(select(TrainingRun).order_by(TrainingRun.id)):
             loss = f"{r.final_loss:.3f}" if r.final_loss is not None else "-"
-            print(f"#{r.id:<4} {r.status:<10} {r.base_model:<20} loss {loss:<7} {r.name}")
+            shape = "candidates" if r.with_candidates else "plain"  # the prompt shape it was trained on
+            print(f"#{r.id:<4} {r.status:<10} {r.base_model:<20} loss {loss:<7} {shape:<10} {r.name}")
 
 
 # -- eval ------------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from app.offered import require_offered
 from app.parallel import run_columns
 from app.reader_data import stored_request
 from app.request_form import build_request_form
-from app.services import BASE_LABEL, Services
+from app.services import BASE_LABEL, Services, form_request
 from db.models import Comparison
 from training.backends import BackendError, api_backends_available
 
@@ -65,12 +65,10 @@ def build_compare_tab(services: Services) -> list[gr.Dropdown]:
                                               elem_id=f"cmp_answer{i}"))
                     outputs.append(gr.Markdown(elem_id=f"cmp_stats{i}"))
 
-        def compare(label0, label1, label2, language, emotion, occupation, effects, situation, focus, free_text,
-                    retrieval):
+        def compare(label0, label1, label2, language, emotion, occupation, effects, situation, focus, free_text):
             labels = [lb for lb in (label0, label1, label2) if lb and lb != NONE]
             try:
-                prompt, fields = services.request_prompt(
-                    language, emotion, occupation, effects, situation, focus, free_text, retrieval)
+                request = form_request(language, emotion, occupation, effects, situation, focus, free_text)
             except ValueError as e:
                 raise gr.Error(str(e))
             if len(labels) < 2:
@@ -80,14 +78,15 @@ def build_compare_tab(services: Services) -> list[gr.Dropdown]:
             except BackendError as e:
                 raise gr.Error(str(e))
             slots = [i for i, lb in enumerate((label0, label1, label2)) if lb and lb != NONE]
-            notice = crisis_markdown(fields, language)
+            notice = crisis_markdown(request.fields(), language)
             state = None
-            for state in run_columns(services, labels, prompt, language):
+            for state in run_columns(services, labels, request):
                 shown = ["", ""] * N_COLUMNS
                 for k, i in enumerate(slots):
                     shown[2 * i], shown[2 * i + 1] = state.texts[k], state.lines[k]
                 yield [*shown, notice]
-            kept_prompt, kept_fields = stored_request(prompt, fields, keep_text=services.settings.store_reader_text)
+            kept_prompt, kept_fields = stored_request(state.prompt, request.fields(),
+                                                      keep_text=services.settings.store_reader_text)
             with services.db.begin() as s:
                 s.add(Comparison(prompt=kept_prompt, request=kept_fields, results=state.results, blind=False))
 

@@ -24,11 +24,12 @@ def user_facing_types() -> tuple[type[BaseException], ...]:
     from training.config import ConfigError
     from training.data import DatasetError
     from training.eval_config import EvalError
+    from training.recommend import RecommendError
     from training.runs import RunError
 
     return (UserError, CatalogError, ProviderError, DatabaseError, SettingsError, ModelLoadError, ConfigError,
             DatasetError, RunError, ExchangeError, ReviewError, CurationError,
-            EvalError, JobError, WorkerBusy)
+            EvalError, JobError, RecommendError, WorkerBusy)
 
 
 @dataclass

@@ -99,7 +99,8 @@ def build_generate_tab(services: Services) -> None:
             tpm = gr.Number(0, precision=0, label="Tokens/min (0: no limit)")
         with gr.Row():
             auto_approve = gr.Checkbox(False, label="Approve samples that pass validation")
-            retrieval = gr.Checkbox(False, label="Retrieval mode (candidates in the input)")
+            retrieval = gr.Checkbox(True, label="Candidates in the input (retrieval: the student learns to choose "
+                                                "among given books)")
             batch = gr.Checkbox(False, label="Batch API (half price, slower; OpenAI/Anthropic)")
             timeout = gr.Number(JobConfig.model_fields["timeout_s"].default, label="Call timeout (s)",
                                 info=JobConfig.model_fields["timeout_s"].description, elem_id="gen_timeout")

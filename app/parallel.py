@@ -1,5 +1,6 @@
-"""One request on 2–3 columns for the Compare and Arena tabs: backends made from their labels, answers
-streamed in parallel (training/columns.py), each column's text and figures yielded as they change.
+"""One request on 2–3 columns for the Compare and Arena tabs: each column prepared by the recommendation
+pipeline (training/recommend.py: its backend, and the prompt in the shape that model was trained on),
+answers streamed in parallel, each column's text and figures yielded as they change.
 
 A column whose backend cannot be made (no key, an adapter of another base) or fails mid-stream shows its
 error and the others keep going. A column still waiting for its first token says for how long (and, for an
@@ -13,9 +14,9 @@ from typing import Iterator
 
 from app.answer_view import result_record, stats_line, waiting_line
 from app.escape import html_text
-from app.services import Services
-from training.backends import Backend, BackendError
-from training.columns import stream_columns
+from app.services import Services, cards_of
+from training.backends import BackendError
+from training.recommend import Prepared, RecommendRequest
 
 MIN_UPDATE_S = 0.08
 TICK_S = 0.5   # how often a column that has not started says how long it has waited
@@ -27,54 +28,61 @@ class ColumnsState:
     texts: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     results: list[dict] = field(default_factory=list)   # filled when every column has finished
+    prompt: str = ""                                      # the request as a plain prompt (stored with it)
     done: bool = False
 
 
-def run_columns(services: Services, labels: list[str], prompt: str, language: str, *,
+def run_columns(services: Services, labels: list[str], request: RecommendRequest, *,
                 max_new_tokens: int = 400, generating_line: str = "*generating…*") -> Iterator[ColumnsState]:
     n = len(labels)
     state = ColumnsState(labels=labels, texts=[""] * n, lines=[generating_line] * n)
-    backends: list[Backend | None] = []
+    rec = services.recommender
+    prepared: list[Prepared | None] = []
     errors: list[str | None] = [None] * n
     for i, label in enumerate(labels):
         try:
-            backends.append(services.backend(label, language))
+            prepared.append(rec.prepare(request, label))
         except (BackendError, ValueError) as e:
-            backends.append(None)
+            prepared.append(None)
             errors[i] = str(e)
             state.lines[i] = f"⚠️ {html_text(e)}"
+    state.prompt = request.prompt()
     yield state
-    messages = [{"role": "user", "content": prompt}]
+    language = request.language
+    results = [None] * n
     last, t0 = 0.0, time.perf_counter()
-    finished = [b is None for b in backends]
-    for ev in stream_columns(backends, messages, max_new_tokens=max_new_tokens, tick_s=TICK_S):
-        i = ev.column
-        if ev.tick:
+    finished = [p is None for p in prepared]
+    for up in rec.stream_many(prepared, max_new_tokens=max_new_tokens, tick_s=TICK_S):
+        if up.tick:
             waited = time.perf_counter() - t0
-            for k, b in enumerate(backends):
+            for k, p in enumerate(prepared):
                 if not finished[k] and not state.texts[k] and waited >= 1.0:
-                    state.lines[k] = waiting_line(b, waited, language)
+                    state.lines[k] = waiting_line(p.backend, waited, language)
             yield state
             continue
-        if ev.delta:
+        i = up.column
+        if up.delta:
             if not state.texts[i]:
                 state.lines[i] = generating_line
-            state.texts[i] += ev.delta
-        if ev.done:
+            state.texts[i] += up.delta
+        if up.result is not None:
             finished[i] = True
-            if ev.error:
-                errors[i] = ev.error
-                state.lines[i] = f"⚠️ {html_text(ev.error)}"  # a server's error text is not markup either
+            results[i] = up.result
+            if up.result.error:
+                errors[i] = up.result.error
+                state.lines[i] = f"⚠️ {html_text(up.result.error)}"  # a server's error text is not markup either
             else:
-                state.lines[i] = stats_line(backends[i].usage, services.book_cards(state.texts[i], language),
-                                            language)
+                state.lines[i] = stats_line(up.result.usage, cards_of(up.result), language)
         now = time.perf_counter()
-        if ev.done or now - last >= MIN_UPDATE_S:
+        if up.result is not None or now - last >= MIN_UPDATE_S:
             last = now
             yield state
     for i, label in enumerate(labels):
-        b = backends[i]
-        cards = services.book_cards(state.texts[i], language) if state.texts[i] else []
-        state.results.append(result_record(label, state.texts[i], b.usage if b else None, cards, errors[i]))
+        r = results[i]
+        record = result_record(label, state.texts[i], r.usage if r else None, cards_of(r) if r else [], errors[i])
+        if prepared[i] is not None:
+            # What the column's model was given: its prompt shape and the candidates offered.
+            record.update(shape=prepared[i].shape, candidates=[b.title for b in prepared[i].candidates])
+        state.results.append(record)
     state.done = True
     yield state

@@ -7,7 +7,7 @@ the comparisons need them); `moodshelf purge --older-than 30d` removes old ones 
 """
 from __future__ import annotations
 
-# How build_request (app/services.py) adds the free text to the prompt.
+# How the prompt builders (datagen/prompts.py input_for) add the free text to the prompt.
 NOTE_MARKERS = ("\nNote: ", "\n메모: ")
 NOT_KEPT = "[not kept]"
 

@@ -13,9 +13,8 @@ from app.answer_view import CUT_SHORT, cards_markdown, crisis_markdown, waiting_
 from app.escape import html_text
 from app.parallel import TICK_S
 from app.request_form import build_request_form
-from app.services import Services
+from app.services import Services, cards_of, form_request
 from training.backends import BackendError
-from training.columns import stream_columns
 
 INTRO = {"en": "Tell us how you feel and what you need; a model recommends three books. "
                "Books are checked against the catalog.",
@@ -23,6 +22,8 @@ INTRO = {"en": "Tell us how you feel and what you need; a model recommends three
 BUTTON = {"en": "Recommend", "ko": "추천 받기"}
 ANSWER = {"en": "Answer", "ko": "추천"}
 GENERATING = {"en": "*generating…*", "ko": "*추천을 쓰는 중…*"}
+OFFERED = {"en": "Chosen among {n} catalog books retrieved for this request.",
+           "ko": "이 요청에 맞춰 카탈로그에서 찾은 {n}권 중에서 골랐습니다."}
 
 
 def build_recommend_tab(services: Services) -> gr.Dropdown:
@@ -37,15 +38,15 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
         answer = gr.Textbox(label=ANSWER["en"], lines=12, interactive=False, elem_id="rec_answer")
         cards = gr.Markdown(elem_id="rec_cards")
 
-        def recommend(backend_label, language, emotion, occupation, effects, situation, focus, free_text, retrieval):
+        def recommend(backend_label, language, emotion, occupation, effects, situation, focus, free_text):
+            # The pipeline gives the model the prompt shape it was trained on (candidates or not): no checkbox.
             try:
-                prompt, fields = services.request_prompt(
-                    language, emotion, occupation, effects, situation, focus, free_text, retrieval)
+                request = form_request(language, emotion, occupation, effects, situation, focus, free_text)
             except ValueError as e:
                 raise gr.Error(str(e))
-            notice = crisis_markdown(fields, language)
+            notice = crisis_markdown(request.fields(), language)
             try:
-                chat = services.backend(backend_label, language)
+                prepared = services.recommender.prepare(request, backend_label)
             except (ValueError, BackendError) as e:
                 if not notice:
                     raise gr.Error(str(e))
@@ -54,18 +55,25 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
                 return
             text, t0 = "", time.perf_counter()
             yield "", GENERATING[language], notice
-            for ev in stream_columns([chat], [{"role": "user", "content": prompt}], tick_s=TICK_S):
-                if ev.tick:
+            for up in services.recommender.stream_many([prepared], tick_s=TICK_S):
+                if up.tick:
                     if not text and time.perf_counter() - t0 >= 1.0:
-                        yield text, waiting_line(chat, time.perf_counter() - t0, language), notice
-                elif ev.error:
-                    yield text, f"⚠️ {html_text(ev.error)}", notice
-                    return
-                elif ev.delta:
-                    text += ev.delta
+                        yield text, waiting_line(prepared.backend, time.perf_counter() - t0, language), notice
+                    continue
+                if up.delta:
+                    text += up.delta
                     yield text, GENERATING[language], notice
-            shown = cards_markdown(services.book_cards(text, language), language)
-            yield text, (CUT_SHORT[language] + "\n\n" + shown) if chat.usage.truncated else shown, notice
+                if up.result is None:
+                    continue
+                item = up.result
+                if item.error:
+                    yield text, f"⚠️ {html_text(item.error)}", notice
+                    return
+                notes = "".join(f"*{html_text(n)}*\n\n" for n in item.notices)
+                if item.candidates:
+                    notes += f"*{OFFERED[language].format(n=len(item.candidates))}*\n\n"
+                shown = notes + cards_markdown(cards_of(item), language)
+                yield text, (CUT_SHORT[language] + "\n\n" + shown) if item.usage.truncated else shown, notice
 
         def relabel(language):
             # The form's own fields switch in build_request_form; this switches the rest of the tab.

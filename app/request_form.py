@@ -1,4 +1,4 @@
-"""The request fields shared by the Recommend and Compare tabs (the seed's five fields + free text)."""
+"""The request fields shared by the Recommend, Compare and Arena tabs (the seed's five fields + free text)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,12 +24,11 @@ class RequestForm:
     situation: gr.Dropdown
     focus: gr.Dropdown
     free_text: gr.Textbox
-    retrieval: gr.Checkbox
 
     @property
     def inputs(self) -> list:
         return [self.language, self.emotion, self.occupation, self.effects, self.situation, self.focus,
-                self.free_text, self.retrieval]
+                self.free_text]
 
     @property
     def fields(self) -> list:
@@ -57,9 +56,8 @@ def build_request_form(language: str = "en", prefix: str = "") -> RequestForm:
         focus = gr.Dropdown(c["focus"], value=c["focus"][0], label=L["focus"], allow_custom_value=True,
                             elem_id=f"{prefix}focus")
     free_text = gr.Textbox(label=L["free"], lines=1, elem_id=f"{prefix}free_text")
-    retrieval = gr.Checkbox(False, label="Give the model catalog candidates (retrieval mode: for adapters trained "
-                                         "on retrieval samples)", elem_id=f"{prefix}retrieval")
-    form = RequestForm(lang, emotion, occupation, effects, situation, focus, free_text, retrieval)
+    # No "retrieval mode" box: each model gets the prompt shape it was trained on (training/recommend.py).
+    form = RequestForm(lang, emotion, occupation, effects, situation, focus, free_text)
 
     def switch_language(new_lang: str):
         c2, L2 = _choices(new_lang), LABELS[new_lang]

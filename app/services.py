@@ -1,5 +1,6 @@
-"""What the tabs share: the database, the catalog index, the local model with its adapters, and the chat
-backends (training/backends.py) that answer a request.
+"""What the tabs share: the database, the local model with its adapters, the chat backends
+(training/backends.py) and the recommendation pipeline on top of them (training/recommend.py: retrieval, the
+prompt in each model's trained shape, grounding) — the tabs build no prompts themselves.
 
 The base model is loaded once, on first use, and every finished training run on the same base is
 attached as a named peft adapter, so a request to "run #3" and one to the base model share weights.
@@ -16,16 +17,13 @@ from sqlalchemy import select
 from app.escape import markdown_text
 from app.offered import custom_backend_labels, default_api_labels, require_offered
 from app.settings import AppSettings
-from datagen.catalog import catalog_index
-from datagen.grid import EFFECTS, Request, adnominal
-from datagen.catalog import books_for_moods
-from datagen.prompts import answer_format_system, input_for, instruction_for, retrieval_input, student_prompt
-from datagen.validation import parse_books
+from datagen.prompts import answer_format_system
 from db.engine import Database
 from db.models import Book, TrainingRun
 from training.backends import (BASE_LABEL, KEY_ENVS, Backend, BackendError, BackendSpec,
                                attach_run_adapter, make_backend)
 from training.config import DEFAULT_BASE_MODEL
+from training.recommend import Recommendation, Recommender, RecommendRequest
 
 NO_KEY_HELP = ("No {env} set: to add this column, `export {env}=...` in the shell that runs `moodshelf serve` "
                "and restart the app (keys are read from the environment only). The other columns still run.")
@@ -50,34 +48,13 @@ class BookCard:
         return f"- **{markdown_text(b.title)}** — {meta}  ✅  \n  {markdown_text(b.description)}  \n  *{moods}*"
 
 
-def build_request(language: str, emotion: str, occupation: str, effects: list[str] | str, situation: str,
-                  focus: str, free_text: str = "", candidates: list[Book] | None = None) -> tuple[str, dict]:
-    """Turn the form into the student's prompt (the same format it was trained on). With candidates
-    (retrieval mode), they are listed in the input exactly as the generator wrote them into samples."""
-    if isinstance(effects, str):
-        effects = [e.strip() for e in effects.split(",") if e.strip()]
-    fields = {"emotion": (emotion or "").strip(), "occupation": (occupation or "").strip(),
-              "effects": [e.strip() for e in effects or [] if e.strip()], "situation": (situation or "").strip(),
-              "focus": (focus or "").strip(), "free_text": (free_text or "").strip(), "language": language}
-    if not any([fields["emotion"], fields["occupation"], fields["effects"], fields["situation"], fields["focus"],
-                fields["free_text"]]):
-        raise ValueError("The request is empty: pick at least an emotion or an effect, or write what you need."
-                         if language == "en" else "요청이 비어 있습니다: 감정이나 효과를 고르거나 원하는 것을 적어 주세요.")
-    ko = language == "ko"
-    emotion = fields["emotion"] or ("평온함" if ko else "calm")
-    req = Request(language=language, emotion=emotion, emotion_adj=adnominal(emotion, language),
-                  occupation=fields["occupation"] or ("독자" if ko else "reader"),
-                  effects=tuple(fields["effects"] or (["위로"] if ko else ["comfort"])),
-                  situation=fields["situation"] or ("여유 시간" if ko else "free time"),
-                  focus=fields["focus"] or ("가볍게 읽을 수 있음" if ko else "light and easy"))
-    input_text = input_for(req)
-    if candidates:
-        input_text = retrieval_input(input_text, candidates, language)
-    prompt = student_prompt(instruction_for(req), input_text)
-    if fields["free_text"]:
-        prompt += ("\n메모: " if ko else "\nNote: ") + fields["free_text"]
-    fields["moods"] = [m for e in req.effects for m in EFFECTS[language].get(e, [])]
-    return prompt, fields
+def form_request(language, emotion, occupation, effects, situation, focus, free_text="") -> RecommendRequest:
+    """The request form's values as a pipeline request (RecommendError, a ValueError, when it is empty)."""
+    return RecommendRequest.from_fields(language, emotion, occupation, effects, situation, focus, free_text)
+
+
+def cards_of(result: Recommendation) -> list[BookCard]:
+    return [BookCard(b.title, b.author, b.book) for b in result.books]
 
 
 @dataclass
@@ -86,13 +63,18 @@ class Services:
     base_model: str = DEFAULT_BASE_MODEL
     settings: AppSettings = field(default_factory=AppSettings.from_env)
     _model: object = None
-    _index: object = None
+    _recommender: Recommender | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def recommender(self) -> Recommender:
+        """The recommendation pipeline (training/recommend.py) on this app's backends."""
+        if self._recommender is None:
+            self._recommender = Recommender(self.db, backend_factory=self.backend, base_model=self.base_model)
+        return self._recommender
+
     def index(self):
-        if self._index is None:
-            self._index = catalog_index(self.db)
-        return self._index
+        return self.recommender.catalog_index()
 
     def finished_runs(self) -> list[TrainingRun]:
         with self.db.session() as s:
@@ -164,23 +146,5 @@ class Services:
         except BackendError as e:
             raise ValueError(str(e)) from None
 
-    def request_prompt(self, language, emotion, occupation, effects, situation, focus, free_text="",
-                       retrieval: bool = False, k: int = 8) -> tuple[str, dict]:
-        prompt, fields = build_request(language, emotion, occupation, effects, situation, focus, free_text)
-        if retrieval and fields["moods"]:
-            # Same retrieval as generation: best mood overlap first (stable order), the top k.
-            candidates = books_for_moods(self.db, fields["moods"], language)[:k]
-            prompt, fields = build_request(language, emotion, occupation, effects, situation, focus, free_text,
-                                           candidates=candidates)
-            fields["candidates"] = [b.id for b in candidates]
-        return prompt, fields
-
     def book_cards(self, answer: str, language: str) -> list[BookCard]:
-        items = parse_books(answer, language)
-        index = self.index()
-        cards = []
-        with self.db.session() as s:
-            for it in items:
-                m = index.match(it.title, it.author)
-                cards.append(BookCard(it.title, it.author, s.get(Book, m.book_id) if m.book_id else None))
-        return cards
+        return [BookCard(b.title, b.author, b.book) for b in self.recommender.ground(answer, language)]

@@ -215,7 +215,8 @@ def upsert_books(db: Database, rows: Iterable[BookRow], source: str) -> ImportRe
         inserted = set(conn.scalars(
             insert(books).on_conflict_do_nothing(index_elements=["match_key"]).returning(books.c.match_key),
             values))
-        known = [{**{k: v for k, v in row.items() if k != "created_at"}, "key": row["match_key"]}
+        # updated_at set here, not left to the ORM's onupdate: retrieval rebuilds its index when it moves.
+        known = [{**{k: v for k, v in row.items() if k != "created_at"}, "updated_at": now, "key": row["match_key"]}
                  for row in values if row["match_key"] not in inserted]
         if known:
             fields = [k for k in known[0] if k not in ("key", "match_key")]

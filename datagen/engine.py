@@ -10,7 +10,6 @@ accepted samples still missing, so the job cannot overshoot.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -24,11 +23,14 @@ from datagen.dedup import NearDuplicateIndex
 from datagen.limits import RateLimiter, backoff_delay
 from datagen.outcomes import reason_for, stopped_short_message
 from datagen.pricing import estimate_cost
-from datagen.prompts import answer_schema, format_book, input_for, instruction_for, retrieval_input, teacher_messages
+from datagen.grounding import normalize_title
+from datagen.prompts import (answer_schema, format_book, input_for, instruction_for, retrieval_input, split_candidates,
+                             teacher_messages)
 from datagen.providers.base import CallError, Completion, Provider, TeacherTask
+from datagen.retrieval import Retriever
 from datagen.validation import content_hash, status_for, validate_output
 from db.engine import Database
-from db.models import ApiCall, Book, GenerationJob, Sample
+from db.models import ApiCall, GenerationJob, Sample
 from db.processes import claim_worker
 
 ACCEPTED = ("approved", "pending")
@@ -49,6 +51,17 @@ def render_answer(parsed: dict, language: str) -> str:
                                  language) for i, b in enumerate(parsed["books"], 1))
 
 
+def off_candidate_flags(items, input_text: str) -> list[str]:
+    """A sample whose input lists candidates must answer with those books only: one that is not among them
+    would teach the student to ignore what it is given (the sample goes to a curator, needs_review)."""
+    _, lines = split_candidates(input_text)
+    if not lines:
+        return []
+    # Titles compared as grounding normalises them (spacing, subtitles, quotes), so "흰" matches "《흰》".
+    offered = {normalize_title(line.rsplit(" - ", 1)[0]) for line in lines}
+    return [f"off_candidates:{it.title}" for it in items if normalize_title(it.title) not in offered]
+
+
 class JobRunner:
     def __init__(self, db: Database, job_id: int, on_progress: Callable[[GenerationJob], None] | None = None):
         from datagen.jobs import JobConfig
@@ -61,7 +74,7 @@ class JobRunner:
             self.cfg = JobConfig(**job.config)
         self.provider: Provider = self.cfg.make_provider()
         self.grid = self.cfg.grid()
-        self.books_by_lang: list[Book] = []
+        self.retriever = Retriever.for_db(db)
         self.index = None
         self.dups = NearDuplicateIndex(self.cfg.near_dup_threshold)
         self.last_error: str | None = None
@@ -88,18 +101,17 @@ class JobRunner:
             for sid, output, cluster in s.execute(select(Sample.id, Sample.output, Sample.cluster_id)
                                                   .where(Sample.language == self.cfg.language)):
                 self.dups.add(sid, output, cluster)
-            self.books_by_lang = list(s.scalars(select(Book).where(Book.language == self.cfg.language)))
-            s.expunge_all()
         self.index = catalog_index(self.db)
         return accepted, done, uses
 
     def _task(self, i: int, request, uses: Counter) -> TeacherTask:
-        wanted = set(request.moods)
-        cands = [b for b in self.books_by_lang if wanted & set(b.moods) and uses[b.title] < self.cfg.max_per_title]
-        # Best mood overlap first, then a seeded shuffle so that candidates vary across requests.
-        rng = random.Random(self.cfg.seed * 7_919 + i)
-        cands.sort(key=lambda b: (-len(wanted & set(b.moods)), rng.random()))
-        cands = cands[: self.cfg.candidates_k]
+        """Request i with its candidates: retrieved for the whole request (datagen/retrieval.py), shuffled,
+        titles at the job's per-title cap left out. With retrieval on (the default) they are written into
+        the sample's input too; the teacher always chooses among them."""
+        capped = {t for t, n in uses.items() if n >= self.cfg.max_per_title}
+        found = self.retriever.retrieve(request, k=self.cfg.candidates_k, seed=self.cfg.seed * 7_919 + i,
+                                        exclude_titles=capped)
+        cands = found.books
         instruction, input_text = instruction_for(request, self.cfg.n_books), input_for(request)
         if self.cfg.retrieval:
             input_text = retrieval_input(input_text, cands, self.cfg.language)
@@ -107,7 +119,7 @@ class JobRunner:
                            candidates=cands, n_books=self.cfg.n_books, seed=self.cfg.seed * 1_000_003 + i,
                            messages=teacher_messages(instruction, input_for(request), cands, self.cfg.n_books,
                                                      self.cfg.language),
-                           schema=answer_schema(self.cfg.n_books))
+                           schema=answer_schema(self.cfg.n_books), candidate_scores=found.scores)
 
     # -- one request -----------------------------------------------------------------------------------------
     async def _call(self, task: TeacherTask, limiter: RateLimiter) -> Completion | None:
@@ -171,6 +183,7 @@ class JobRunner:
         over_cap = [it.title for it in v.items if uses[it.title] >= self.cfg.max_per_title]
         if over_cap:
             v.flags.append(f"repeated:title_cap({over_cap[0]})")
+        v.flags += off_candidate_flags(v.items, task.input_text)
         status = status_for(v, auto_approve=self.cfg.auto_approve)
         cluster = self.dups.query(output) if status != "rejected" else None
         if cluster is not None:

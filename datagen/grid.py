@@ -56,6 +56,7 @@ class Request:
     effects: tuple[str, ...]
     situation: str
     focus: str
+    free_text: str = ""   # what the reader wrote in their own words (the app and the CLI; the grid has none)
 
     @property
     def moods(self) -> list[str]:

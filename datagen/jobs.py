@@ -45,8 +45,10 @@ class JobConfig(BaseModel):
     max_retries: int = Field(5, description="retries of a call on 429 / 5xx / timeout")
     timeout_s: float = Field(60.0, description="seconds one teacher call may take (a whole structured answer) "
                                                "before it counts as timed out and is retried")
-    candidates_k: int = Field(8, description="catalog candidates put in the teacher's prompt")
-    retrieval: bool = Field(False, description="also write the candidates into the sample's input")
+    candidates_k: int = Field(8, description="catalog candidates retrieved for each request (the teacher chooses "
+                                             "among them)")
+    retrieval: bool = Field(True, description="write the candidates into the sample's input, so the student "
+                                              "learns to choose among given books (--no-retrieval: the request only)")
     near_dup_threshold: float = Field(0.9, description="MinHash Jaccard above which answers are near-duplicates "
                                                         "(above 0, at most 0.96)")
     price_in: float | None = Field(None, description="override: USD per 1M input tokens")

@@ -65,6 +65,10 @@ class Book(Base):
     match_key: Mapped[str] = mapped_column(String(600), unique=True)
     source: Mapped[str] = mapped_column(String(200), default="builtin")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Set on every change (an import that updates a description): retrieval rebuilds its index when the
+    # catalog's (count, max id, max updated_at) changes (datagen/retrieval.catalog_version).
+    updated_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                           onupdate=utcnow, index=True)
 
 
 class GenerationJob(Base):
@@ -235,6 +239,9 @@ class TrainingRun(Base):
     adapter_size_mb: Mapped[Optional[float]] = mapped_column(Float)
     peak_memory_mb: Mapped[Optional[float]] = mapped_column(Float)
     estimated_memory_mb: Mapped[Optional[float]] = mapped_column(Float)  # the preflight's estimate
+    # Whether the run's samples carried catalog candidates in their input (retrieval): the app then gives the
+    # adapter candidates too (training/recommend.py). None (runs from before this was recorded): no candidates.
+    with_candidates: Mapped[Optional[bool]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))

@@ -3,7 +3,7 @@ catalog cards, Compare runs base vs fine-tuned and stores the comparison, bad in
 import pytest
 from sqlalchemy import select
 
-from app.services import BASE_LABEL, Services, build_request
+from app.services import BASE_LABEL, Services, form_request
 from datagen.jobs import JobConfig, create_job, run_job
 from db.models import Comparison
 from training.config import TrainConfig
@@ -22,16 +22,17 @@ def trained(catalog_db, tiny_model_dir):
 
 def test_empty_request_is_refused_in_both_languages():
     with pytest.raises(ValueError, match="request is empty"):
-        build_request("en", "", "", [], "", "", "")
+        form_request("en", "", "", [], "", "", "")
     with pytest.raises(ValueError, match="요청이 비어"):
-        build_request("ko", "", "", [], "", "", "")
+        form_request("ko", "", "", [], "", "", "")
 
 
 def test_request_uses_the_training_format():
-    prompt, fields = build_request("ko", "불안함", "직장인", ["위로", "안정"], "잠들기 전 휴식", "가볍게 읽을 수 있음")
+    request = form_request("ko", "불안함", "직장인", ["위로", "안정"], "잠들기 전 휴식", "가볍게 읽을 수 있음")
+    prompt = request.prompt()
     assert prompt.startswith("불안한 직장인에게 위로와 안정을 주는 책 3권을 추천해줘.")
-    assert "감정: 불안함\n직업: 직장인\n효과: 위로, 안정\n상황: 잠들기 전 휴식\n집중도: 가볍게 읽을 수 있음" in prompt
-    assert fields["moods"] == ["comfort", "calm"]
+    assert prompt.endswith("감정: 불안함\n직업: 직장인\n효과: 위로, 안정\n상황: 잠들기 전 휴식\n집중도: 가볍게 읽을 수 있음")
+    assert request.fields()["moods"] == ["comfort", "calm"]
 
 
 def test_adapter_of_a_different_base_model_is_refused(trained, tiny_model_dir):
@@ -58,14 +59,14 @@ def test_served_app_recommends_and_compares(trained, tiny_model_dir, free_port):
     try:
         client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
         answer, cards, crisis = client.predict(run_label, "en", "anxious", "nurse", ["calm"], "the commute",
-                                               "light and easy", "", False, api_name="/recommend")
+                                               "light and easy", "", api_name="/recommend")
         assert crisis == ""  # an ordinary request: no crisis message
         assert isinstance(answer, str) and cards  # random weights: text is noise, but it streams and is checked
         assert "catalog" in cards or "No numbered book list" in cards
 
         left, left_stats, right, right_stats, _, third, _crisis = client.predict(
             BASE_LABEL, run_label, "(none)", "en", "anxious", "nurse", ["calm"], "the commute", "light and easy", "",
-            False, api_name="/compare")
+            api_name="/compare")
         assert third == ""  # a column left empty stays empty
         assert "first token" in left_stats and "first token" in right_stats and "books in catalog" in right_stats
         with db.session() as s:
@@ -74,7 +75,7 @@ def test_served_app_recommends_and_compares(trained, tiny_model_dir, free_port):
         assert comparison.results[1]["output"] == right
 
         with pytest.raises(Exception, match="request is empty"):
-            client.predict(run_label, "en", "", "", [], "", "", "", False, api_name="/recommend")
+            client.predict(run_label, "en", "", "", [], "", "", "", api_name="/recommend")
     finally:
         demo.close()
 

@@ -62,7 +62,7 @@ def test_compare_streams_three_columns_and_a_failing_one_keeps_the_others(catalo
     demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
-        form = ["en", "anxious", "nurse", ["calm"], "the commute", "light and easy", "", False]
+        form = ["en", "anxious", "nurse", ["calm"], "the commute", "light and easy", ""]
         out = client.predict(run_label, BASE_LABEL, "openai: gpt-4.1-mini", *form, api_name="/compare")
         texts, stats = out[0::2], out[1::2]
         assert all("first token" in s and "books in catalog" in s for s in stats)
@@ -82,7 +82,7 @@ def test_compare_streams_three_columns_and_a_failing_one_keeps_the_others(catalo
         out = client.predict(BASE_LABEL, "openai: gpt-4.1-mini", run_label, *form, api_name="/compare")
         assert "export OPENAI_API_KEY" in out[3] and "first token" in out[1] and "first token" in out[5]
         with pytest.raises(Exception, match="request is empty"):
-            client.predict(BASE_LABEL, run_label, "(none)", "en", "", "", [], "", "", "", False, api_name="/compare")
+            client.predict(BASE_LABEL, run_label, "(none)", "en", "", "", [], "", "", "", api_name="/compare")
         with pytest.raises(Exception, match="at least two"):
             client.predict(BASE_LABEL, "(none)", "(none)", *form, api_name="/compare")
     finally:
@@ -98,7 +98,7 @@ def test_arena_battle_vote_reveal_and_leaderboard(catalog_db, adapter_run, tiny_
     demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
-        form = ["en", "anxious", "nurse", ["calm"], "the commute", "light and easy", "", False]
+        form = ["en", "anxious", "nurse", ["calm"], "the commute", "light and easy", ""]
         out = client.predict([run_label, BASE_LABEL], *form, api_name="/battle")
         shown = " ".join(str(x) for x in out)
         assert run_label not in shown and BASE_LABEL not in shown  # blind until the vote

@@ -198,15 +198,17 @@ def test_api_backend_is_evaluated_with_an_llm_judge_against_the_fake_server(spli
         results = list(s.scalars(select(EvalResult).where(EvalResult.eval_run_id == eval_id)))
     assert ev.status == "completed" and ev.label == "openai: gpt-4.1-mini" and ev.backend["name"] == "openai:gpt-4.1-mini"
     m = ev.metrics
-    # The fake answers in the sample format, with invented books when the prompt lists no candidates.
+    # The API model gets the teacher's shape: the sample's own candidates, from which the fake chooses.
     assert m["format_compliance"] == 1.0 and m["books"] == 9
-    assert m["grounding_rate"] == 0.0 and m["hallucination_rate"] == 1.0
+    assert m["grounding_rate"] == 1.0 and m["hallucination_rate"] == 0.0
     assert m["judge_score"] == 4.0 and m["judged"] == 3
     assert all(r.judge_reason == "fits the request" and r.output_tokens > 0 for r in results)
     chats = fake_openai.generation_requests
     assert len(chats) == 6  # one answer and one verdict per sample
     answer_req, judge_req = chats[0].body, chats[1].body
     assert answer_req["messages"][0]["role"] == "system" and "How it may help" in answer_req["messages"][0]["content"]
+    assert "Choose only among the candidate books" in answer_req["messages"][0]["content"]
+    assert "<candidates>\n- " in answer_req["messages"][1]["content"]
     assert judge_req["model"] == "gpt-4.1-mini" and "ANSWER:\n1. " in judge_req["messages"][1]["content"]
 
 

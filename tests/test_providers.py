@@ -7,6 +7,7 @@ from fakes.fixtures import fake_anthropic, fake_openai  # noqa: F401
 from sqlalchemy import func, select
 
 from datagen.jobs import JobConfig, create_job, run_job
+from datagen.prompts import TEACHER_PROMPT_VERSION
 from datagen.providers import ProviderError
 from db.models import ApiCall, GenerationJob, Sample
 
@@ -52,7 +53,7 @@ def test_openai_job_writes_grounded_samples_and_records_every_call(catalog_db, o
     assert job.status == "completed" and job.accepted == 6
     samples = _samples(catalog_db, job_id)
     assert len(samples) == 6 and all(s.grounded_count == 3 and s.quality_flags == [] for s in samples)
-    assert all(s.prompt_version == "teacher-v1" and s.model == "gpt-4.1-mini" for s in samples)
+    assert all(s.prompt_version == TEACHER_PROMPT_VERSION and s.model == "gpt-4.1-mini" for s in samples)
     calls = _calls(catalog_db, job_id)
     assert len(calls) == 6 and all(c.status == "ok" and c.input_tokens > 0 and c.cost_usd > 0 for c in calls)
     assert job.tokens_in == sum(c.input_tokens for c in calls) and job.cost_usd == pytest.approx(

@@ -28,16 +28,20 @@ class ColumnEvent:
     tick: bool = False         # nothing arrived for tick_s: a chance to show how long columns have waited
 
 
-def stream_columns(backends: Sequence[Backend | None], messages: list[dict], *,
-                   max_new_tokens: int = 400, tick_s: float | None = None) -> Iterator[ColumnEvent]:
+def stream_columns(backends: Sequence[Backend | None], messages: list[dict], *, max_new_tokens: int = 400,
+                   column_messages: Sequence[list[dict]] | None = None,
+                   tick_s: float | None = None) -> Iterator[ColumnEvent]:
     """Events from every backend as they come; each column ends with exactly one `done` event. A None
-    backend (a column left empty) produces nothing. With tick_s, a `tick` event comes whenever nothing else
-    has for tick_s seconds (so a page can show a column still waiting for its first token)."""
+    backend (a column left empty) produces nothing. `column_messages` gives each column its own prompt
+    (each model gets the shape it was trained on, training/recommend.py); else all get `messages`. With
+    tick_s, a `tick` event comes whenever nothing else has for tick_s seconds (so a page can show a column
+    still waiting for its first token)."""
     events: "queue.Queue[ColumnEvent]" = queue.Queue()
 
     def run(i: int, backend: Backend) -> None:
         try:
-            for delta in backend.stream(messages, max_new_tokens=max_new_tokens):
+            prompt = column_messages[i] if column_messages is not None else messages
+            for delta in backend.stream(prompt, max_new_tokens=max_new_tokens):
                 events.put(ColumnEvent(i, delta))
             events.put(ColumnEvent(i, done=True))
         except BackendError as e:

@@ -78,6 +78,22 @@ def reshuffle_splits(db: Database, *, eval_fraction: float, seed: int, language:
     return assign_splits(db, eval_fraction=eval_fraction, seed=seed, language=language)
 
 
+def carries_candidates(db: Database, ids: list[int]) -> bool:
+    """Whether a run's training samples carried catalog candidates in their input (retrieval, the default
+    since prompt seed-v2): true when at least half of them do. The run records it, and the app then gives
+    the adapter candidates too (training/recommend.py) — the prompt shape it was trained on."""
+    from datagen.prompts import split_candidates
+
+    if not ids:
+        return False
+    with_block = 0
+    with db.session() as s:
+        for start in range(0, len(ids), 10_000):  # under SQLite's limit on bound parameters
+            for (text,) in s.execute(select(Sample.input).where(Sample.id.in_(ids[start:start + 10_000]))):
+                with_block += bool(split_candidates(text or "")[1])
+    return with_block * 2 >= len(ids)
+
+
 def chat_example(sample: Sample) -> dict:
     return {
         "prompt": [{"role": "user", "content": sample.prompt}],

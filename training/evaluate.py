@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from datagen.catalog import catalog_index
 from datagen.grid import EFFECTS
-from datagen.prompts import LABELS
+from datagen.retrieval import Retriever
 from datagen.validation import parse_books
 from db.engine import Database, open_db
 from db.models import Book, EvalResult, EvalRun, Sample
@@ -28,19 +28,9 @@ from db.processes import WorkerBusy, claim_worker
 from training.eval_config import EvalConfig, EvalError, backend_name
 from training.judge import JudgeError, judge_messages, parse_judge_reply
 from training.metrics import AnswerScore, aggregate, score_answer
+from training.recommend import sample_messages, shape_for
 
 DEFAULT_N_BOOKS = 3
-
-
-def format_hint(language: str, n_books: int) -> str:
-    """System prompt for API backends: the student learned the answer format from its samples; an API model
-    only knows it if told, and format compliance would otherwise measure the prompt, not the model."""
-    L = LABELS.get(language, LABELS["en"])
-    if language == "ko":
-        return (f"실제로 출간된 책 {n_books}권을 추천하세요. 다음 형식만 쓰세요:\n1. 제목 - 저자\n - {L['reason']}: ...\n"
-                f" - {L['effect_line']}: ...")
-    return (f"Recommend {n_books} real, published books. Use exactly this format:\n1. Title - Author\n"
-            f" - {L['reason']}: ...\n - {L['effect_line']}: ...")
 
 
 @dataclass
@@ -101,16 +91,19 @@ def evaluate(db: Database, eval_id: int, local: LocalModels) -> None:
 
         judge = make_backend(judge_spec)
         print(f"judge: {backend_name(judge_spec)}", flush=True)
-    api = backend["kind"] != "local"
-    print(f"evaluating {backend['name']} on {len(sample_ids)} samples ({len(done_ids)} already scored)", flush=True)
+    # Each model gets the prompt shape it was trained on (training/recommend.py): the base model the plain
+    # request, an adapter candidates iff its samples carried them, an API model the teacher's shape with the
+    # answer-format system prompt (format compliance would otherwise measure the prompt, not the model).
+    shape = shape_for(db, model.spec)
+    retriever = Retriever.for_db(db)
+    print(f"evaluating {backend['name']} on {len(sample_ids)} samples ({len(done_ids)} already scored), "
+          f"prompt shape: {shape}", flush=True)
     for n, sid in enumerate(sample_ids, 1):
         if sid in done_ids:
             continue
         sm = samples[sid]
         n_books = len(parse_books(sm.output, sm.language)) or DEFAULT_N_BOOKS
-        messages = [{"role": "user", "content": sm.prompt}]
-        if api:
-            messages.insert(0, {"role": "system", "content": format_hint(sm.language, n_books)})
+        messages = sample_messages(sm, shape, retriever, n_books=n_books)
         text = model.complete(messages, max_new_tokens=cfg.max_new_tokens)
         latency = model.usage.total_s  # request to last token: queueing and network included
         score = score_answer(text, sm.output, language=sm.language, n_books=n_books, index=index,

@@ -22,7 +22,7 @@ from db.processes import (WorkerBusy, check_not_owned, claim_worker, kill_proces
                           mark_worker_dead, pid_alive)
 from db.settings import get_settings
 from training.config import TrainConfig
-from training.data import assign_splits
+from training.data import assign_splits, carries_candidates
 from training.sft import STOP_FILE
 
 ACTIVE = ("queued", "running")
@@ -35,10 +35,12 @@ class RunError(RuntimeError):
 def create_run(db: Database, cfg: TrainConfig, name: str | None = None) -> int:
     cfg.validate()
     ids = assign_splits(db, eval_fraction=cfg.eval_fraction, seed=cfg.seed, language=cfg.language)
+    with_candidates = carries_candidates(db, ids.train)
     settings = get_settings().ensure_home()
     with db.begin() as s:
         run = TrainingRun(name=name or f"{cfg.base_model} r{cfg.lora_r}", base_model=cfg.base_model,
-                          config=cfg.to_dict(), sample_ids=ids.train, eval_sample_ids=ids.eval, status="queued")
+                          config=cfg.to_dict(), sample_ids=ids.train, eval_sample_ids=ids.eval, status="queued",
+                          with_candidates=with_candidates)
         s.add(run)
         s.flush()
         run_dir = settings.runs_dir / str(run.id)

@@ -104,6 +104,9 @@ class TeacherTask:
     seed: int
     messages: list[dict] = field(default_factory=list)
     schema: dict = field(default_factory=dict)
+    # book id -> retrieval score relative to the best candidate (datagen/retrieval.py); the offline teacher
+    # weighs it into its choice. Empty when the candidates came from elsewhere.
+    candidate_scores: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass

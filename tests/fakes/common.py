@@ -401,16 +401,20 @@ class Candidate:
 
 
 def parse_candidates(text: str) -> list[Candidate]:
-    """Lines `Title | Author` (extra `| ...` fields ignored) from the first <candidates> block."""
+    """Lines `Title | Author` (extra `| ...` fields ignored) or `- Title - Author` (moodshelf's book_line)
+    from the first <candidates> block."""
     m = _CANDIDATES.search(text or "")
     if not m:
         return []
     out: list[Candidate] = []
     for line in m.group(1).splitlines():
         line = _BULLET.sub("", line).strip()
-        if not line or "|" not in line:
+        if "|" in line:
+            title, author = (p.strip() for p in line.split("|")[:2])
+        elif " - " in line:
+            title, author = (p.strip() for p in line.rsplit(" - ", 1))
+        else:
             continue
-        title, author = (p.strip() for p in line.split("|")[:2])
         if title:
             out.append(Candidate(title, author))
     return out

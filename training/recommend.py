@@ -1,0 +1,403 @@
+"""One recommendation pipeline for the Recommend, Compare and Arena tabs, the `moodshelf recommend` CLI and
+evaluation: a request in, a streamed answer with grounded book cards out.
+
+    rec = Recommender(db)                                          # the CLI; the app passes its own backends
+    request = RecommendRequest.from_fields("en", emotion="anxious", effects=["comfort"], free_text="short poems")
+    prepared = rec.prepare(request, "run #3")                      # may raise RecommendError / BackendError
+    for item in rec.stream(prepared):
+        if isinstance(item, str): print(item, end="")             # text deltas as they come
+        else: result = item                                         # then one Recommendation
+
+request fields -> validation -> retrieval (datagen/retrieval.py) -> the prompt in the shape the model was
+trained on -> generation (training/backends.py) -> the answer parsed into books (datagen/validation.parse_books)
+and grounded against the catalog (datagen/grounding.py) -> Recommendation: text, books with their catalog
+Book or None, the candidates offered, usage, notices.
+
+Prompt shapes, chosen from the backend, never by the user:
+    plain       the request only: the base model, and runs whose samples carried no candidates (runs from
+                before this was recorded count as such: an adapter is never given what it was not trained on)
+    candidates  the request + its "Candidate books:" block: runs trained on candidate-carrying samples
+    teacher     API models (GPT, Claude, OpenAI-compatible servers): the answer-format system prompt, the
+                request and the <candidates> block — what the teacher saw when it wrote the samples
+`constrained=True` passes a CatalogConstraint (the candidates' book ids, or the whole catalog of the language
+for plain-shaped models) to local backends, for catalog-constrained decoding.
+"""
+from __future__ import annotations
+
+import inspect
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+from sqlalchemy import select
+
+from datagen.catalog import catalog_index
+from datagen.grid import EFFECTS, Request, adnominal
+from datagen.prompts import LABELS, api_chat_messages, input_for, instruction_for, student_messages
+from datagen.retrieval import Retriever, catalog_version
+from datagen.safety import crisis_notice
+from datagen.validation import parse_books
+from db.engine import Database
+from db.models import Book, TrainingRun
+from training.backends import Backend, BackendError, BackendSpec, Usage, make_backend
+
+DEFAULT_K = 8
+DEFAULT_N_BOOKS = 3
+SHAPES = ("plain", "candidates", "teacher")
+
+
+class RecommendError(ValueError):
+    """A request the pipeline cannot answer, worded for the reader (empty request, no books in the catalog)."""
+
+
+# -- the request ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RecommendRequest:
+    """What a reader asks: the seed's five fields and their own words, in Korean or English."""
+
+    language: str
+    emotion: str = ""
+    occupation: str = ""
+    effects: tuple[str, ...] = ()
+    situation: str = ""
+    focus: str = ""
+    free_text: str = ""
+    n_books: int = DEFAULT_N_BOOKS
+
+    @classmethod
+    def from_fields(cls, language: str, emotion: str = "", occupation: str = "", effects: Sequence[str] | str = (),
+                    situation: str = "", focus: str = "", free_text: str = "",
+                    n_books: int = DEFAULT_N_BOOKS) -> "RecommendRequest":
+        """Clean and check form or CLI values; RecommendError says what is wrong, in the request's language."""
+        if language not in LABELS:
+            raise RecommendError(f"Unsupported language '{language}': use ko or en.")
+        if isinstance(effects, str):
+            effects = effects.split(",")
+        req = cls(language, (emotion or "").strip(), (occupation or "").strip(),
+                  tuple(e.strip() for e in effects or () if e and e.strip()), (situation or "").strip(),
+                  (focus or "").strip(), " ".join((free_text or "").split()), n_books)
+        if not any([req.emotion, req.occupation, req.effects, req.situation, req.focus, req.free_text]):
+            raise RecommendError(
+                "요청이 비어 있습니다: 감정이나 효과를 고르거나 원하는 것을 적어 주세요." if language == "ko" else
+                "The request is empty: pick at least an emotion or an effect, or write what you need.")
+        if n_books <= 0:
+            raise RecommendError(f"n_books must be > 0 (got {n_books}).")
+        return req
+
+    def grid_request(self) -> Request:
+        """The request as a grid cell (datagen/grid.py), blank fields given neutral defaults."""
+        ko = self.language == "ko"
+        emotion = self.emotion or ("평온함" if ko else "calm")
+        return Request(language=self.language, emotion=emotion, emotion_adj=adnominal(emotion, self.language),
+                       occupation=self.occupation or ("독자" if ko else "reader"),
+                       effects=self.effects or (("위로",) if ko else ("comfort",)),
+                       situation=self.situation or ("여유 시간" if ko else "free time"),
+                       focus=self.focus or ("가볍게 읽을 수 있음" if ko else "light and easy"), free_text=self.free_text)
+
+    @property
+    def moods(self) -> list[str]:
+        return [m for e in self.effects for m in EFFECTS[self.language].get(e, [])]
+
+    def prompt(self) -> str:
+        """The request as a plain prompt (no candidates): what a comparison stores as its prompt."""
+        grid_request = self.grid_request()
+        return messages_for("plain", instruction_for(grid_request, self.n_books), input_for(grid_request), [],
+                            self.language, self.n_books)[0]["content"]
+
+    def crisis_notice(self) -> str | None:
+        """The caring message with the crisis line when the request signals self-harm or suicidal thoughts
+        (datagen/safety.py), shown before any books on every backend; None otherwise."""
+        return crisis_notice(self.fields(), self.language)
+
+    def fields(self) -> dict:
+        """As stored with a comparison (comparisons.request)."""
+        return {"language": self.language, "emotion": self.emotion, "occupation": self.occupation,
+                "effects": list(self.effects), "situation": self.situation, "focus": self.focus,
+                "free_text": self.free_text, "moods": self.moods}
+
+
+# -- prompt shapes ----------------------------------------------------------------------------------------------
+def messages_for(shape: str, instruction: str, input_text: str, candidates, language: str,
+                 n_books: int) -> list[dict]:
+    """The chat messages of one prompt shape (see the module docstring). `candidates`: Books or their
+    "Title - Author" lines; ignored by the plain shape."""
+    if shape == "plain":
+        return student_messages(instruction, input_text, None, language)
+    if shape == "candidates":
+        return student_messages(instruction, input_text, candidates, language)
+    if shape == "teacher":
+        return api_chat_messages(instruction, input_text, candidates, n_books, language)
+    raise ValueError(f"unknown prompt shape '{shape}' (one of {', '.join(SHAPES)})")
+
+
+def sample_messages(sample, shape: str, retriever: Retriever | None = None, *, n_books: int = DEFAULT_N_BOOKS,
+                    k: int = DEFAULT_K, seed: int = 0) -> list[dict]:
+    """An eval sample's request in a model's prompt shape. The sample's own candidates are used when its
+    input carries them (so the reference answer chose among the same books); otherwise they are retrieved
+    for its request fields. A sample without request fields (imported text) gets the plain shape."""
+    from datagen.prompts import split_candidates
+
+    request_input, lines = split_candidates(sample.input or "")
+    candidates: list = list(lines)
+    if shape != "plain" and not candidates and retriever is not None and sample.emotion and sample.effect:
+        effects = tuple(e.strip() for e in sample.effect.split(",") if e.strip())
+        request = Request(sample.language, sample.emotion, adnominal(sample.emotion, sample.language),
+                          sample.occupation or "", effects, sample.situation or "", sample.focus or "")
+        candidates = retriever.candidates(request, k=k, seed=seed)
+    if shape != "plain" and not candidates:
+        shape = "plain"
+    return messages_for(shape, sample.instruction, request_input, candidates, sample.language, n_books)
+
+
+def run_takes_candidates(db: Database, run_id: int) -> bool:
+    """Whether run N was trained on candidate-carrying samples (None, from older runs: no)."""
+    with db.session() as s:
+        run = s.get(TrainingRun, run_id)
+    if run is None:
+        raise BackendError(f"Run #{run_id} does not exist (see `moodshelf runs`).")
+    return bool(run.with_candidates)
+
+
+def shape_for(db: Database, spec: BackendSpec) -> str:
+    if not spec.is_local:
+        return "teacher"
+    if spec.adapter_run is None:
+        return "plain"
+    return "candidates" if run_takes_candidates(db, spec.adapter_run) else "plain"
+
+
+# -- results ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CatalogConstraint:
+    """What catalog-constrained decoding may write in one answer: the books (None: every book of the
+    language's catalog) and how many."""
+
+    language: str
+    book_ids: tuple[int, ...] | None
+    n_books: int
+
+
+@dataclass
+class RecommendedBook:
+    title: str
+    author: str
+    reason: str
+    effect: str
+    book: Book | None        # the catalog book it was grounded to, None: not in the catalog
+    offered: bool = False    # among the candidates the model was given
+
+    @property
+    def grounded(self) -> bool:
+        return self.book is not None
+
+
+@dataclass
+class Prepared:
+    """A request made ready for one backend: its prompt, candidates and the backend that will answer."""
+
+    request: RecommendRequest
+    label: str
+    shape: str
+    messages: list[dict]
+    candidates: list[Book]
+    n_books: int
+    backend: Backend | None
+    notices: list[str] = field(default_factory=list)
+    constraint: CatalogConstraint | None = None
+
+    @property
+    def prompt(self) -> str:
+        """The user turn (what a comparison stores)."""
+        return next((m["content"] for m in self.messages if m["role"] == "user"), "")
+
+
+@dataclass
+class Recommendation:
+    label: str
+    shape: str
+    text: str
+    books: list[RecommendedBook]
+    candidates: list[Book]
+    usage: Usage
+    n_books: int
+    notices: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def grounded(self) -> int:
+        return sum(1 for b in self.books if b.grounded)
+
+
+@dataclass(frozen=True)
+class ColumnUpdate:
+    """One step of several answers streamed side by side: a text delta of a column, or its final result."""
+
+    column: int
+    delta: str = ""
+    result: Recommendation | None = None
+    tick: bool = False    # nothing arrived for tick_s (column -1): time to say how long columns have waited
+
+
+# -- the pipeline -----------------------------------------------------------------------------------------------
+class Recommender:
+    """The pipeline, shared by every caller of one process (thread-safe; indexes built once per catalog).
+
+    backend_factory(label) makes the chat backend of a label; the app passes its own (which checks keys and
+    which backends a public page may use); the default makes them here, loading local models on first use.
+    """
+
+    def __init__(self, db: Database, *, backend_factory: Callable[[str], Backend] | None = None,
+                 base_model: str | None = None, k: int = DEFAULT_K, seed: int = 0):
+        self.db, self.k, self.seed = db, k, seed
+        self.base_model = base_model
+        self.backend_factory = backend_factory or self._make_backend
+        self.retriever = Retriever.for_db(db)
+        self._local: dict[str, object] = {}
+        self._index: tuple[tuple, object] | None = None
+        self._model_lock = threading.Lock()   # loading a model takes seconds: grounding must not wait for it
+        self._index_lock = threading.Lock()
+
+    # -- backends ------------------------------------------------------------------------------------------------
+    def local_model(self, base_model: str):
+        with self._model_lock:
+            if base_model not in self._local:
+                from training.inference import LocalModel
+
+                self._local[base_model] = LocalModel.load(base_model)
+            return self._local[base_model]
+
+    def _make_backend(self, label: str) -> Backend:
+        """Default backends: a run's adapter on its own base model; the base model is `base_model`
+        (default: the demo's)."""
+        from training.config import DEFAULT_BASE_MODEL
+
+        spec = BackendSpec.from_label(label)
+        if not spec.is_local:
+            return make_backend(spec)
+        base = self.base_model or DEFAULT_BASE_MODEL
+        if spec.adapter_run is not None:
+            with self.db.session() as s:
+                run = s.get(TrainingRun, spec.adapter_run)
+            if run is None:
+                raise BackendError(f"Run #{spec.adapter_run} does not exist (see `moodshelf runs`).")
+            base = run.base_model
+        return make_backend(spec, local_model=self.local_model(base), db=self.db)
+
+    # -- steps ---------------------------------------------------------------------------------------------------
+    def prepare(self, request: RecommendRequest, label: str, *, constrained: bool = False) -> Prepared:
+        """Everything before generation: the prompt shape of the backend, retrieval when the shape uses
+        candidates, the prompt, and the backend. Raises RecommendError or BackendError (one line each)."""
+        spec = BackendSpec.from_label(label)
+        shape = shape_for(self.db, spec)
+        grid_request = request.grid_request()
+        candidates: list[Book] = []
+        notices: list[str] = []
+        n_books = request.n_books
+        if shape != "plain":
+            found = self.retriever.retrieve(grid_request, k=max(self.k, n_books), seed=self.seed)
+            candidates = found.books
+            if not candidates:
+                raise RecommendError(_no_books(request.language))
+            if len(candidates) < n_books:
+                n_books = len(candidates)
+                notices.append(_few_books(request.language, len(candidates)))
+        messages = messages_for(shape, instruction_for(grid_request, n_books), input_for(grid_request), candidates,
+                                request.language, n_books)
+        backend = self.backend_factory(label)
+        constraint = None
+        if constrained and spec.is_local:
+            constraint = CatalogConstraint(request.language, tuple(b.id for b in candidates) or None, n_books)
+            _give_constraint(backend, constraint)
+        return Prepared(request, label, shape, messages, candidates, n_books, backend, notices, constraint)
+
+    def stream(self, prepared: Prepared, *, max_new_tokens: int = 400) -> Iterator[str | Recommendation]:
+        """Text deltas as the model writes them, then the Recommendation (a failure mid-answer ends it with
+        `error` set, keeping the text that came)."""
+        text, error = "", None
+        try:
+            for delta in prepared.backend.stream(prepared.messages, max_new_tokens=max_new_tokens):
+                text += delta
+                yield delta
+        except BackendError as e:
+            error = str(e)
+        yield self.finish(prepared, text, error)
+
+    def recommend(self, prepared: Prepared, *, max_new_tokens: int = 400) -> Recommendation:
+        """The whole answer at once."""
+        result = None
+        for result in self.stream(prepared, max_new_tokens=max_new_tokens):
+            pass
+        return result
+
+    def stream_many(self, prepared: Sequence[Prepared | None], *, max_new_tokens: int = 400,
+                    tick_s: float | None = None) -> Iterator[ColumnUpdate]:
+        """Several prepared requests answered side by side (Compare, Arena): API columns concurrently,
+        local columns in turn on the shared model (training/columns.py); each ends with its result. With
+        tick_s, a tick update comes whenever nothing else has for tick_s seconds."""
+        from training.columns import stream_columns
+
+        texts = ["" for _ in prepared]
+        backends = [p.backend if p is not None else None for p in prepared]
+        messages = [p.messages if p is not None else [] for p in prepared]
+        for ev in stream_columns(backends, [], column_messages=messages, max_new_tokens=max_new_tokens,
+                                 tick_s=tick_s):
+            if ev.tick:
+                yield ColumnUpdate(-1, tick=True)
+                continue
+            texts[ev.column] += ev.delta
+            if ev.delta:
+                yield ColumnUpdate(ev.column, ev.delta)
+            if ev.done:
+                yield ColumnUpdate(ev.column, result=self.finish(prepared[ev.column], texts[ev.column], ev.error))
+
+    def finish(self, prepared: Prepared, text: str, error: str | None = None) -> Recommendation:
+        backend = prepared.backend
+        return Recommendation(prepared.label, prepared.shape, text,
+                              self.ground(text, prepared.request.language, prepared.candidates),
+                              prepared.candidates, backend.usage if backend is not None else Usage(),
+                              prepared.n_books, list(prepared.notices), error)
+
+    def ground(self, text: str, language: str, candidates: Sequence[Book] = ()) -> list[RecommendedBook]:
+        """The answer's numbered books, each matched against the catalog."""
+        index = self.catalog_index()
+        offered = {b.id for b in candidates}
+        items = parse_books(text, language)
+        matches = [index.match(it.title, it.author) for it in items]
+        ids = [m.book_id for m in matches if m.book_id is not None]
+        with self.db.session() as s:
+            books = {b.id: b for b in s.scalars(select(Book).where(Book.id.in_(ids)))} if ids else {}
+            s.expunge_all()
+        return [RecommendedBook(it.title, it.author, it.reason, it.effect, books.get(m.book_id),
+                                m.book_id in offered) for it, m in zip(items, matches)]
+
+    def catalog_index(self):
+        """The grounding index of the catalog (datagen/grounding.py), rebuilt when the catalog changes."""
+        version = catalog_version(self.db)
+        with self._index_lock:
+            if self._index is None or self._index[0] != version:
+                self._index = (version, catalog_index(self.db))
+            return self._index[1]
+
+
+def _give_constraint(backend: Backend, constraint: CatalogConstraint) -> None:
+    """Hand the constraint to a local backend whose model can decode under one; say so plainly otherwise."""
+    model = getattr(backend, "local_model", None)
+    if model is None or "constraint" not in inspect.signature(model.stream).parameters:
+        raise RecommendError("Catalog-constrained decoding is not available for this backend yet: turn it off.")
+    backend.constraint = constraint
+
+
+def _no_books(language: str) -> str:
+    if language == "ko":
+        return "카탈로그에 한국어 책이 없습니다: 책을 가져온 뒤 다시 시도하세요 (moodshelf catalog import FILE.csv)."
+    return "The catalog has no English books: import some first (moodshelf catalog import FILE.csv)."
+
+
+def _few_books(language: str, n: int) -> str:
+    if language == "ko":
+        return f"카탈로그에 이 요청에 맞는 한국어 책이 {n}권뿐이라 {n}권을 추천합니다."
+    return f"The catalog has only {n} English book(s) for this request, so {n} are recommended."
+
+
+__all__ = ["CatalogConstraint", "ColumnUpdate", "Prepared", "RecommendError", "RecommendRequest",
+           "RecommendedBook", "Recommendation", "Recommender", "messages_for", "sample_messages", "shape_for"]
