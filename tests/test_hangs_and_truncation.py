@@ -11,9 +11,11 @@ from app.services import Services
 from app.settings import AppSettings, SettingsError
 from fakes.fixtures import fake_anthropic, fake_openai  # noqa: F401
 from training.backends import FIRST_TOKEN_TIMEOUT_S, BackendError, BackendSpec, Usage, make_backend
+from training.recommend import RecommendRequest
 
 KEY = "sk-test-abcdef123456"
 MESSAGES = [{"role": "user", "content": "Recommend 3 books for a tired nurse looking for calm."}]
+REQUEST = RecommendRequest.from_fields("en", "tired", "nurse", ["calm"])
 SPECS = {"openai": BackendSpec(kind="openai", model="gpt-4.1-mini"),
          "anthropic": BackendSpec(kind="anthropic", model="claude-haiku-4-5")}
 
@@ -56,7 +58,7 @@ def test_compare_column_says_it_is_waiting_then_fails_while_the_other_finishes(c
     api_env["openai"].add_fault(stall=30)
     services = Services(db=catalog_db, settings=AppSettings(first_token_timeout_s=2.5))
     states = [(list(s.lines), s.done) for s in run_columns(
-        services, ["openai: gpt-4.1-mini", "anthropic: claude-haiku-4-5"], MESSAGES[0]["content"], "en")]
+        services, ["openai: gpt-4.1-mini", "anthropic: claude-haiku-4-5"], REQUEST)]
     waiting = [lines[0] for lines, _ in states if lines[0].startswith("*waiting for the first token")]
     assert waiting and "(gives up after 2.5 s)" in waiting[-1]
     final = states[-1][0]
@@ -79,8 +81,7 @@ def test_answer_stopped_by_its_token_limit_is_marked_cut_short(vendor, reason, a
 def test_compare_marks_a_cut_short_column_and_stores_it(catalog_db, api_env):
     api_env["anthropic"].add_fault(truncate=True)
     services = Services(db=catalog_db)
-    *_, state = run_columns(services, ["openai: gpt-4.1-mini", "anthropic: claude-haiku-4-5"],
-                            MESSAGES[0]["content"], "en")
+    *_, state = run_columns(services, ["openai: gpt-4.1-mini", "anthropic: claude-haiku-4-5"], REQUEST)
     assert "cut short" not in state.lines[0] and "cut short at the token limit" in state.lines[1]
     assert [r["truncated"] for r in state.results] == [False, True]
     assert "토큰 한도에서 잘렸습니다" in stats_line(Usage(truncated=True), [], "ko")

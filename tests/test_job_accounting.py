@@ -32,8 +32,9 @@ def test_a_short_job_names_every_cause_counted_not_the_last_timeout(catalog_db, 
     openai_env.canned = [("", SAME_ANSWER)]
     for _ in range(2):  # the first two calls hang past the job's 0.5 s timeout (no retries)
         openai_env.add_fault(delay=2)
-    code = main(["generate", "--provider", "openai", "--language", "en", "--count", "5", "--max-attempts-factor",
-                 "2", "--concurrency", "1", "--max-retries", "0", "--timeout", "0.5"])
+    # --no-retrieval: the canned answer's books are not among any request's candidates.
+    code = main(["generate", "--provider", "openai", "--no-retrieval", "--language", "en", "--count", "5",
+                 "--max-attempts-factor", "2", "--concurrency", "1", "--max-retries", "0", "--timeout", "0.5"])
     err = capsys.readouterr().err
     assert code == 2
     with catalog_db.session() as s:
