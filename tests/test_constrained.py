@@ -193,6 +193,16 @@ def test_prefix_titles_dashes_in_titles_and_list_numbers(tok):
     assert allowed(row, g, V) == set(eos) and row.done
 
 
+def test_a_line_shared_by_two_books_is_named_once(tok):
+    trie = TitleTrie.build(tok, [(1, "Dune - Frank Herbert"), (2, "Dune - Frank Herbert"), (3, "Emma - Jane Austen")])
+    row = RowConstraint(trie, tok, n_books=3, eos_token_id=stop_token_ids(tok))
+    g = drive(row, tok, "1. Dune - Frank Herbert\n - a\n - b\n2.", len(tok))
+    assert row.named_books == [1] and row.n_books == 3
+    assert allowed(row, g, len(tok)) == {tok.encode(" Emma", add_special_tokens=False)[0]}
+    g = drive(row, tok, " Emma - Jane Austen\n", len(tok), g)
+    assert row.named_books == [1, 3] and stop_token_ids(tok)[0] in allowed(row, g, len(tok))  # nothing left
+
+
 def test_korean_titles_are_written_whole_through_byte_tokens(tok):
     entries = [(1, "불편한 편의점 - 김호연"), (2, "불편한 편의점 2 - 김호연"), (3, "달러구트 꿈 백화점 - 이미예")]
     trie = TitleTrie.build(tok, entries)
@@ -238,6 +248,40 @@ def test_empty_trie_allows_only_eos_and_a_foreign_tokenizer_is_refused(tok):
                                                                           unk_token="<unk>")), unk_token="<unk>")
     with pytest.raises(ValueError, match="another tokenizer"):
         RowConstraint(TitleTrie.build(tok, [(1, "Dune - Frank Herbert")]), small, n_books=1, eos_token_id=0)
+
+
+def test_array_trie_counts_and_ends_match_a_plain_dict_trie():
+    """The numpy build (sorted entries, longest common prefixes) against the obvious definition, on random
+    token sequences with shared prefixes, duplicates and one sequence a prefix of another."""
+    import random
+
+    from training.token_text import TokenVocabulary
+
+    vocab, rng = TokenVocabulary([str(i) for i in range(10)]), random.Random(0)
+    for _ in range(200):
+        seqs = [[rng.randint(0, 4) for _ in range(rng.randint(1, 6))] for _ in range(rng.randint(0, 30))]
+        if seqs:
+            seqs += [list(seqs[0]), seqs[-1][:-1] or [9]]
+        trie = TitleTrie(vocab, [str(q) for q in seqs], list(range(len(seqs))), seqs)
+        counts, ends = {}, {}
+
+        def walk(node, path):
+            counts[path] = int(trie.node_count[node])
+            if trie.terminal_entries(node):
+                ends[path] = sorted(trie.terminal_entries(node))
+            start, end = trie.children(node)
+            assert list(trie.child_token[start:end]) == sorted(set(trie.child_token[start:end]))
+            for j in range(start, end):
+                walk(int(trie.child_node[j]), path + (int(trie.child_token[j]),))
+
+        walk(0, ())
+        want_counts, want_ends = {(): len(seqs)}, {}
+        for i, q in enumerate(seqs):
+            for d in range(1, len(q) + 1):
+                want_counts[tuple(q[:d])] = want_counts.get(tuple(q[:d]), 0) + 1
+            want_ends.setdefault(tuple(q), []).append(i)
+        assert counts == want_counts and ends == want_ends, seqs
+        assert all(trie.tokens(i) == q for i, q in enumerate(seqs))
 
 
 def test_byte_level_token_texts_match_the_tokenizers_own_decoding(tok):

@@ -154,7 +154,8 @@ class RowConstraint:
             self._node = int(self.trie.child_node[j])
             ends_here = [e for e in self.trie.terminal_entries(self._node) if e not in self._named_entries]
             if ends_here:
-                self._name_book(int(self.trie.book_ids[ends_here[0]]))
+                # Books sharing this exact line go too: the answer would show the same line twice.
+                self._name_book(int(self.trie.book_ids[ends_here[0]]), also=ends_here)
         elif self.state == "done":
             self._lose_track(tok, "the end of the list")
         elif tok >= len(self.vocab):  # a padding row of the model's embedding, beyond the tokenizer: no text
@@ -185,9 +186,9 @@ class RowConstraint:
         if not self._number_left:
             self.state, self._node = "title", 0
 
-    def _name_book(self, book_id: int) -> None:
+    def _name_book(self, book_id: int, also: Sequence[int] = ()) -> None:
         self.named_books.append(book_id)
-        for entry in self.trie.entries_of[book_id]:
+        for entry in [*self.trie.entries_of[book_id], *also]:
             if entry in self._named_entries:
                 continue
             self._named_entries.add(entry)
