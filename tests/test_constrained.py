@@ -193,6 +193,13 @@ def test_prefix_titles_dashes_in_titles_and_list_numbers(tok):
     assert allowed(row, g, V) == set(eos) and row.done
 
 
+def test_allowed_tokens_survive_an_earlier_processor_that_banned_them_all(tok):
+    trie = TitleTrie.build(tok, [(1, "Dune - Frank Herbert"), (2, "Emma - Jane Austen")])
+    row = RowConstraint(trie, tok, n_books=1, eos_token_id=stop_token_ids(tok))
+    scores = row(torch.tensor([], dtype=torch.long), torch.full((len(tok),), float("-inf")))
+    assert set(torch.nonzero(torch.isfinite(scores)).flatten().tolist()) == {tok.convert_tokens_to_ids("1")}
+
+
 def test_a_line_shared_by_two_books_is_named_once(tok):
     trie = TitleTrie.build(tok, [(1, "Dune - Frank Herbert"), (2, "Dune - Frank Herbert"), (3, "Emma - Jane Austen")])
     row = RowConstraint(trie, tok, n_books=3, eos_token_id=stop_token_ids(tok))

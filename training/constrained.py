@@ -3,8 +3,10 @@
     trie = TitleTrie.build(tokenizer, catalog_entries(db, language="en"))      # once per catalog and tokenizer
     rows = [RowConstraint(trie.restrict(candidate_ids), tokenizer, n_books=3, eos_token_id=stop_token_ids(tokenizer)),
             None]                                                              # row 2 decodes freely
-    out = model.generate(**inputs, logits_processor=[ConstrainedLogitsProcessor(rows, inputs["input_ids"].shape[1])])
-    rows[0].named_books                                                        # [book ids, in order]
+    processor = ConstrainedLogitsProcessor(rows, prompt_length=inputs["input_ids"].shape[1])  # left-padded batch
+    out = model.generate(**inputs, logits_processor=[processor])
+    processor.finish(out)              # the last token never reaches a processor: show it to the rows
+    rows[0].named_books, rows[0].cut_short                                     # [book ids, in order], False
 
     python -m training.constrained --language ko "불안한 직장인에게 위로가 되는 책 3권을 추천해줘."   # base model, printed
 
@@ -230,8 +232,8 @@ class RowConstraint:
             if state == "fields" and not complete and self._fields_over:
                 return _keep_only(scores, self._number_ids(f"{len(self.named_books) + 1}.", scores))
             number = None if complete else len(self.named_books) + 1
-            return scores.index_fill_(-1, self._banned(True, number, eos_allowed, scores), NEG_INF)
-        return scores.index_fill_(-1, self._banned(False, None, eos_allowed, scores), NEG_INF)
+            return _ban(scores, self._banned(True, number, eos_allowed, scores))
+        return _ban(scores, self._banned(False, None, eos_allowed, scores))
 
     def _title_ids(self, device) -> torch.Tensor:
         start, end = self.trie.children(self._node)
@@ -280,11 +282,41 @@ class RowConstraint:
         return torch.from_numpy(np.flatnonzero(ban)).to(scores.device)
 
 
+def _cpu_view(scores: torch.Tensor) -> np.ndarray | None:
+    """The logits as a numpy array sharing their memory, for CPU float32 logits (what generate() passes).
+
+    numpy works on the calling thread; torch splits a fill over the whole vocabulary across its intra-op threads
+    and waits for all of them, which costs milliseconds per call when other processes hold the cores."""
+    if scores.device.type == "cpu" and scores.dtype == torch.float32 and scores.is_contiguous():
+        return scores.detach().numpy()
+    return None
+
+
 def _keep_only(scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Set every logit but `ids` to -inf. If an earlier processor (no_repeat_ngram_size, bad words) banned all
+    of them, they stay allowed at equal scores rather than all -inf (NaN when sampling)."""
+    arr = _cpu_view(scores)
+    if arr is not None:
+        idx = ids.numpy()
+        kept = arr[idx]
+        if not np.isfinite(kept).any():
+            kept[:] = 0.0
+        arr.fill(NEG_INF)
+        arr[idx] = kept
+        return scores
     kept = scores[ids]
+    kept = torch.where(torch.isfinite(kept).any(), kept, torch.zeros_like(kept))  # no host sync on a GPU
     scores.fill_(NEG_INF)
     scores[ids] = kept
     return scores
+
+
+def _ban(scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    arr = _cpu_view(scores)
+    if arr is not None:
+        arr[ids.numpy()] = NEG_INF
+        return scores
+    return scores.index_fill_(-1, ids, NEG_INF)
 
 
 class ConstrainedLogitsProcessor(LogitsProcessor):
@@ -308,7 +340,9 @@ class ConstrainedLogitsProcessor(LogitsProcessor):
             generated = generated.cpu()  # one device-to-host copy per step for every row's bookkeeping
         for i, row in enumerate(self.rows):
             if row is not None:
-                scores[i] = row(generated[i], scores[i])
+                out = row(generated[i], scores[i])
+                if out.data_ptr() != scores[i].data_ptr():  # RowConstraint masks in place; another may not
+                    scores[i] = out
         return scores
 
     def finish(self, sequences: torch.LongTensor) -> None:
