@@ -200,6 +200,21 @@ def test_allowed_tokens_survive_an_earlier_processor_that_banned_them_all(tok):
     assert set(torch.nonzero(torch.isfinite(scores)).flatten().tolist()) == {tok.convert_tokens_to_ids("1")}
 
 
+def test_bfloat16_logits_take_the_torch_path_to_the_same_mask(tok):
+    """CPU float32 logits are masked through numpy; others (bf16, GPU) with torch ops: both must agree."""
+    trie = TitleTrie.build(tok, [(1, "Dune - Frank Herbert"), (2, "Emma - Jane Austen")])
+    text = "1. Dune - Frank Herbert\n - a\n - b\n2."
+    for dtype in (torch.float32, torch.bfloat16):
+        row = RowConstraint(trie, tok, n_books=2, eos_token_id=stop_token_ids(tok))
+        ids, seen = tok.encode(text, add_special_tokens=False), []
+        for i in range(len(ids) + 1):
+            scores = row(torch.tensor(ids[:i], dtype=torch.long), torch.zeros(len(tok), dtype=dtype))
+            seen.append(frozenset(torch.nonzero(torch.isfinite(scores.float())).flatten().tolist()))
+        if dtype is torch.float32:
+            expected = seen
+    assert seen == expected and expected[-1] == {tok.encode(" Emma", add_special_tokens=False)[0]}
+
+
 def test_a_line_shared_by_two_books_is_named_once(tok):
     trie = TitleTrie.build(tok, [(1, "Dune - Frank Herbert"), (2, "Dune - Frank Herbert"), (3, "Emma - Jane Austen")])
     row = RowConstraint(trie, tok, n_books=3, eos_token_id=stop_token_ids(tok))
