@@ -2,6 +2,12 @@
 
 Korean bibliographic strings vary in ways that exact matching misses: spacing ("달러구트 꿈 백화점" vs
 "달러구트꿈백화점"), subtitles after ':' , role suffixes ("한강 지음", "방진이 옮김", "저", "역").
+
+    index = CatalogIndex([(1, "채식주의자", "한강"), (2, "Atomic Habits", "James Clear")])
+    index.match("채식 주의자", "한강 지음").book_id   # 1
+
+Fuzzy title lookups stay fast at 100,000 books: rapidfuzz (C++) finds the few titles that could reach the
+similarity threshold, and only those are scored with difflib as before (bench/bench_constrained.py).
 """
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ import unicodedata
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Iterable, Sequence
+
+from rapidfuzz import fuzz, process
 
 _ROLE_SUFFIX = re.compile(r"\s*(지음|글|그림|옮김|엮음|저|역|편저|편|著|訳)\s*$")
 _PUNCT = re.compile(r"[\W_]+", re.UNICODE)
@@ -70,6 +78,24 @@ class CatalogIndex:
         self.by_title: dict[str, list[CatalogEntry]] = {}
         for e in self.entries:
             self.by_title.setdefault(e.title_norm, []).append(e)
+        self._title_norms = [e.title_norm for e in self.entries]
+
+    def similar_titles(self, title_norm: str, min_ratio: float) -> list[tuple[CatalogEntry, float]]:
+        """(entry, difflib ratio) for every normalised title with ratio >= min_ratio to `title_norm`, in
+        catalog order.
+
+        difflib's ratio is 2·M/(len a + len b) with M matched characters that form a common subsequence, so it
+        never exceeds rapidfuzz's Indel ratio 2·LCS/(len a + len b): rapidfuzz's cutoff drops only titles that
+        could not pass, and the few survivors get exactly the score the old loop over every entry gave them.
+        """
+        if not title_norm:  # difflib: "" vs "" is 1.0, "" vs anything else 0.0
+            return [(e, 1.0) for e in self.by_title.get("", [])]
+        # A hair under the cutoff, so float rounding never drops a title the old loop kept.
+        hits = process.extract(title_norm, self._title_norms, scorer=fuzz.ratio, processor=None,
+                               score_cutoff=max(0.0, min_ratio * 100 - 1e-6), limit=None)
+        scored = ((self.entries[i], SequenceMatcher(None, title_norm, self._title_norms[i]).ratio())
+                  for i in sorted(i for _, _, i in hits))
+        return [(e, r) for e, r in scored if r >= min_ratio]
 
     def match(self, title: str, author: str, *, threshold: float = 0.85) -> Match:
         tn, an = normalize_title(title), normalize_author(author)
@@ -82,10 +108,7 @@ class CatalogIndex:
             if s > best_score:
                 best, best_score = e, s
         if best_score < threshold:
-            for e in self.entries:
-                ts = SequenceMatcher(None, tn, e.title_norm).ratio()
-                if ts < 0.8:
-                    continue
+            for e, ts in self.similar_titles(tn, 0.8):
                 s = 0.6 * ts + 0.4 * _author_similarity(an, e.author_norm)
                 if s > best_score:
                     best, best_score = e, s

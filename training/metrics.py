@@ -27,7 +27,6 @@ import math
 import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
-from difflib import SequenceMatcher
 from typing import Iterable, Sequence
 
 from datagen.grounding import CatalogIndex, normalize_title
@@ -86,7 +85,7 @@ def title_known(index: CatalogIndex, title: str) -> bool:
         return False
     if tn in index.by_title:
         return True
-    return any(SequenceMatcher(None, tn, e.title_norm).ratio() >= TITLE_SIMILARITY for e in index.entries)
+    return bool(index.similar_titles(tn, TITLE_SIMILARITY))
 
 
 @dataclass
