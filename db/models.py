@@ -291,14 +291,26 @@ class Comparison(Base):
 EVAL_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 
 
+EVAL_MODES = ("split", "requests")
+
+
 class EvalRun(Base):
-    """One backend evaluated on one held-out eval split: progress while it runs, aggregate metrics after."""
+    """One backend evaluated on a held-out eval split (mode 'split': answers scored against the samples'
+    references) or on a request set (mode 'requests': requests without reference answers, each answered
+    through the recommendation pipeline): progress while it runs, aggregate metrics after."""
 
     __tablename__ = "eval_runs"
-    __table_args__ = (CheckConstraint(f"status IN {EVAL_STATUSES}", name="eval_status"),)
+    __table_args__ = (CheckConstraint(f"status IN {EVAL_STATUSES}", name="eval_status"),
+                      CheckConstraint(f"mode IN {EVAL_MODES}", name="eval_mode"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     label: Mapped[str] = mapped_column(String(300))          # what the tables show: "base model", "run #3", ...
+    mode: Mapped[str] = mapped_column(String(16), default="split", server_default="split")
+    # Request sets: which set ("grid en seed 9001 x20", "file reqs.jsonl sha 1a2b3c4d"), so evaluations of the
+    # same set are compared side by side, and the requests themselves (RecommendRequest fields), kept here
+    # so a JSONL file may go away and a resumed evaluation answers exactly the same requests.
+    request_set: Mapped[Optional[str]] = mapped_column(String(300), index=True)
+    requests: Mapped[Optional[list[Any]]] = mapped_column(JSON)
     backend: Mapped[dict[str, Any]] = mapped_column(default=dict)   # the backend spec, enough to rebuild it
     # The run whose eval split is used (and, for an adapter, the run it comes from); None: every eval sample.
     training_run_id: Mapped[Optional[int]] = mapped_column(
@@ -323,15 +335,19 @@ class EvalResult(Base):
     """One answer of an evaluation: what the backend wrote for a sample, how long it took, its scores."""
 
     __tablename__ = "eval_results"
-    # One row per sample and evaluation: a restarted worker skips what is already scored.
-    __table_args__ = (UniqueConstraint("eval_run_id", "sample_id", name="uq_eval_results_run_sample"),)
+    # One row per sample (split) or request (request set) and evaluation: a restarted worker skips what is
+    # already scored. The column a mode does not use is NULL, and NULLs never collide in a unique constraint.
+    __table_args__ = (UniqueConstraint("eval_run_id", "sample_id", name="uq_eval_results_run_sample"),
+                      UniqueConstraint("eval_run_id", "request_index", name="uq_eval_results_run_request"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     eval_run_id: Mapped[int] = mapped_column(ForeignKey("eval_runs.id", ondelete="CASCADE"), index=True)
-    sample_id: Mapped[int] = mapped_column(Integer)  # no foreign key: results outlive a deleted sample
+    sample_id: Mapped[Optional[int]] = mapped_column(Integer)  # no foreign key: results outlive a deleted sample
+    request_index: Mapped[Optional[int]] = mapped_column(Integer)  # position in EvalRun.requests
     output: Mapped[str] = mapped_column(Text, default="")
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)   # training.metrics.AnswerScore
     latency_s: Mapped[Optional[float]] = mapped_column(Float)
+    ttft_s: Mapped[Optional[float]] = mapped_column(Float)          # time to first token (request sets)
     output_tokens: Mapped[Optional[int]] = mapped_column(Integer)
     judge_score: Mapped[Optional[float]] = mapped_column(Float)
     judge_reason: Mapped[Optional[str]] = mapped_column(Text)
