@@ -5,6 +5,7 @@
     moodshelf generate --count 100 --language en --approve
     moodshelf train --max-steps 30     # or: --config data/runs/1/config.yaml
     moodshelf eval --run-id 1          # base model vs run 1's adapter on run 1's held-out eval split
+    moodshelf eval --backend base --backend run:1 --requests grid --count 20 --compare-constrained
     moodshelf recommend --language en --emotion anxious --effect comfort --text "short poems" --backend run:1
     moodshelf catalog import library.csv --encoding cp949
     moodshelf samples export approved.jsonl --format openai
@@ -71,7 +72,7 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_eval_flags(p: argparse.ArgumentParser) -> None:
     """One flag per EvalConfig field; --backend may be given several times (one evaluation each)."""
-    from training.eval_config import EvalConfig
+    from training.eval_config import REQUEST_SOURCES, EvalConfig
 
     for f in dataclasses.fields(EvalConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -79,9 +80,17 @@ def _add_eval_flags(p: argparse.ArgumentParser) -> None:
         if f.name == "backend":
             p.add_argument(flag, dest="backends", action="append", default=None, metavar="BACKEND",
                            help=f.metadata["help"] + " (repeatable)")
+        elif str(f.type).startswith("bool"):  # --constrained / --no-constrained
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                           help=f.metadata.get("help", ""))
+        elif f.name == "requests":
+            p.add_argument(flag, dest=f.name, choices=REQUEST_SOURCES, default=None, help=help_)
         else:
-            typ = int if f.name in ("run_id", "limit", "max_new_tokens") else str
+            typ = int if str(f.type).startswith("int") else str
             p.add_argument(flag, dest=f.name, type=typ, default=None, help=help_)
+    p.add_argument("--compare-constrained", action="store_true",
+                   help="on a request set, evaluate each local backend twice, constrained decoding on and off, "
+                        "in the same worker (one model load): the comparison table shows what it changes")
 
 
 def eval_configs_from_args(args: argparse.Namespace) -> list:
@@ -95,7 +104,16 @@ def eval_configs_from_args(args: argparse.Namespace) -> list:
                         "model and run N's adapter.")
     shared = {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig)
               if f.name != "backend" and getattr(args, f.name, None) is not None}
-    return [EvalConfig(backend=b, **shared).validate() for b in backends]
+    if not getattr(args, "compare_constrained", False):
+        return [EvalConfig(backend=b, **shared).validate() for b in backends]
+    shared.pop("constrained", None)
+    configs = []
+    for b in backends:
+        local = EvalConfig(backend=b, **shared).validate().backend_spec().is_local
+        configs += [EvalConfig(backend=b, constrained=c, **shared).validate() for c in ((True, False) if local else (None,))]
+    if not configs[0].on_requests:
+        raise UserError("--compare-constrained needs a request set: add --requests grid or --requests-file FILE.")
+    return configs
 
 
 def job_config_from_args(args: argparse.Namespace):
@@ -138,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=30, help="QLoRA steps (default 30, a few minutes on CPU)")
     p.add_argument("--no-train", action="store_true", help="skip the training run")
+    p.add_argument("--eval-count", type=int, default=20,
+                   help="unseen grid requests the base model and the demo run are evaluated on after training, "
+                        "constrained decoding on and off (default 20; 0 skips the evaluation)")
     p.add_argument("--retrain", action="store_true", help="train again even if an earlier demo run completed")
     p.add_argument("--no-serve", action="store_true", help="stop after the pipeline instead of serving the app")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only; "
@@ -214,12 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="e.g. lora_r=8,128,256 or target_modules=attention,all-linear (repeatable)")
     p.add_argument("--name", default=None, help="a name for the sweep")
 
-    p = sub.add_parser("eval", help="batch-evaluate backends on a held-out eval split (in its own process)",
+    p = sub.add_parser("eval", help="batch-evaluate backends on a held-out eval split or on a request set (in its "
+                                    "own process)",
                        description="Score each backend's answers to the eval samples: format compliance, grounding, "
                                    "hallucinated books, mood fit, diversity, ROUGE-L, latency and, with --judge, an "
                                    "LLM judge. Without --backend and with --run-id: the base model and that run's "
-                                   "adapter (before/after). Backends: base, run:N, openai:MODEL, anthropic:MODEL, "
-                                   "openai-compatible:MODEL@URL.")
+                                   "adapter (before/after). With --requests grid (unseen requests drawn from the "
+                                   "request grid with a seed no generation job used) or --requests-file FILE.jsonl: "
+                                   "requests without reference answers, answered through the recommendation "
+                                   "pipeline and compared side by side (grounded, invented and repeated books, mood "
+                                   "fit, catalog coverage, language, latency). Backends: base, run:N, "
+                                   "openai:MODEL, anthropic:MODEL, openai-compatible:MODEL@URL.")
     _add_eval_flags(p)
     p.add_argument("--no-wait", action="store_true", help="start the worker and return")
     p.add_argument("--resume", type=int, metavar="EVAL", help="continue a failed or cancelled evaluation; answers "
@@ -228,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Every evaluation with its status and main figures; with --run-id, the "
                                    "before/after table of that training run (base model vs its adapter).")
     p.add_argument("--run-id", type=int, default=None, help="show the before/after table of this training run")
+    p.add_argument("--compare", nargs="?", const="", default=None, metavar="REQUEST_SET",
+                   help="show the request-set comparison table (default: the latest request set)")
 
     p = sub.add_parser("recommend", help="ask a model for books: the answer streams, then the books with a catalog check",
                        description="The app's Recommend tab on the command line: the request goes through the same "

@@ -414,7 +414,11 @@ def watch_evals(db: Database, eval_ids: list[int]) -> None:
         raise
     for bar in bars.values():
         bar.close()
-    print_eval_table(evs)
+    split = [ev for ev in evs if ev.mode != "requests"]
+    if split:
+        print_eval_table(split)
+    if len(split) < len(evs):
+        print_comparison([ev for ev in evs if ev.mode == "requests"])
     failed = [ev for ev in evs if ev.status != "completed"]
     if failed:
         raise UserError("; ".join(f"eval {ev.id} {ev.status}: {(ev.error or '').splitlines()[0] if ev.error else ''}"
@@ -433,6 +437,27 @@ def print_eval_table(evs) -> None:
     for ev in evs:
         print(f"#{ev.id:<4}{ev.status:<11}{f'{ev.done}/{ev.total}':>7}  "
               + "".join(f"{_fmt(ev.metrics.get(c)):>11}" for c in EVAL_COLUMNS) + f"  {ev.label}")
+
+
+def format_table(headers: list[str], rows: list[list]) -> str:
+    """Columns as wide as their widest cell, numbers right-aligned, '-' for a missing figure."""
+    cells = [[_fmt(v) if not isinstance(v, str) else v for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    left = [all(isinstance(r[i], str) for r in rows) for i in range(len(headers))]
+    def line(values):
+        return "  ".join(v.ljust(w) if l else v.rjust(w) for v, w, l in zip(values, widths, left)).rstrip()
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def print_comparison(evs) -> None:
+    """The request-set comparison (training/evals.comparison_table): backend × constrained decoding."""
+    from training.evals import comparison_table
+
+    if not evs:
+        return
+    sets = sorted({ev.request_set for ev in evs if ev.request_set})
+    print(f"request set: {', '.join(sets)}  (rates in %; coverage: distinct grounded books / catalog books)")
+    print(format_table(*comparison_table(evs)))
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -480,6 +505,15 @@ def cmd_evals(args: argparse.Namespace) -> None:
         for r in rows:
             mark = {True: "  better", False: "  worse", None: ""}[r["better"]]
             print(f"{r['metric']:<22}{_fmt(r['base']):>10}{_fmt(r['fine_tuned']):>12}{_fmt(r['delta']):>10}{mark}")
+        return
+    if args.compare is not None:
+        from training.evals import request_set_evals
+
+        compared = request_set_evals(db, args.compare or None)
+        if not compared:
+            raise UserError("No completed request-set evaluation" + (f" on {args.compare!r}" if args.compare else "")
+                            + " yet: moodshelf eval --backend base --requests grid --count 20")
+        print_comparison(compared)
         return
     evs = list(reversed(list_evals(db)))
     if not evs:
@@ -546,6 +580,32 @@ def _completed_run(db: Database, name: str) -> int | None:
                         .order_by(TrainingRun.id.desc()).limit(1))
 
 
+def demo_evaluation(db: Database, run_id: int, language: str, count: int) -> None:
+    """The base model and the demo run on `count` grid requests no generation job drew, constrained decoding on
+    and off, in one worker; printed as the comparison table. A finished evaluation of the same run on the same
+    request set is shown again instead of being run twice."""
+    from training.eval_config import EvalConfig
+    from training.evals import create_eval, request_set_evals, start_evals
+    from training.request_sets import grid_set_name, unused_seed
+
+    request_set = grid_set_name([language], count, unused_seed(db))
+    wanted = [(backend, constrained) for backend in ("base", f"run:{run_id}") for constrained in (True, False)]
+    done = {(ev.backend["name"], bool(ev.config.get("constrained"))): ev for ev in request_set_evals(db, request_set)
+            if ev.training_run_id == run_id}
+    if all(key in done for key in wanted):
+        print(f"      run {run_id} was evaluated on {request_set} already: showing that (--retrain to train and "
+              "evaluate again)")
+        print_comparison([done[key] for key in wanted])
+        return
+    # run_id on the base model's evaluations too: the base is the run's own, so the rows compare like with like.
+    ids = [create_eval(db, EvalConfig(backend=backend, run_id=run_id, requests="grid", language=language,
+                                      count=count, constrained=constrained))
+           for backend, constrained in wanted if (backend, constrained) not in done]
+    start_evals(db, ids)
+    watch_evals(db, ids)
+    print("      (the Evaluate tab shows this table; again: moodshelf evals --compare)")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from datagen.catalog import count_books, load_builtin_catalog
     from datagen.jobs import JobConfig, create_job
@@ -556,7 +616,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
         check_serve_settings(args.port)
         _check_bind(args)
         check_port_free(args.host, args.port)
-    steps = 4 if args.no_train else 5
+    evaluate = not args.no_train and args.eval_count > 0
+    steps = 4 + (not args.no_train) + evaluate
     db = _db()
     print(f"[1/{steps}] catalog")
     report = load_builtin_catalog(db)
@@ -575,6 +636,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         print(f"[4/{steps}] QLoRA fine-tune: 4-bit NF4 base + LoRA, {args.max_steps} steps (own process)")
         name = f"demo ({args.language}, {args.max_steps} steps)"
         earlier = _completed_run(db, name)
+        run_id = earlier
         if earlier is not None and not args.retrain:
             print(f"      run {earlier} ({name}) already completed: reusing its adapter (--retrain to train again)")
         else:
@@ -582,7 +644,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
             # at 1e-3 (train loss 2.9 -> 1.2) but barely moves at 3e-4 (-> 1.8), measured on this demo's data.
             train_cfg = TrainConfig(max_steps=args.max_steps, batch_size=4, language=args.language,
                                     learning_rate=1e-3, eval_fraction=0.1, logging_steps=1)
-            run_training(db, train_cfg, name=name)
+            run_id = run_training(db, train_cfg, name=name)
+        if evaluate:
+            print(f"[5/{steps}] evaluation: base model and run {run_id} on {args.eval_count} unseen {args.language} "
+                  "grid requests, constrained decoding on and off (one worker)")
+            demo_evaluation(db, run_id, args.language, args.eval_count)
     if args.no_serve:
         print("done (--no-serve).")
         return

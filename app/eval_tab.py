@@ -1,5 +1,8 @@
 """Evaluate tab: pick backends and a held-out eval split, run the batch evaluation in a worker process, watch its
 progress, read the results as a table and a bar chart per metric, and see base vs fine-tuned for each run.
+Beside it, a request set: unseen requests drawn from the grid or a JSONL file, answered through the
+recommendation pipeline with constrained decoding on and/or off, and compared side by side (the latest
+comparison shows on first open: the demo's).
 
 The form is a view of EvalConfig (the same object as `moodshelf eval`'s flags); one EvalConfig per picked
 backend, all run by one worker so the base model is loaded once.
@@ -15,11 +18,11 @@ from sqlalchemy import select
 from app.services import Services
 from db.models import EvalRun, TrainingRun
 from training.eval_config import DEFAULT_JUDGE_MODELS, KEY_ENV, EvalConfig, EvalError
-from training.evals import (before_after, cancel_eval, create_eval, list_evals, reconcile_evals,
-                            runs_with_before_after, start_evals)
+from training.evals import (before_after, cancel_eval, comparison_table, create_eval, latest_request_set,
+                            list_evals, reconcile_evals, request_set_evals, runs_with_before_after, start_evals)
 from training.metrics import METRICS
 
-TABLE_COLUMNS = ["id", "status", "backend", "split of run", "answers"] + list(METRICS)
+TABLE_COLUMNS = ["id", "status", "backend", "split of run / request set", "answers"] + list(METRICS)
 ALL_EVAL_SAMPLES = "all held-out samples"
 
 
@@ -58,7 +61,8 @@ def _round(v):
 
 
 def results_table(evs: list[EvalRun]) -> list[list]:
-    return [[ev.id, ev.status, ev.label, ev.training_run_id, ev.done] + [_round(ev.metrics.get(m)) for m in METRICS]
+    return [[ev.id, ev.status, ev.label, ev.request_set if ev.mode == "requests" else ev.training_run_id, ev.done]
+            + [_round(ev.metrics.get(m)) for m in METRICS]
             for ev in evs]
 
 
@@ -77,6 +81,36 @@ def before_after_views(services: Services, run_id) -> tuple[list[list], pd.DataF
     bars = [{"metric": r["metric"], "change": float(r["delta"])} for r in rows
             if r["delta"] is not None and METRICS[r["metric"]] and not r["metric"].startswith("latency")]
     return table, pd.DataFrame(bars or {"metric": [], "change": []}).astype({"change": float})
+
+
+def request_sets(services: Services) -> list[str]:
+    """Request sets with a completed evaluation, newest first."""
+    with services.db.session() as s:
+        rows = s.execute(select(EvalRun.request_set, EvalRun.id).where(EvalRun.mode == "requests",
+                                                                        EvalRun.status == "completed")
+                         .order_by(EvalRun.id.desc()))
+        return list(dict.fromkeys(name for name, _ in rows if name))
+
+
+def comparison_frame(evs: list[EvalRun]) -> pd.DataFrame:
+    headers, rows = comparison_table(evs)
+    return pd.DataFrame(rows, columns=headers)
+
+
+def request_configs(names: list[str], source: str, languages: list[str], count, seed, file_path, constrained: str,
+                    concurrency, new_tokens, base_model: str) -> list[EvalConfig]:
+    """One EvalConfig per backend and constrained setting ("on", "off" or "on and off", local backends only)."""
+    common = dict(requests="file" if source == "file" else "grid", requests_file=file_path or "",
+                  language=",".join(languages or []), count=int(count or 0),
+                  seed=int(seed) if seed not in (None, "") else None, concurrency=int(concurrency or 1),
+                  max_new_tokens=int(new_tokens or 320))
+    settings = {"on": (True,), "off": (False,), "on and off": (True, False)}[constrained]
+    configs = []
+    for n in names:
+        first = EvalConfig(backend=n, base_model=base_model if n == "base" else "", **common).validate()
+        for c in settings if first.backend_spec().is_local else (None,):
+            configs.append(EvalConfig(backend=n, base_model=first.base_model, constrained=c, **common).validate())
+    return configs
 
 
 def _ids(text: str) -> list[int]:
@@ -120,6 +154,33 @@ def build_eval_tab(services: Services) -> None:
             ba_chart = gr.BarPlot(pd.DataFrame({"metric": [], "change": []}), x="metric", y="change",
                                   title="Change from base to fine-tuned (higher-is-better metrics)", height=260,
                                   x_label_angle=-30, elem_id="eval_ba_chart")
+        with gr.Accordion("Request set: unseen requests, no reference answers, backends side by side", open=True):
+            gr.Markdown("Requests drawn from the request grid with a seed no generation job used (none equal to a "
+                        "stored sample), or a JSONL file (language, emotion, occupation, effects, situation, focus, "
+                        "free_text), each answered through the recommendation pipeline. Scores: format, grounded, "
+                        "invented and repeated books, mood fit, catalog coverage, unique titles, right language, "
+                        "time to first token and tokens/s. Uses the backends picked above.")
+            with gr.Row():
+                req_source = gr.Radio(["grid", "file"], value="grid", label="Requests", elem_id="req_source")
+                req_languages = gr.CheckboxGroup(["en", "ko"], value=["en"], label="Languages (grid)",
+                                                 elem_id="req_languages")
+                req_count = gr.Number(EvalConfig.count, precision=0, label="Requests per language (grid)",
+                                      elem_id="req_count")
+                req_seed = gr.Number(None, precision=0, label="Seed (empty: the first unused one)",
+                                     elem_id="req_seed")
+            with gr.Row():
+                req_file = gr.File(label="Request file (JSONL)", file_types=[".jsonl", ".json", ".txt"],
+                                   type="filepath", elem_id="req_file")
+                req_constrained = gr.Radio(["on and off", "on", "off"], value="on and off",
+                                           label="Constrained decoding (local backends)", elem_id="req_constrained")
+                req_concurrency = gr.Number(EvalConfig.concurrency, precision=0, label="Answers at a time",
+                                            elem_id="req_concurrency")
+            req_start = gr.Button("Evaluate on requests", variant="primary", elem_id="req_start")
+            sets = request_sets(services)
+            req_set = gr.Dropdown(sets, value=sets[0] if sets else None, label="Request set", allow_custom_value=True,
+                                  elem_id="req_set")
+            compare = gr.Dataframe(comparison_frame(request_set_evals(services.db, latest_request_set(services.db))),
+                                   interactive=False, elem_id="req_compare")
         timer = gr.Timer(2.0)
 
         def start_evaluation(picked, other_backend, split_run, sample_limit, new_tokens, judge_name):
@@ -138,6 +199,33 @@ def build_eval_tab(services: Services) -> None:
                 raise gr.Error(str(e))
             text = ", ".join(map(str, ids))
             return (text, *refresh_progress(text, "grounding_rate"))
+
+        def start_request_evaluation(picked, other_backend, source, languages, count, seed, file_path, constrained,
+                                     concurrency, new_tokens):
+            names = list(picked or []) + ([other_backend.strip()] if other_backend and other_backend.strip() else [])
+            if not names:
+                raise gr.Error("Pick at least one backend.")
+            if source == "file" and not file_path:
+                raise gr.Error("Upload a JSONL file of requests, or draw them from the grid.")
+            try:
+                configs = request_configs(names, source, languages, count, seed, file_path, constrained,
+                                          concurrency, new_tokens, services.base_model)
+                ids = [create_eval(services.db, cfg) for cfg in configs]
+                start_evals(services.db, ids)
+            except EvalError as e:
+                raise gr.Error(str(e))
+            text = ", ".join(map(str, ids))
+            return (text, *refresh_progress(text, "grounding_rate"), comparison_frame(request_set_evals(
+                services.db, eval_ids=ids)))
+
+        def show_comparison(ids_text, set_name):
+            """While this page's request-set evaluations run: theirs; otherwise the chosen (or latest) set."""
+            with services.db.session() as s:
+                mine = [ev for ev in (s.get(EvalRun, i) for i in _ids(ids_text)) if ev is not None
+                        and ev.mode == "requests"]
+            if mine and any(ev.status in ("queued", "running") for ev in mine):
+                return comparison_frame(mine)
+            return comparison_frame(request_set_evals(services.db, set_name or None))
 
         def refresh_progress(ids_text, metric_name):
             reconcile_evals(services.db)
@@ -158,11 +246,13 @@ def build_eval_tab(services: Services) -> None:
         def show_before_after(run_id):
             return before_after_views(services, run_id)
 
-        def refresh_choices(run_id):
+        def refresh_choices(run_id, set_name):
             # New runs and finished evaluations appear when the tab is opened, without a restart.
             runs = [str(i) for i in runs_with_before_after(services.db)]
+            names = request_sets(services)
             return (gr.CheckboxGroup(choices=backend_choices(services)), gr.Dropdown(choices=split_choices(services)),
-                    gr.Dropdown(choices=runs, value=run_id or (runs[0] if runs else None)))
+                    gr.Dropdown(choices=runs, value=run_id or (runs[0] if runs else None)),
+                    gr.Dropdown(choices=names, value=set_name or (names[0] if names else None)))
 
         progress_outputs = [status, table, chart]
         start.click(start_evaluation, [backends, other, split, limit, max_tokens, judge], [eval_ids, *progress_outputs])
@@ -171,4 +261,9 @@ def build_eval_tab(services: Services) -> None:
         timer.tick(refresh_progress, [eval_ids, metric], progress_outputs)
         timer.tick(show_before_after, ba_run, [ba_table, ba_chart])
         ba_run.change(show_before_after, ba_run, [ba_table, ba_chart])
-        tab.select(refresh_choices, ba_run, [backends, split, ba_run])
+        req_start.click(start_request_evaluation,
+                        [backends, other, req_source, req_languages, req_count, req_seed, req_file, req_constrained,
+                         req_concurrency, max_tokens], [eval_ids, *progress_outputs, compare])
+        timer.tick(show_comparison, [eval_ids, req_set], compare)
+        req_set.change(show_comparison, [eval_ids, req_set], compare)
+        tab.select(refresh_choices, [ba_run, req_set], [backends, split, ba_run, req_set])

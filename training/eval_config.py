@@ -2,6 +2,14 @@
 
     moodshelf eval --run-id 3                        # base model and run 3's adapter on run 3's eval split
     moodshelf eval --backend openai:gpt-4.1-mini --run-id 3 --limit 20 --judge auto
+    moodshelf eval --backend base --backend run:3 --requests grid --count 20 --language en   # unseen requests
+    moodshelf eval --backend run:3 --requests-file reqs.jsonl --no-constrained
+
+Two kinds of evaluation: on a training run's held-out eval split (requests=split: answers scored against the
+samples' reference answers), or on a request set without references (requests=grid: drawn from the request
+grid with a seed no generation job used; requests=file: a JSONL file), each request answered through the
+recommendation pipeline (training/recommend.py), with catalog-constrained decoding for local backends unless
+constrained is off.
 
 A backend is named by a short string (or the app's label for it; training/backends.BackendSpec does the rest):
     base                              the local base model (base_model, or the training run's)
@@ -19,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 API_KINDS = ("openai", "anthropic", "openai-compatible")
+REQUEST_SOURCES = ("split", "grid", "file")
+LANGUAGES = ("ko", "en")
 KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 DEFAULT_JUDGE_MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5"}
 
@@ -80,9 +90,56 @@ class EvalConfig:
     judge: str = field(default="", metadata={
         "help": "LLM judge scoring each answer 1-5: empty (none), auto (OpenAI or Anthropic, whichever key is "
                 "set), or a backend name such as openai:gpt-4.1-mini"})
+    requests: str = field(default="split", metadata={
+        "help": "what is answered: split (the held-out eval split, scored against its reference answers), grid "
+                "(unseen requests drawn from the request grid) or file (a JSONL file of requests, --requests-file)"})
+    requests_file: str = field(default="", metadata={
+        "help": "JSONL file, one request per line: language, emotion, occupation, effects, situation, focus, "
+                "free_text (implies requests=file)"})
+    language: str = field(default="en", metadata={"help": "grid requests: ko, en or ko,en"})
+    count: int = field(default=20, metadata={"help": "grid requests per language"})
+    seed: int | None = field(default=None, metadata={
+        "help": "grid seed, one no generation job used (default: the first unused one from 9001)"})
+    constrained: bool | None = field(default=None, metadata={
+        "help": "catalog-constrained decoding on request sets (default: on for local backends; API models "
+                "cannot be constrained)"})
+    concurrency: int = field(default=8, metadata={
+        "help": "request-set answers generated at once (the local engine batches them)"})
+
+    def __post_init__(self):
+        if self.requests_file and self.requests == "split":  # --requests-file alone says which source
+            self.requests = "file"
+
+    @property
+    def on_requests(self) -> bool:
+        """A request set (grid or file), not the eval split."""
+        return self.requests != "split"
+
+    @property
+    def languages(self) -> list[str]:
+        return [x.strip() for x in self.language.split(",") if x.strip()]
 
     def problems(self) -> list[str]:
         p = []
+        if self.requests not in REQUEST_SOURCES:
+            p.append(f"requests must be one of {', '.join(REQUEST_SOURCES)} (got {self.requests!r})")
+        elif self.requests == "file" and not self.requests_file:
+            p.append("requests=file needs the file: --requests-file PATH (JSONL, one request per line)")
+        elif self.requests == "grid":
+            bad = [x for x in self.languages if x not in LANGUAGES]
+            if bad or not self.languages:
+                p.append(f"language must be ko, en or ko,en (got {self.language!r})")
+            if self.count <= 0:
+                p.append(f"count must be > 0 (got {self.count})")
+        if self.on_requests:
+            if self.concurrency <= 0:
+                p.append(f"concurrency must be > 0 (got {self.concurrency})")
+            if self.judge:
+                p.append("The LLM judge compares an answer with its reference answer; a request set has none: "
+                         "leave the judge empty, or evaluate on the eval split.")
+        elif self.constrained:
+            p.append("Constrained decoding is evaluated on request sets (--requests grid or --requests-file): the "
+                     "eval split scores what a model writes freely against the reference answers.")
         try:
             if (msg := missing_key(parse_backend(self.backend))) is not None:
                 p.append(msg)

@@ -24,6 +24,7 @@ from db.settings import get_settings
 from training.config import DEFAULT_BASE_MODEL
 from training.eval_config import EvalConfig, EvalError, backend_name
 from training.metrics import METRICS
+from training.request_sets import file_set_name, grid_requests, grid_set_name, load_requests_file
 
 ACTIVE = ("queued", "running")
 FINISHED_RUNS = ("completed", "stopped")
@@ -49,8 +50,16 @@ def eval_split(db: Database, run_id: int | None) -> list[int]:
     return ids
 
 
+def resolve_request_set(db: Database, cfg: EvalConfig) -> tuple[list[dict], str, int | None]:
+    """The requests of a grid or file request set, the set's name, and the grid seed (None for a file)."""
+    if cfg.requests == "file":
+        return load_requests_file(cfg.requests_file), file_set_name(cfg.requests_file), None
+    requests, seed = grid_requests(db, cfg.languages, cfg.count, cfg.seed)
+    return requests, grid_set_name(cfg.languages, cfg.count, seed), seed
+
+
 def create_eval(db: Database, cfg: EvalConfig) -> int:
-    """Validate, resolve the backend, its base model and the samples, and store a queued EvalRun."""
+    """Validate, resolve the backend, its base model and the samples or requests, and store a queued EvalRun."""
     cfg.validate()
     spec = cfg.backend_spec()
     run_id = cfg.run_id if cfg.run_id is not None else spec.adapter_run
@@ -71,17 +80,26 @@ def create_eval(db: Database, cfg: EvalConfig) -> int:
             split_run = s.get(TrainingRun, run_id) if run_id is not None else None
             base_model = base_model or (split_run.base_model if split_run else DEFAULT_BASE_MODEL)
             label = f"base model ({os.path.basename(base_model.rstrip('/')) or base_model})"
-    ids = eval_split(db, run_id)
-    if cfg.limit:
-        ids = ids[:cfg.limit]
-    resolved = EvalConfig.from_dict({**cfg.to_dict(), "backend": backend_name(spec), "run_id": run_id,
-                                     "base_model": base_model if spec.is_local else ""})
+    resolved = {**cfg.to_dict(), "backend": backend_name(spec), "run_id": run_id,
+                "base_model": base_model if spec.is_local else ""}
+    ids, requests, request_set = [], None, None
+    if cfg.on_requests:
+        requests, request_set, seed = resolve_request_set(db, cfg)
+        if cfg.limit:
+            requests = requests[:cfg.limit]
+        # Constrained decoding is for local models; an API answer is only checked against the catalog.
+        resolved.update(seed=seed, constrained=spec.is_local and cfg.constrained is not False)
+    else:
+        ids = eval_split(db, run_id)
+        if cfg.limit:
+            ids = ids[:cfg.limit]
     with db.begin() as s:
         ev = EvalRun(label=label, backend={"name": backend_name(spec), "kind": spec.kind, "model": spec.model,
                                            "adapter_run": spec.adapter_run, "base_url": spec.base_url,
                                            "base_model": base_model if spec.is_local else None},
-                     training_run_id=run_id, config=resolved.to_dict(), sample_ids=ids, total=len(ids),
-                     status="queued")
+                     training_run_id=run_id, config=EvalConfig.from_dict(resolved).to_dict(), sample_ids=ids,
+                     total=len(requests) if requests is not None else len(ids), status="queued",
+                     mode="requests" if cfg.on_requests else "split", request_set=request_set, requests=requests)
         s.add(ev)
         s.flush()
         ev.log_path = str(get_settings().ensure_home().logs_dir / f"eval-{ev.id}.log")
@@ -168,7 +186,7 @@ def list_evals(db: Database, limit: int = 100) -> list[EvalRun]:
 def latest_eval(db: Database, *, training_run_id: int, backend: str) -> EvalRun | None:
     """The newest completed evaluation of `backend` on a run's eval split."""
     with db.session() as s:
-        for ev in s.scalars(select(EvalRun).where(EvalRun.training_run_id == training_run_id,
+        for ev in s.scalars(select(EvalRun).where(EvalRun.training_run_id == training_run_id, EvalRun.mode == "split",
                                                   EvalRun.status == "completed").order_by(EvalRun.id.desc())):
             if ev.backend.get("name") == backend:
                 return ev
@@ -192,6 +210,55 @@ def before_after(db: Database, run_id: int) -> list[dict]:
 def runs_with_before_after(db: Database) -> list[int]:
     """Training runs that have a completed evaluation of their base model or of their adapter."""
     with db.session() as s:
-        ids = s.scalars(select(EvalRun.training_run_id).where(EvalRun.status == "completed",
+        ids = s.scalars(select(EvalRun.training_run_id).where(EvalRun.status == "completed", EvalRun.mode == "split",
                                                               EvalRun.training_run_id.is_not(None)).distinct())
         return sorted(set(ids), reverse=True)
+
+
+# -- request sets: several backends side by side ------------------------------------------------------------------
+COMPARISON_COLUMNS = ["backend", "constrained", "answers", "format %", "grounded %", "hallucinated %", "repeats",
+                      "mood fit %", "coverage %", "unique titles", "right language %", "median TTFT s", "tokens/s"]
+
+
+def latest_request_set(db: Database) -> str | None:
+    """The request set of the newest completed request-set evaluation (what the Evaluate tab shows first)."""
+    with db.session() as s:
+        return s.scalar(select(EvalRun.request_set).where(EvalRun.mode == "requests", EvalRun.status == "completed")
+                        .order_by(EvalRun.finished_at.desc(), EvalRun.id.desc()).limit(1))
+
+
+def request_set_evals(db: Database, request_set: str | None = None,
+                      eval_ids: list[int] | None = None) -> list[EvalRun]:
+    """The evaluations to compare: these ids, or the newest completed one of each backend × constrained on a
+    request set (default: the latest set), in the order they were created."""
+    with db.session() as s:
+        if eval_ids is not None:
+            return [ev for ev in (s.get(EvalRun, i) for i in eval_ids) if ev is not None]
+        request_set = request_set or latest_request_set(db)
+        if request_set is None:
+            return []
+        newest: dict[tuple, EvalRun] = {}
+        for ev in s.scalars(select(EvalRun).where(EvalRun.mode == "requests", EvalRun.status == "completed",
+                                                  EvalRun.request_set == request_set).order_by(EvalRun.id)):
+            newest[(ev.backend.get("name"), bool(ev.config.get("constrained")))] = ev
+    return sorted(newest.values(), key=lambda ev: ev.id)
+
+
+def _pct(v):
+    return None if v is None else round(100 * v, 1)
+
+
+def comparison_table(evs: list[EvalRun]) -> tuple[list[str], list[list]]:
+    """Rows = backend × constrained decoding, columns = COMPARISON_COLUMNS: what `moodshelf eval` and the demo
+    print and the Evaluate tab shows. Rates are percentages; None where a figure is undefined."""
+    rows = []
+    for ev in evs:
+        m, local = ev.metrics or {}, ev.backend.get("kind") == "local"
+        constrained = ("on" if ev.config.get("constrained") else "off") if local else "-"
+        ttft, speed = m.get("ttft_p50_s"), m.get("tokens_per_s")
+        rows.append([ev.label, constrained, f"{ev.done}/{ev.total}", _pct(m.get("format_compliance")),
+                     _pct(m.get("grounding_rate")), _pct(m.get("hallucination_rate")), m.get("repeated_books"),
+                     _pct(m.get("mood_fit")), _pct(m.get("coverage")), m.get("unique_titles"),
+                     _pct(m.get("right_language")), None if ttft is None else round(ttft, 2),
+                     None if speed is None else round(speed, 1)])
+    return list(COMPARISON_COLUMNS), rows

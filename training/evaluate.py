@@ -6,13 +6,20 @@
 It never runs inside the web server. Every answer is stored (eval_results) with its scores as it arrives,
 so progress is visible and a restarted evaluation skips what is already scored; the aggregate figures
 (training/metrics.py) go on the EvalRun at the end.
+
+An evaluation on a request set (mode 'requests') sends each request through the recommendation pipeline
+(training/recommend.Recommender: the model's trained prompt shape, retrieval, constrained decoding, grounding),
+`concurrency` requests at a time from a thread pool, so that the local generation engine can batch them; the
+answers are scored and stored by the main thread as they finish.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -47,12 +54,19 @@ class LocalModels:
         return self.models[base_model]
 
 
+def backend_spec(backend: dict):
+    """The BackendSpec (training/backends.py) stored on an evaluation."""
+    from training.backends import BackendSpec
+
+    return BackendSpec(kind=backend["kind"], model=backend.get("model") or "", adapter_run=backend.get("adapter_run"),
+                       base_url=backend.get("base_url"))
+
+
 def open_backend(db: Database, backend: dict, local: LocalModels):
     """A chat backend (training/backends.py) for the spec stored on an evaluation."""
-    from training.backends import BackendSpec, make_backend
+    from training.backends import make_backend
 
-    spec = BackendSpec(kind=backend["kind"], model=backend.get("model") or "", adapter_run=backend.get("adapter_run"),
-                       base_url=backend.get("base_url"))
+    spec = backend_spec(backend)
     lm = local.get(backend["base_model"]) if spec.is_local else None
     return make_backend(spec, local_model=lm, db=db)
 
@@ -75,7 +89,13 @@ def evaluate(db: Database, eval_id: int, local: LocalModels) -> None:
             raise SystemExit(f"No evaluation {eval_id}.")
         cfg = EvalConfig.from_dict(ev.config)
         ev.status, ev.started_at, ev.error = "running", ev.started_at or _now(), None
-        backend, sample_ids = dict(ev.backend), list(ev.sample_ids)
+        mode, backend = ev.mode, dict(ev.backend)
+    if mode == "requests":
+        evaluate_requests(db, eval_id, cfg, backend, local)
+        return
+    with db.session() as s:
+        ev = s.get(EvalRun, eval_id)
+        sample_ids = list(ev.sample_ids)
         done_ids = set(s.scalars(select(EvalResult.sample_id).where(EvalResult.eval_run_id == eval_id)))
         samples = {sm.id: sm for sm in s.scalars(select(Sample).where(Sample.id.in_(sample_ids)))}
         book_moods = {b_id: moods for b_id, moods in s.execute(select(Book.id, Book.moods))}
@@ -131,6 +151,71 @@ def evaluate(db: Database, eval_id: int, local: LocalModels) -> None:
         ev.status, ev.finished_at, ev.pid = "completed", _now(), None
 
 
+def evaluate_requests(db: Database, eval_id: int, cfg: EvalConfig, backend: dict, local: LocalModels) -> None:
+    """Answer every request not yet scored through the pipeline, `cfg.concurrency` at a time, and score them."""
+    from training.recommend import Recommender, RecommendRequest
+
+    with db.session() as s:
+        requests = list(s.get(EvalRun, eval_id).requests or [])
+        done = set(s.scalars(select(EvalResult.request_index).where(EvalResult.eval_run_id == eval_id)))
+    spec = backend_spec(backend)
+    # Every prepared request gets a backend of its own (a backend keeps one answer's usage and constraint);
+    # local ones share this worker's model, loaded once per base model.
+    rec = Recommender(db, backend_factory=lambda _label: open_backend(db, backend, local))
+    index = rec.catalog_index()
+    with db.session() as s:
+        books = list(s.execute(select(Book.id, Book.moods, Book.language)))
+    book_moods = {b_id: moods for b_id, moods, _ in books}
+    languages = {r["language"] for r in requests}
+    catalog_size = sum(1 for *_, lang in books if lang in languages)
+    todo = [i for i in range(len(requests)) if i not in done]
+    print(f"evaluating {backend['name']} on {len(requests)} requests ({len(done)} already scored), constrained "
+          f"decoding {'on' if cfg.constrained else 'off'}, {cfg.concurrency} at a time", flush=True)
+
+    def answer(i: int):
+        request = RecommendRequest.from_fields(**requests[i])
+        prepared = rec.prepare(request, spec.label, constrained=bool(cfg.constrained))
+        return rec.recommend(prepared, max_new_tokens=cfg.max_new_tokens)
+
+    t0 = time.perf_counter()
+    pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix=f"eval-{eval_id}")
+    try:
+        futures = {pool.submit(answer, i): i for i in todo}
+        for n, future in enumerate(as_completed(futures), 1):
+            i = futures[future]
+            result = future.result()  # a request the pipeline refuses fails the evaluation, with its message
+            if result.error:  # the backend failed mid-answer: answers stored so far are kept for a resume
+                raise EvalError(result.error)
+            request, usage = requests[i], result.usage
+            score = score_answer(result.text, None, language=request["language"], n_books=result.n_books,
+                                 index=index, book_moods=book_moods,
+                                 requested_moods=RecommendRequest.from_fields(**request).moods,
+                                 latency_s=usage.total_s, ttft_s=usage.ttft_s,
+                                 tokens=usage.completion_tokens or None)
+            with db.begin() as s:
+                s.add(EvalResult(eval_run_id=eval_id, request_index=i, output=result.text, metrics=score.as_dict(),
+                                 latency_s=usage.total_s, ttft_s=usage.ttft_s,
+                                 output_tokens=usage.completion_tokens or None))
+                s.get(EvalRun, eval_id).done += 1
+            print(f"[{n}/{len(todo)}] request {i}: {usage.total_s:.2f} s, {score.n_books} books, {score.grounded} "
+                  f"grounded, {score.repeated} repeated, format {'ok' if score.format_ok else 'off'}", flush=True)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    wall_s = time.perf_counter() - t0
+    with db.begin() as s:
+        results = list(s.scalars(select(EvalResult).where(EvalResult.eval_run_id == eval_id)
+                                 .order_by(EvalResult.request_index)))
+        ev = s.get(EvalRun, eval_id)
+        # Throughput counts what this process generated in its wall time (a resumed run: the rest only).
+        fresh = [AnswerScore.from_dict(r.metrics) for r in results if r.request_index in set(todo)]
+        ev.metrics = {**aggregate([AnswerScore.from_dict(r.metrics) for r in results], [r.output for r in results],
+                                  catalog_size=catalog_size),
+                      "throughput_tokens_per_s": aggregate(fresh, wall_s=wall_s)["throughput_tokens_per_s"],
+                      "wall_s": wall_s, "concurrency": cfg.concurrency}
+        ev.done = len(results)
+        ev.status, ev.finished_at, ev.pid = "completed", _now(), None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--eval-id", type=int, action="append", required=True)
@@ -140,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     from training.backends import BackendError
     from training.base_model import ModelLoadError
 
-    clean = (EvalError, BackendError, ModelLoadError)  # already worded for the user
+    from training.recommend import RecommendError
+
+    clean = (EvalError, BackendError, ModelLoadError, RecommendError)  # already worded for the user
     code = 0
     for eval_id in args.eval_id:
         try:
