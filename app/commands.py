@@ -440,8 +440,9 @@ def print_eval_table(evs) -> None:
 
 
 def format_table(headers: list[str], rows: list[list]) -> str:
-    """Columns as wide as their widest cell, numbers right-aligned, '-' for a missing figure."""
-    cells = [[_fmt(v) if not isinstance(v, str) else v for v in row] for row in rows]
+    """Columns as wide as their widest cell, numbers right-aligned (as rounded by the caller), '-' for a missing
+    figure."""
+    cells = [["-" if v is None else str(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     left = [all(isinstance(r[i], str) for r in rows) for i in range(len(headers))]
     def line(values):

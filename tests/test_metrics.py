@@ -115,3 +115,63 @@ def test_aggregate_of_answers_without_books_leaves_book_rates_undefined():
 def test_answer_score_round_trips_through_a_dict():
     s = AnswerScore(n_books=2, format_ok=True, grounded=1, titles=["a", "b"], latency_s=0.5)
     assert AnswerScore.from_dict({**s.as_dict(), "unknown_key": 1}) == s
+
+
+# -- request sets -----------------------------------------------------------------------------------------------
+REPEATING = """1. Deep Work - Cal Newport
+ - Why this book: focus.
+ - How it may help: calm.
+2. Deep Work - Cal Newport
+ - Why this book: again.
+ - How it may help: calm.
+3. The Quiet Lantern - Nobody Real
+ - Why this book: invented.
+ - How it may help: none.
+4. The Quiet Lantern - Nobody Real
+ - Why this book: invented twice.
+ - How it may help: none."""
+
+KOREAN = """1. 달러구트 꿈 백화점 - 이미예
+ - 추천 이유: 잠들기 전에 읽기 좋은 따뜻한 이야기입니다.
+ - 이 책이 도움이 될 수 있는 이유: 마음이 편안해집니다."""
+
+
+def test_repeated_books_within_an_answer_are_counted_grounded_or_not():
+    s = score_answer(REPEATING, None, language="en", n_books=3, index=INDEX, book_moods=MOODS,
+                     requested_moods=["focus"])
+    assert s.n_books == 4 and not s.format_ok            # four items where three were asked for
+    assert (s.grounded, s.hallucinated, s.repeated) == (2, 2, 2)
+    assert s.book_ids == [1, 1] and s.rouge_l is None   # no reference: ROUGE-L undefined, not 0
+    clean = score_answer(THREE_BOOKS, None, language="en", n_books=3, index=INDEX, book_moods=MOODS,
+                         requested_moods=[])
+    assert clean.repeated == 0 and clean.format_ok
+
+
+def test_answer_language_is_told_by_hangul_share_for_ko_and_ascii_letters_for_en():
+    from training.metrics import in_language
+
+    assert in_language(KOREAN, "ko") is True and in_language(KOREAN, "en") is False
+    assert in_language(THREE_BOOKS, "en") is True and in_language(THREE_BOOKS, "ko") is False
+    # A Korean answer that names an English book is still Korean; an English one quoting a Korean title is English.
+    assert in_language("1. Deep Work - Cal Newport\n - 추천 이유: 집중하는 법을 차근차근 알려 주는 책입니다.", "ko")
+    assert in_language(THREE_BOOKS + "\n(달러구트)", "en")
+    assert in_language("", "en") is False and in_language("1. 2. 3.", "ko") is False
+
+
+def test_request_set_aggregate_counts_coverage_unique_titles_language_and_speed():
+    a = score_answer(REPEATING, None, language="en", n_books=3, index=INDEX, book_moods=MOODS,
+                     requested_moods=["focus"], latency_s=3.0, ttft_s=1.0, tokens=41)
+    b = score_answer(KOREAN, None, language="ko", n_books=1, index=INDEX, book_moods=MOODS,
+                     requested_moods=["comfort"], latency_s=2.0, ttft_s=0.5, tokens=16)
+    assert a.tokens_per_s == pytest.approx(40 / 2.0) and b.tokens_per_s == pytest.approx(15 / 1.5)
+    m = aggregate([a, b], [REPEATING, KOREAN], catalog_size=4, wall_s=4.0)
+    assert m["format_compliance"] == 0.5                       # b has its one book, a four of three
+    assert (m["grounded_books"], m["hallucinated_books"], m["repeated_books"]) == (3, 2, 2)
+    assert m["answers_with_repeats"] == 1
+    assert m["coverage"] == pytest.approx(2 / 4)                # Deep Work and 달러구트 of 4 catalog books
+    assert m["unique_titles"] == 3                              # deepwork, thequietlantern, 달러구트꿈백화점
+    assert m["right_language"] == 1.0
+    assert m["mood_fit"] == 1.0                                 # Deep Work x2 for focus, 달러구트 for comfort
+    assert m["ttft_p50_s"] == pytest.approx(0.75) and m["tokens_per_s"] == pytest.approx(15.0)
+    assert m["throughput_tokens_per_s"] == pytest.approx(57 / 4.0)
+    assert m["rouge_l"] is None

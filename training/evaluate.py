@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -45,13 +46,15 @@ class LocalModels:
     """Local models of this worker, loaded once per base model and shared by base and adapter evaluations."""
 
     models: dict[str, object] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # request-set answers open backends in threads
 
     def get(self, base_model: str):
-        if base_model not in self.models:
-            from training.inference import LocalModel
+        with self.lock:
+            if base_model not in self.models:
+                from training.inference import LocalModel
 
-            self.models[base_model] = LocalModel.load(base_model)
-        return self.models[base_model]
+                self.models[base_model] = LocalModel.load(base_model)
+            return self.models[base_model]
 
 
 def backend_spec(backend: dict):
@@ -162,6 +165,7 @@ def evaluate_requests(db: Database, eval_id: int, cfg: EvalConfig, backend: dict
     # Every prepared request gets a backend of its own (a backend keeps one answer's usage and constraint);
     # local ones share this worker's model, loaded once per base model.
     rec = Recommender(db, backend_factory=lambda _label: open_backend(db, backend, local))
+    open_backend(db, backend, local)  # the model and its adapter load here, once, before the threads start
     index = rec.catalog_index()
     with db.session() as s:
         books = list(s.execute(select(Book.id, Book.moods, Book.language)))
