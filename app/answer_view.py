@@ -17,6 +17,19 @@ def cards_markdown(cards: list[BookCard], language: str) -> str:
     return head + "\n\n" + "\n".join(c.markdown(language) for c in cards)
 
 
+CONSTRAINED_LABEL = "Catalog-constrained decoding (local models name only catalog books)"
+CONSTRAINED_INFO = ("On: while a local model writes a title it can only write a catalog book, each once, "
+                    "N of them. Off: it writes freely (to see what the model does on its own). API models "
+                    "are never constrained.")
+
+
+def constrained_checkbox(prefix: str):
+    """The switch for catalog-constrained decoding (training/constrained.py), on by default."""
+    import gradio as gr
+
+    return gr.Checkbox(True, label=CONSTRAINED_LABEL, info=CONSTRAINED_INFO, elem_id=f"{prefix}constrained")
+
+
 def cost_text(cost_usd: float | None) -> str:
     if cost_usd is None:
         return "cost unknown"

@@ -14,7 +14,7 @@ import gradio as gr
 import pandas as pd
 from sqlalchemy import select
 
-from app.answer_view import CUT_SHORT, crisis_markdown, stats_line
+from app.answer_view import CUT_SHORT, constrained_checkbox, crisis_markdown, stats_line
 from app.escape import html_text
 from app.offered import require_offered
 from app.parallel import run_columns
@@ -62,6 +62,7 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
         pool = gr.CheckboxGroup(local + api, value=local + [a for a in api if services.has_key(a)],
                                 label="Pool of backends (two are drawn at random)", elem_id="arena_pool")
         form = build_request_form("en", prefix="arena_")
+        constrained = constrained_checkbox("arena_")
         start = gr.Button("New battle", variant="primary", elem_id="arena_start")
         crisis = gr.Markdown(elem_id="arena_crisis")
         battle_id = gr.State(None)  # server-side per session: the page never holds the backends' names
@@ -78,7 +79,7 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
         gr.Markdown("### Leaderboard")
         table = gr.Dataframe(leaderboard_table(services.db), interactive=False, elem_id="arena_leaderboard")
 
-        def battle(pool_labels, language, emotion, occupation, effects, situation, focus, free_text):
+        def battle(pool_labels, language, emotion, occupation, effects, situation, focus, free_text, constrain=True):
             try:
                 request = form_request(language, emotion, occupation, effects, situation, focus, free_text)
             except ValueError as e:
@@ -91,7 +92,8 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
             notice = crisis_markdown(request.fields(), language)
             off = gr.Button(interactive=False)
             state = None
-            for state in run_columns(services, pair, request, generating_line="*answering…*"):
+            for state in run_columns(services, pair, request, generating_line="*answering…*",
+                                     constrained=bool(constrain)):
                 # Stats lines can carry the cost, which would give an API backend away: hidden until the vote.
                 lines = ["*answering…*" if not state.done else "*finished*"] * 2
                 for k in range(2):
@@ -133,7 +135,7 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
             off = gr.Button(interactive=False)
             return None, line(res[0]), line(res[1]), text, leaderboard_table(services.db), off, off, off, off
 
-        start.click(battle, [pool, *form.inputs],
+        start.click(battle, [pool, *form.inputs, constrained],
                     [battle_id, a_text, a_line, b_text, b_line, reveal, *votes.values(), crisis])
         for choice, button in votes.items():
             button.click(lambda cid, c=choice: vote(cid, c), battle_id,

@@ -274,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-books", type=int, default=3, help="books to recommend (default 3)")
     p.add_argument("--base-model", default=None, help="base model for 'base' (default: the demo's)")
     p.add_argument("--max-new-tokens", type=int, default=400)
+    p.add_argument("--constrained", action=argparse.BooleanOptionalAction, default=True,
+                   help="local models name only catalog books, each once, N of them (default: on; "
+                        "--no-constrained lets the model write freely)")
 
     p = sub.add_parser("runs", help="list training runs")
     p = sub.add_parser("merge", help="fold a run's LoRA adapter into a full-precision copy of its base (for serving)")

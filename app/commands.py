@@ -346,7 +346,7 @@ def cmd_recommend(args: argparse.Namespace) -> None:
         print(notice + "\n", flush=True)
     rec = Recommender(db, base_model=args.base_model)
     try:
-        prepared = rec.prepare(request, parse_backend(args.backend).label)
+        prepared = rec.prepare(request, parse_backend(args.backend).label, constrained=args.constrained)
     except BackendError as e:
         raise UserError(str(e)) from None
     for note in prepared.notices:
@@ -363,7 +363,8 @@ def cmd_recommend(args: argparse.Namespace) -> None:
         print(f"\n(chosen from {len(result.candidates)} catalog candidates; prompt shape: {result.shape})")
     if result.usage.truncated:
         print("\n(cut short: the answer reached its token limit)")
-    print(f"\nbooks: {result.grounded} of {len(result.books)} in the catalog")
+    decoding = " (catalog-constrained decoding)" if result.constrained else ""
+    print(f"\nbooks: {result.grounded} of {len(result.books)} in the catalog{decoding}")
     for b in result.books:
         line = f"{b.book.title} - {b.book.author}" if b.book else f"{b.title} - {b.author or '?'}"
         print(f"  ✓ {line}" if b.book else f"  ✗ {line} (not in catalog)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app.answer_view import crisis_markdown
+from app.answer_view import constrained_checkbox, crisis_markdown
 from app.offered import require_offered
 from app.parallel import run_columns
 from app.reader_data import stored_request
@@ -52,6 +52,7 @@ def build_compare_tab(services: Services) -> list[gr.Dropdown]:
         gr.Markdown(api_note(), elem_id="cmp_api_note")
         choices, values = default_columns(services)
         form = build_request_form("en", prefix="cmp_")
+        constrained = constrained_checkbox("cmp_")
         button = gr.Button("Compare", variant="primary", elem_id="cmp_button")
         crisis = gr.Markdown(elem_id="cmp_crisis")
         pickers, outputs = [], []
@@ -65,7 +66,8 @@ def build_compare_tab(services: Services) -> list[gr.Dropdown]:
                                               elem_id=f"cmp_answer{i}"))
                     outputs.append(gr.Markdown(elem_id=f"cmp_stats{i}"))
 
-        def compare(label0, label1, label2, language, emotion, occupation, effects, situation, focus, free_text):
+        def compare(label0, label1, label2, language, emotion, occupation, effects, situation, focus, free_text,
+                    constrain=True):
             labels = [lb for lb in (label0, label1, label2) if lb and lb != NONE]
             try:
                 request = form_request(language, emotion, occupation, effects, situation, focus, free_text)
@@ -80,7 +82,7 @@ def build_compare_tab(services: Services) -> list[gr.Dropdown]:
             slots = [i for i, lb in enumerate((label0, label1, label2)) if lb and lb != NONE]
             notice = crisis_markdown(request.fields(), language)
             state = None
-            for state in run_columns(services, labels, request):
+            for state in run_columns(services, labels, request, constrained=bool(constrain)):
                 shown = ["", ""] * N_COLUMNS
                 for k, i in enumerate(slots):
                     shown[2 * i], shown[2 * i + 1] = state.texts[k], state.lines[k]
@@ -90,5 +92,5 @@ def build_compare_tab(services: Services) -> list[gr.Dropdown]:
             with services.db.begin() as s:
                 s.add(Comparison(prompt=kept_prompt, request=kept_fields, results=state.results, blind=False))
 
-        button.click(compare, [*pickers, *form.inputs], [*outputs, crisis])
+        button.click(compare, [*pickers, *form.inputs, constrained], [*outputs, crisis])
     return pickers

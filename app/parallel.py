@@ -33,7 +33,8 @@ class ColumnsState:
 
 
 def run_columns(services: Services, labels: list[str], request: RecommendRequest, *,
-                max_new_tokens: int = 400, generating_line: str = "*generating…*") -> Iterator[ColumnsState]:
+                max_new_tokens: int = 400, generating_line: str = "*generating…*",
+                constrained: bool = True) -> Iterator[ColumnsState]:
     n = len(labels)
     state = ColumnsState(labels=labels, texts=[""] * n, lines=[generating_line] * n)
     rec = services.recommender
@@ -41,7 +42,7 @@ def run_columns(services: Services, labels: list[str], request: RecommendRequest
     errors: list[str | None] = [None] * n
     for i, label in enumerate(labels):
         try:
-            prepared.append(rec.prepare(request, label))
+            prepared.append(rec.prepare(request, label, constrained=constrained))
         except (BackendError, ValueError) as e:
             prepared.append(None)
             errors[i] = str(e)
@@ -82,7 +83,8 @@ def run_columns(services: Services, labels: list[str], request: RecommendRequest
         record = result_record(label, state.texts[i], r.usage if r else None, cards_of(r) if r else [], errors[i])
         if prepared[i] is not None:
             # What the column's model was given: its prompt shape and the candidates offered.
-            record.update(shape=prepared[i].shape, candidates=[b.title for b in prepared[i].candidates])
+            record.update(shape=prepared[i].shape, candidates=[b.title for b in prepared[i].candidates],
+                          constrained=prepared[i].constrained)
         state.results.append(record)
     state.done = True
     yield state

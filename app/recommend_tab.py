@@ -9,7 +9,7 @@ import time
 
 import gradio as gr
 
-from app.answer_view import CUT_SHORT, cards_markdown, crisis_markdown, waiting_line
+from app.answer_view import CUT_SHORT, cards_markdown, constrained_checkbox, crisis_markdown, waiting_line
 from app.escape import html_text
 from app.parallel import TICK_S
 from app.request_form import build_request_form
@@ -33,12 +33,14 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
         # Offered backends only (checked again on the server): typing a URL or model is an admin action.
         backend = gr.Dropdown(choices, value=choices[0], label="Model / 모델", elem_id="rec_backend")
         form = build_request_form("en", prefix="rec_")
+        constrained = constrained_checkbox("rec_")
         button = gr.Button(BUTTON["en"], variant="primary", elem_id="rec_button")
         crisis = gr.Markdown(elem_id="rec_crisis")
         answer = gr.Textbox(label=ANSWER["en"], lines=12, interactive=False, elem_id="rec_answer")
         cards = gr.Markdown(elem_id="rec_cards")
 
-        def recommend(backend_label, language, emotion, occupation, effects, situation, focus, free_text):
+        def recommend(backend_label, language, emotion, occupation, effects, situation, focus, free_text,
+                      constrain=True):
             # The pipeline gives the model the prompt shape it was trained on (candidates or not): no checkbox.
             try:
                 request = form_request(language, emotion, occupation, effects, situation, focus, free_text)
@@ -46,7 +48,7 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
                 raise gr.Error(str(e))
             notice = crisis_markdown(request.fields(), language)
             try:
-                prepared = services.recommender.prepare(request, backend_label)
+                prepared = services.recommender.prepare(request, backend_label, constrained=bool(constrain))
             except (ValueError, BackendError) as e:
                 if not notice:
                     raise gr.Error(str(e))
@@ -80,6 +82,6 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
             return gr.Markdown(INTRO[language]), gr.Button(BUTTON[language]), gr.Textbox(label=ANSWER[language])
 
         form.language.change(relabel, form.language, [intro, button, answer])
-        button.click(recommend, [backend, *form.inputs], [answer, cards, crisis])
+        button.click(recommend, [backend, *form.inputs, constrained], [answer, cards, crisis])
 
         return backend

@@ -106,8 +106,12 @@ def test_a_tiny_catalog_gives_a_smaller_list_with_a_note_and_an_empty_language_a
     assert prepared.prompt.startswith("Recommend 2 books") and "only 2 English book" in prepared.notices[0]
     with pytest.raises(RecommendError, match="카탈로그에 한국어 책이 없습니다"):
         rec.prepare(RecommendRequest.from_fields("ko", emotion="불안함", effects=["위로"]), f"run #{adapter_run}")
-    # the base model needs no candidates: it still answers a Korean request
-    assert rec.prepare(RecommendRequest.from_fields("ko", emotion="불안함"), "base model").shape == "plain"
+    # the base model needs no candidates: decoding freely it still answers a Korean request; constrained to an
+    # empty Korean catalog it gets the same clear error
+    assert rec.prepare(RecommendRequest.from_fields("ko", emotion="불안함"), "base model",
+                       constrained=False).shape == "plain"
+    with pytest.raises(RecommendError, match="카탈로그에 한국어 책이 없습니다"):
+        rec.prepare(RecommendRequest.from_fields("ko", emotion="불안함"), "base model")
 
 
 def test_empty_or_malformed_requests_are_refused_with_one_clear_line():
@@ -117,29 +121,35 @@ def test_empty_or_malformed_requests_are_refused_with_one_clear_line():
         RecommendRequest.from_fields("fr", emotion="triste")
 
 
-def test_constrained_decoding_receives_the_candidate_ids_or_is_refused_plainly(catalog_db, adapter_run,
-                                                                               tiny_model_dir):
+def test_local_answers_are_constrained_to_the_candidates_by_default_and_can_be_set_free(catalog_db, adapter_run,
+                                                                                         tiny_model_dir):
     _mark(catalog_db, adapter_run, True)
     request = RecommendRequest.from_fields(**REQUEST)
-    with pytest.raises(RecommendError, match="constrained decoding is not available"):
-        Recommender(catalog_db, base_model=tiny_model_dir).prepare(request, f"run #{adapter_run}", constrained=True)
+    rec = Recommender(catalog_db, base_model=tiny_model_dir)
+    prepared = rec.prepare(request, f"run #{adapter_run}")   # on by default for a local backend
+    assert prepared.constrained and prepared.constraint.book_ids == tuple(b.id for b in prepared.candidates)
+    result = rec.recommend(prepared, max_new_tokens=160)
+    # a randomly initialised model writes noise, yet every title it writes is one of the request's candidates
+    assert result.constrained and result.books and result.text.startswith("1. ")
+    assert all(b.grounded and b.offered for b in result.books)
+    named = [b.book.id for b in result.books]
+    assert len(named) == len(set(named)) and len(named) <= prepared.n_books
+    assert named == prepared.row.named_books[:len(named)]
 
-    seen = {}
+    plain = rec.prepare(request, "base model")  # no candidates: the language's whole catalog
+    assert plain.constraint.book_ids is None and plain.row is not None
+    free = rec.prepare(request, f"run #{adapter_run}", constrained=False)
+    assert free.row is None and not free.backend.constraint
 
-    class ConstrainedModel:  # what the lead's constrained local model will look like from here
-        def stream(self, messages, adapter=None, *, max_new_tokens=320, stats=None, constraint=None):
-            seen["constraint"] = constraint
+    class OldModel:  # a local model whose stream takes no row processor
+        def stream(self, messages, adapter=None, *, max_new_tokens=320, stats=None):
             yield "1. Walden - Henry David Thoreau\n"
 
-    rec = Recommender(catalog_db, backend_factory=lambda label: LocalBackend(BackendSpec.from_label(label),
-                                                                             ConstrainedModel(), None))
-    prepared = rec.prepare(request, f"run #{adapter_run}", constrained=True)
-    result = rec.recommend(prepared)
-    c = seen["constraint"]
-    assert c.book_ids == tuple(b.id for b in prepared.candidates) and c.language == "en" and c.n_books == 3
-    assert result.books[0].grounded
-    plain = rec.prepare(request, "base model", constrained=True)  # no candidates: the language's whole catalog
-    assert plain.constraint.book_ids is None
+    old = Recommender(catalog_db, backend_factory=lambda label: LocalBackend(BackendSpec.from_label(label),
+                                                                             OldModel(), None))
+    with pytest.raises(RecommendError, match="constrained decoding is not available"):
+        old.prepare(request, f"run #{adapter_run}")
+    assert old.recommend(old.prepare(request, f"run #{adapter_run}", constrained=False)).books[0].grounded
 
 
 def test_cli_recommend_streams_the_answer_and_lists_the_books(catalog_db, adapter_run, tiny_model_dir, fake_openai,

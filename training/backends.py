@@ -221,7 +221,8 @@ class LocalBackend(Backend):
     def __init__(self, spec: BackendSpec, local_model, adapter: str | None, **kw):
         super().__init__(spec, **kw)
         self.local_model, self.adapter = local_model, adapter
-        # Catalog-constrained decoding of the next answer (training/recommend.CatalogConstraint), or None.
+        # Catalog-constrained decoding of the next answer (a training/constrained.RowConstraint, one per
+        # answer: it keeps the answer's state), or None.
         self.constraint = None
 
     def _deltas(self, messages, max_new_tokens):
@@ -231,7 +232,7 @@ class LocalBackend(Backend):
         # The student was trained on user turns only; a system prompt written for API models would be a
         # distribution shift, so local backends never get one.
         chat = [m for m in messages if m.get("role") != "system"]
-        extra = {"constraint": self.constraint} if self.constraint is not None else {}
+        extra = {"row_processor": self.constraint} if self.constraint is not None else {}
         yield from self.local_model.stream(chat, adapter=self.adapter, max_new_tokens=max_new_tokens, stats=stats,
                                            **extra)
         self.usage.prompt_tokens, self.usage.completion_tokens = stats.prompt_tokens, stats.tokens

@@ -107,8 +107,10 @@ class LocalModel:
         return [{"role": "user", "content": prompt}]
 
     def stream(self, prompt: str | list[dict], adapter: str | None = None, *, max_new_tokens: int = 320,
-               stats: StreamStats | None = None, temperature: float = 0.0) -> Iterator[str]:
-        """Stream the answer to a prompt (a user message) or a list of chat messages."""
+               stats: StreamStats | None = None, temperature: float = 0.0,
+               row_processor=None) -> Iterator[str]:
+        """Stream the answer to a prompt (a user message) or a list of chat messages. `row_processor`: a
+        training/constrained.RowConstraint (catalog-constrained decoding of this answer), or None."""
         import contextlib
 
         import torch
@@ -128,6 +130,12 @@ class LocalModel:
         stop_ids = stop_token_ids(self.tokenizer)
         gen_kwargs = dict(**inputs, streamer=streamer, max_new_tokens=max_new_tokens,
                           pad_token_id=self.tokenizer.pad_token_id, eos_token_id=stop_ids)
+        processor = None
+        if row_processor is not None:
+            from training.constrained import ConstrainedLogitsProcessor
+
+            processor = ConstrainedLogitsProcessor([row_processor], prompt_length=stats.prompt_tokens)
+            gen_kwargs["logits_processor"] = [processor]
         if temperature > 0:
             gen_kwargs.update(do_sample=True, temperature=temperature, top_p=0.9)
         else:
@@ -150,6 +158,8 @@ class LocalModel:
                             self.model.set_adapter(adapter)
                     with ctx, torch.inference_mode():
                         out = self.model.generate(**gen_kwargs)
+                if processor is not None:
+                    processor.finish(out)   # the last token never reaches a processor
                 new = out[0, stats.prompt_tokens:].tolist()
                 # Cut short: the budget was spent and the last token is not an end token.
                 stats.truncated = len(new) >= max_new_tokens and bool(new) and new[-1] not in stop_ids

@@ -19,12 +19,17 @@ Prompt shapes, chosen from the backend, never by the user:
     candidates  the request + its "Candidate books:" block: runs trained on candidate-carrying samples
     teacher     API models (GPT, Claude, OpenAI-compatible servers): the answer-format system prompt, the
                 request and the <candidates> block — what the teacher saw when it wrote the samples
-`constrained=True` passes a CatalogConstraint (the candidates' book ids, or the whole catalog of the language
-for plain-shaped models) to local backends, for catalog-constrained decoding.
+Local backends decode under a catalog constraint by default (`constrained=True`; training/constrained.py): while
+the model writes a list item's title and author it can only write a catalog entry — one of the request's
+candidates for runs trained with them, else any book of the request's language — each book once, N books. The
+title trie of a language is built once per model tokenizer and catalog version; a request's candidates restrict
+it. API backends are never constrained (their decoding is not ours); `constrained=False` lets evaluation measure
+the difference.
 """
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
@@ -40,6 +45,8 @@ from datagen.validation import parse_books
 from db.engine import Database
 from db.models import Book, TrainingRun
 from training.backends import Backend, BackendError, BackendSpec, Usage, make_backend
+
+log = logging.getLogger(__name__)
 
 DEFAULT_K = 8
 DEFAULT_N_BOOKS = 3
@@ -204,6 +211,11 @@ class Prepared:
     backend: Backend | None
     notices: list[str] = field(default_factory=list)
     constraint: CatalogConstraint | None = None
+    row: object | None = None    # the answer's RowConstraint while it is decoded under one
+
+    @property
+    def constrained(self) -> bool:
+        return self.row is not None
 
     @property
     def prompt(self) -> str:
@@ -222,6 +234,7 @@ class Recommendation:
     n_books: int
     notices: list[str] = field(default_factory=list)
     error: str | None = None
+    constrained: bool = False   # decoded under the catalog constraint
 
     @property
     def grounded(self) -> int:
@@ -254,8 +267,10 @@ class Recommender:
         self.retriever = Retriever.for_db(db)
         self._local: dict[str, object] = {}
         self._index: tuple[tuple, object] | None = None
+        self._tries: dict[tuple[int, str], tuple[tuple, object]] = {}
         self._model_lock = threading.Lock()   # loading a model takes seconds: grounding must not wait for it
         self._index_lock = threading.Lock()
+        self._trie_lock = threading.Lock()
 
     # -- backends ------------------------------------------------------------------------------------------------
     def local_model(self, base_model: str):
@@ -284,9 +299,10 @@ class Recommender:
         return make_backend(spec, local_model=self.local_model(base), db=self.db)
 
     # -- steps ---------------------------------------------------------------------------------------------------
-    def prepare(self, request: RecommendRequest, label: str, *, constrained: bool = False) -> Prepared:
+    def prepare(self, request: RecommendRequest, label: str, *, constrained: bool = True) -> Prepared:
         """Everything before generation: the prompt shape of the backend, retrieval when the shape uses
-        candidates, the prompt, and the backend. Raises RecommendError or BackendError (one line each)."""
+        candidates, the prompt, the backend, and for local backends (unless constrained=False) the catalog
+        constraint of this answer. Raises RecommendError or BackendError (one line each)."""
         spec = BackendSpec.from_label(label)
         shape = shape_for(self.db, spec)
         grid_request = request.grid_request()
@@ -304,11 +320,47 @@ class Recommender:
         messages = messages_for(shape, instruction_for(grid_request, n_books), input_for(grid_request), candidates,
                                 request.language, n_books)
         backend = self.backend_factory(label)
-        constraint = None
+        constraint = row = None
         if constrained and spec.is_local:
             constraint = CatalogConstraint(request.language, tuple(b.id for b in candidates) or None, n_books)
-            _give_constraint(backend, constraint)
-        return Prepared(request, label, shape, messages, candidates, n_books, backend, notices, constraint)
+            row = self._constraint_row(backend, constraint, notices)
+        return Prepared(request, label, shape, messages, candidates, n_books, backend, notices, constraint, row)
+
+    def _constraint_row(self, backend: Backend, constraint: CatalogConstraint, notices: list[str]):
+        """The RowConstraint of one answer, handed to the local backend (one per answer: it keeps state)."""
+        from training.base_model import stop_token_ids
+        from training.constrained import RowConstraint
+
+        model = getattr(backend, "local_model", None)
+        if model is None or "row_processor" not in inspect.signature(model.stream).parameters:
+            raise RecommendError("Catalog-constrained decoding is not available for this backend: turn it off.")
+        trie = self.title_trie(model.tokenizer, constraint.language)
+        if constraint.book_ids is not None:
+            trie = trie.restrict(constraint.book_ids)
+        if trie.book_count == 0:
+            raise RecommendError(_no_books(constraint.language))
+        if trie.book_count < constraint.n_books:
+            # Every book the model could name is in the trie; with fewer than N the list is shorter, never a hang.
+            notices.append(_few_books(constraint.language, trie.book_count))
+        row = RowConstraint(trie, model.tokenizer, n_books=constraint.n_books,
+                            eos_token_id=stop_token_ids(model.tokenizer))
+        backend.constraint = row
+        return row
+
+    def title_trie(self, tokenizer, language: str):
+        """The title trie of a language's catalog for one tokenizer, rebuilt when the catalog changes (seconds
+        at 100,000 books, bench/bench_constrained.py; built under a lock so concurrent requests build it once)."""
+        from training.title_trie import TitleTrie, catalog_entries
+
+        version = catalog_version(self.db)
+        key = (id(tokenizer), language)
+        with self._trie_lock:
+            cached = self._tries.get(key)
+            if cached is None or cached[0] != version:
+                trie = TitleTrie.build(tokenizer, catalog_entries(self.db, language))
+                log.info("title trie for %s: %d books", language, trie.book_count)
+                self._tries[key] = cached = (version, trie)
+            return cached[1]
 
     def stream(self, prepared: Prepared, *, max_new_tokens: int = 400) -> Iterator[str | Recommendation]:
         """Text deltas as the model writes them, then the Recommendation (a failure mid-answer ends it with
@@ -355,7 +407,7 @@ class Recommender:
         return Recommendation(prepared.label, prepared.shape, text,
                               self.ground(text, prepared.request.language, prepared.candidates),
                               prepared.candidates, backend.usage if backend is not None else Usage(),
-                              prepared.n_books, list(prepared.notices), error)
+                              prepared.n_books, list(prepared.notices), error, prepared.constrained)
 
     def ground(self, text: str, language: str, candidates: Sequence[Book] = ()) -> list[RecommendedBook]:
         """The answer's numbered books, each matched against the catalog."""
@@ -377,14 +429,6 @@ class Recommender:
             if self._index is None or self._index[0] != version:
                 self._index = (version, catalog_index(self.db))
             return self._index[1]
-
-
-def _give_constraint(backend: Backend, constraint: CatalogConstraint) -> None:
-    """Hand the constraint to a local backend whose model can decode under one; say so plainly otherwise."""
-    model = getattr(backend, "local_model", None)
-    if model is None or "constraint" not in inspect.signature(model.stream).parameters:
-        raise RecommendError("Catalog-constrained decoding is not available for this backend yet: turn it off.")
-    backend.constraint = constraint
 
 
 def _no_books(language: str) -> str:
