@@ -98,12 +98,12 @@ def test_request_set_config_problems_are_collected():
 
 # -- the worker, on a fake local model -----------------------------------------------------------------------------
 class FakeLocalModel:
-    """A local model that answers in the samples' format: under a constraint, three distinct catalog books of
-    the constraint; without one, a catalog book twice and an invented one. It records the constraints it got
-    and how many answers were being generated at once."""
+    """A local model that answers in the samples' format: under a constraint (the RowConstraint the pipeline
+    builds from the real title trie), the first three books its trie allows; without one, a catalog book twice
+    and an invented one. It records the constraints it got and how many answers were being generated at once."""
 
-    def __init__(self, db, base_model: str, together: int):
-        self.base_model, self.adapters = base_model, {}
+    def __init__(self, db, base_model: str, together: int, tokenizer):
+        self.base_model, self.adapters, self.tokenizer = base_model, {}, tokenizer
         with db.session() as s:
             self.books = {(b.id, b.language): (b.title, b.author) for b in s.scalars(select(Book).order_by(Book.id))}
         self.constraints, self.active, self.peak = [], 0, 0
@@ -114,7 +114,8 @@ class FakeLocalModel:
     def add_adapter(self, name, path):
         self.adapters[name] = path
 
-    def stream(self, prompt, adapter=None, *, max_new_tokens=320, stats=None, temperature=0.0, constraint=None):
+    def stream(self, prompt, adapter=None, *, max_new_tokens=320, stats=None, temperature=0.0, row_processor=None):
+        constraint = row_processor
         with self.lock:
             self.constraints.append(constraint)
             self.active += 1
@@ -124,12 +125,11 @@ class FakeLocalModel:
         finally:
             with self.lock:
                 self.active -= 1
-        language = constraint.language if constraint else "en"
-        ids = list(constraint.book_ids) if constraint and constraint.book_ids else \
-            [i for i, lang in self.books if lang == language]
-        books = [self.books[(i, language)] for i in ids[:3]]
-        if constraint is None:
-            books = [books[0], books[0], ("Zzyzx Quantum Marmalade", "Nobody Real")]
+        if constraint is not None:
+            books = [self.books[(int(i), "en")] for i in constraint.trie.book_ids[:constraint.n_books]]
+        else:
+            first = next(book for (_, lang), book in self.books.items() if lang == "en")
+            books = [first, first, ("Zzyzx Quantum Marmalade", "Nobody Real")]
         text = "\n".join(f"{n}. {t} - {a}\n - Why this book: it fits.\n - How it may help: calm."
                          for n, (t, a) in enumerate(books, 1))
         for word in text.split(" "):
@@ -137,10 +137,12 @@ class FakeLocalModel:
         stats.tokens, stats.prompt_tokens = len(text.split()), 20
 
 
-def test_worker_answers_requests_concurrently_through_the_pipeline_and_scores_them(catalog_db):
+def test_worker_answers_requests_concurrently_through_the_pipeline_and_scores_them(catalog_db, tiny_model_dir):
+    from transformers import AutoTokenizer
+
     from training.evaluate import LocalModels, evaluate
 
-    fake = FakeLocalModel(catalog_db, "fake-base", together=4)
+    fake = FakeLocalModel(catalog_db, "fake-base", together=4, tokenizer=AutoTokenizer.from_pretrained(tiny_model_dir))
     local = LocalModels(models={"fake-base": fake})
     on = create_eval(catalog_db, EvalConfig(backend="base", base_model="fake-base", requests="grid", count=8,
                                             seed=42, concurrency=4))
@@ -156,7 +158,10 @@ def test_worker_answers_requests_concurrently_through_the_pipeline_and_scores_th
     assert fake.peak == 4  # four requests were being answered at once
     constrained = [c for c in fake.constraints if c is not None]
     assert len(constrained) == 8 and len(fake.constraints) == 8 + 7  # request 5 was not answered again
-    assert all(c.book_ids is None and c.language == "en" and c.n_books == 3 for c in constrained)  # plain shape
+    with catalog_db.session() as s:  # the base model's plain shape: any English catalog book may be named
+        en_ids = set(s.scalars(select(Book.id).where(Book.language == "en")))
+    assert all(set(c.trie.book_ids.tolist()) == en_ids and c.n_books == 3 for c in constrained)
+    assert len({id(c) for c in constrained}) == 8  # one constraint per answer: it keeps that answer's state
     with catalog_db.session() as s:
         ev_on, ev_off = s.get(EvalRun, on), s.get(EvalRun, off)
         results = list(s.scalars(select(EvalResult).where(EvalResult.eval_run_id == on)))
@@ -210,16 +215,23 @@ def test_comparison_keeps_the_newest_evaluation_of_each_backend_and_setting(cata
 def test_cli_evaluates_grid_requests_in_a_worker_and_prints_the_comparison(catalog_db, tiny_model_dir, capsys):
     from app.cli import main
 
-    assert main(["eval", "--backend", "base", "--base-model", tiny_model_dir, "--requests", "grid", "--count", "2",
-                 "--language", "en,ko", "--seed", "5", "--max-new-tokens", "8", "--no-constrained",
+    assert main(["eval", "--backend", "base", "--base-model", tiny_model_dir, "--requests", "grid", "--count", "1",
+                 "--language", "en,ko", "--seed", "5", "--max-new-tokens", "12", "--compare-constrained",
                  "--concurrency", "2"]) == 0
     out = capsys.readouterr().out
     with catalog_db.session() as s:
-        (ev,) = s.scalars(select(EvalRun)).all()
-        n_results = len(ev.results)
-    assert ev.status == "completed" and ev.mode == "requests" and ev.total == 4 and n_results == 4
-    assert ev.request_set == "grid en,ko seed 5 x2" and ev.config["constrained"] is False
-    assert "request set: grid en,ko seed 5 x2" in out and "grounded %" in out and "tokens/s" in out
-    assert ev.metrics["format_compliance"] == 0.0  # a random model writes no numbered list
+        evs = s.scalars(select(EvalRun).order_by(EvalRun.id)).all()
+        outputs = {ev.id: [r.output for r in ev.results] for ev in evs}
+    assert [ev.config["constrained"] for ev in evs] == [True, False]
+    assert evs[0].pid is None and evs[0].pid == evs[1].pid  # one worker ran both, and is gone
+    for ev in evs:
+        assert ev.status == "completed" and ev.mode == "requests" and ev.total == 2 and len(outputs[ev.id]) == 2
+        assert ev.request_set == "grid en,ko seed 5 x1"
+    # Under the constraint even a random model opens the list; unconstrained it writes no numbered list.
+    assert all(o.startswith("1.") for o in outputs[evs[0].id])
+    assert evs[1].metrics["format_compliance"] == 0.0
+    assert "request set: grid en,ko seed 5 x1" in out and "grounded %" in out and "tokens/s" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("base model")]
+    assert [r[3] for r in rows] == ["on", "off"]  # "base model (tiny-llama0)", then constrained
     assert main(["evals", "--compare"]) == 0
-    assert "grid en,ko seed 5 x2" in capsys.readouterr().out
+    assert "grid en,ko seed 5 x1" in capsys.readouterr().out
