@@ -582,7 +582,7 @@ def _completed_run(db: Database, name: str) -> int | None:
                         .order_by(TrainingRun.id.desc()).limit(1))
 
 
-def demo_evaluation(db: Database, run_id: int, language: str, count: int) -> None:
+def demo_evaluation(db: Database, run_id: int, language: str, count: int, max_new_tokens: int = 320) -> None:
     """The base model and the demo run on `count` grid requests no generation job drew, constrained decoding on
     and off, in one worker; printed as the comparison table. A finished evaluation of the same run on the same
     request set is shown again instead of being run twice."""
@@ -601,7 +601,7 @@ def demo_evaluation(db: Database, run_id: int, language: str, count: int) -> Non
         return
     # run_id on the base model's evaluations too: the base is the run's own, so the rows compare like with like.
     ids = [create_eval(db, EvalConfig(backend=backend, run_id=run_id, requests="grid", language=language,
-                                      count=count, constrained=constrained))
+                                      count=count, constrained=constrained, max_new_tokens=max_new_tokens))
            for backend, constrained in wanted if (backend, constrained) not in done]
     start_evals(db, ids)
     watch_evals(db, ids)

@@ -235,3 +235,35 @@ def test_cli_evaluates_grid_requests_in_a_worker_and_prints_the_comparison(catal
     assert [r[3] for r in rows] == ["on", "off"]  # "base model (tiny-llama0)", then constrained
     assert main(["evals", "--compare"]) == 0
     assert "grid en,ko seed 5 x1" in capsys.readouterr().out
+
+
+# -- the demo's evaluation step, and the Evaluate tab on first open -------------------------------------------------
+def test_demo_evaluation_runs_base_and_run_on_and_off_in_one_worker_then_reuses_it(catalog_db, adapter_run, capsys):
+    from app.commands import demo_evaluation
+    from app.eval_tab import build_eval_tab
+    from app.services import Services
+
+    demo_evaluation(catalog_db, adapter_run, "en", 2, max_new_tokens=16)
+    out = capsys.readouterr().out
+    with catalog_db.session() as s:
+        evs = s.scalars(select(EvalRun).order_by(EvalRun.id)).all()
+    assert [(ev.backend["name"], ev.config["constrained"]) for ev in evs] == [
+        ("base", True), ("base", False), (f"run:{adapter_run}", True), (f"run:{adapter_run}", False)]
+    assert all(ev.status == "completed" and ev.total == 2 and ev.training_run_id == adapter_run for ev in evs)
+    assert len({ev.pid for ev in evs}) == 1 and len({ev.request_set for ev in evs}) == 1  # one worker, one set
+    assert evs[0].request_set == "grid en seed 9001 x2" and out.count(f"run #{adapter_run}: tiny") == 2
+
+    demo_evaluation(catalog_db, adapter_run, "en", 2, max_new_tokens=16)  # the run is reused: so is its evaluation
+    again = capsys.readouterr().out
+    with catalog_db.session() as s:
+        assert s.scalar(select(func.count()).select_from(EvalRun)) == 4
+    assert "evaluated on grid en seed 9001 x2 already" in again and again.count(f"run #{adapter_run}: tiny") == 2
+
+    import gradio as gr
+
+    with gr.Blocks() as page:  # the Evaluate tab opens on the latest comparison: the demo's
+        build_eval_tab(Services(db=catalog_db, base_model=str(evs[0].backend["base_model"])))
+    (table,) = [c for c in page.blocks.values() if getattr(c, "elem_id", None) == "req_compare"]
+    value = table.value
+    assert value["headers"][:2] == ["backend", "constrained"]
+    assert [row[1] for row in value["data"]] == ["on", "off", "on", "off"]
