@@ -267,3 +267,35 @@ def test_demo_evaluation_runs_base_and_run_on_and_off_in_one_worker_then_reuses_
     value = table.value
     assert value["headers"][:2] == ["backend", "constrained"]
     assert [row[1] for row in value["data"]] == ["on", "off", "on", "off"]
+
+
+def test_evaluate_tab_starts_a_request_set_evaluation_and_shows_the_comparison(catalog_db, tiny_model_dir, free_port):
+    from gradio_client import Client
+
+    from app.eval_tab import request_configs
+    from app.services import Services
+    from app.ui import build_app
+    from training.evals import wait_for_evals
+
+    configs = request_configs(["base", "openai-compatible:m@http://127.0.0.1:9/v1"], "grid", ["en"], 2, None, None,
+                              "on and off", 4, 64, tiny_model_dir)
+    assert [(c.backend, c.constrained) for c in configs] == [("base", True), ("base", False),
+                                                             ("openai-compatible:m@http://127.0.0.1:9/v1", None)]
+    demo = build_app(Services(db=catalog_db, base_model=tiny_model_dir))
+    demo.queue()
+    demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
+        ids, *_ = client.predict(["base"], "", "grid", ["en"], 1, 31, None, "on and off", 2, 8,
+                                 api_name="/start_request_evaluation")
+        eval_ids = [int(x) for x in ids.split(",")]
+        evs = wait_for_evals(catalog_db, eval_ids, poll_s=0.3)
+        assert [ev.status for ev in evs] == ["completed", "completed"], [ev.error for ev in evs]
+        assert {ev.request_set for ev in evs} == {"grid en seed 31 x1"}
+        table = client.predict(ids, "grid en seed 31 x1", api_name="/show_comparison")
+        assert [row[1] for row in table["data"]] == ["on", "off"]
+        with pytest.raises(Exception, match="Upload a JSONL file"):
+            client.predict(["base"], "", "file", ["en"], 1, None, None, "on", 2, 8,
+                           api_name="/start_request_evaluation")
+    finally:
+        demo.close()
