@@ -73,7 +73,8 @@ def run_columns(services: Services, labels: list[str], request: RecommendRequest
                 errors[i] = up.result.error
                 state.lines[i] = f"⚠️ {html_text(up.result.error)}"  # a server's error text is not markup either
             else:
-                state.lines[i] = stats_line(up.result.usage, cards_of(up.result), language)
+                notes = "".join(f"\n\n*{html_text(n)}*" for n in up.result.notices)
+                state.lines[i] = stats_line(up.result.usage, cards_of(up.result), language) + notes
         now = time.perf_counter()
         if up.result is not None or now - last >= MIN_UPDATE_S:
             last = now

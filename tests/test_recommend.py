@@ -193,3 +193,23 @@ def test_evaluation_gives_each_model_its_trained_shape(catalog_db):
     assert sample_messages(sm, "candidates", retriever) == [{"role": "user", "content": sm.prompt}]
     teacher = sample_messages(sm, "teacher", retriever)
     assert teacher[0]["role"] == "system" and sm.input.split("Candidate books:\n")[1] in teacher[1]["content"]
+
+
+def test_a_korean_request_to_an_english_only_base_says_which_base_to_train(catalog_db):
+    from training.presets import language_notice
+
+    class EnglishModel:  # the default base model, as the pipeline sees it
+        base_model = "smollm2-135m"
+
+        def stream(self, messages, adapter=None, *, max_new_tokens=320, stats=None):
+            yield "1. 아몬드 - 손원평\n"
+
+    rec = Recommender(catalog_db, backend_factory=lambda label: LocalBackend(BackendSpec.from_label(label),
+                                                                             EnglishModel(), None))
+    ko = rec.prepare(RecommendRequest.from_fields("ko", emotion="불안함", effects=["위로"]), "base model",
+                     constrained=False)
+    assert any("gemma-3-270m" in n and "English-only" in n for n in ko.notices)
+    assert rec.recommend(ko).notices == ko.notices   # what the Recommend tab, Compare columns and the CLI show
+    en = rec.prepare(RecommendRequest.from_fields(**REQUEST), "base model", constrained=False)
+    assert not any("English-only" in n for n in en.notices)
+    assert language_notice("gemma-3-270m", "ko") is None and language_notice("/some/local/path", "ko") is None

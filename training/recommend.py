@@ -320,6 +320,12 @@ class Recommender:
         messages = messages_for(shape, instruction_for(grid_request, n_books), input_for(grid_request), candidates,
                                 request.language, n_books)
         backend = self.backend_factory(label)
+        model = getattr(backend, "local_model", None)
+        if spec.is_local and model is not None:
+            from training.presets import language_notice
+
+            if note := language_notice(getattr(model, "base_model", ""), request.language):
+                notices.append(note)
         constraint = row = None
         if constrained and spec.is_local:
             constraint = CatalogConstraint(request.language, tuple(b.id for b in candidates) or None, n_books)
