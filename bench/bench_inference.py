@@ -189,6 +189,8 @@ def main() -> None:
                    f"aggregate at 4 concurrent {c[4]['agg'] / a[4]['agg']:.1f}x (target >= 4x); "
                    f"load average {os.getloadavg()[0]:.1f} at end; {time.perf_counter() - started:.0f} s in all"]
     print("\n".join(summary))
+    while lm.engine.running():  # let the worker end its step: a daemon thread inside torch at exit aborts
+        time.sleep(0.01)
     if args.out:
         args.out.write_text("\n".join(lines + summary) + "\n")
 
