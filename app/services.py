@@ -121,8 +121,10 @@ class Services:
         with self._lock:
             if self._model is None:
                 from training.inference import LocalModel
+                from training.threads import watch_training
 
                 self._model = LocalModel.load(self.base_model)
+                watch_training(self.db)  # generation gives a running training run its cores (training/threads.py)
             return self._model
 
     def release_model(self) -> None:

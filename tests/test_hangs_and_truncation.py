@@ -87,47 +87,34 @@ def test_compare_marks_a_cut_short_column_and_stores_it(catalog_db, api_env):
     assert "토큰 한도에서 잘렸습니다" in stats_line(Usage(truncated=True), [], "ko")
 
 
-class ScriptedModel:
-    """Stands in for a causal LM: 'generates' a fixed list of token ids through the streamer, stopping at
-    max_new_tokens or at an end token, and returns prompt + new ids as generate() does."""
+class Scripted:
+    """A row processor that makes the model write `tokens`, whatever it wanted (a scripted answer)."""
 
     def __init__(self, tokens: list[int]):
-        import torch
+        self.tokens = tokens
 
-        self.tokens, self.device = tokens, torch.device("cpu")
-
-    def generate(self, input_ids, streamer, max_new_tokens, eos_token_id, **_):
-        import torch
-
-        streamer.put(input_ids)
-        new = []
-        for t in self.tokens[:max_new_tokens]:
-            new.append(t)
-            streamer.put(torch.tensor([t]))
-            if t in eos_token_id:
-                break
-        streamer.end()
-        return torch.cat([input_ids, torch.tensor([new])], dim=1)
+    def __call__(self, generated, scores):
+        scores.fill_(float("-inf"))
+        scores[self.tokens[len(generated)]] = 0.0
+        return scores
 
 
 def test_local_answer_cut_inside_a_korean_character_never_ends_in_a_broken_one(tiny_model_dir):
-    from transformers import AutoTokenizer
-
     from training.base_model import stop_token_ids
     from training.inference import LocalModel, StreamStats
 
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    lm = LocalModel.load(tiny_model_dir)
+    tok = lm.tokenizer
     ids = tok.encode("1. 불편한 편의점 - 김호연\n - 추천 이유: 따뜻한 위로", add_special_tokens=False)
     cut = next(k for k in range(1, len(ids)) if tok.decode(ids[:k]).endswith("\ufffd"))  # mid-syllable
-    lm = LocalModel(base_model="scripted", model=ScriptedModel(ids), tokenizer=tok)
     stats = StreamStats()
-    text = "".join(lm.stream("추천해 줘", max_new_tokens=cut, stats=stats))
+    text = "".join(lm.stream("추천해 줘", max_new_tokens=cut, stats=stats, row_processor=Scripted(ids)))
     assert "\ufffd" not in text and text == tok.decode(ids[:cut]).rstrip("\ufffd")
     assert stats.truncated  # it stopped at the limit, not at an end token
 
-    lm = LocalModel(base_model="scripted", model=ScriptedModel(ids + [stop_token_ids(tok)[0]]), tokenizer=tok)
     stats = StreamStats()
-    text = "".join(lm.stream("추천해 줘", max_new_tokens=len(ids) + 5, stats=stats))
+    script = Scripted(ids + [stop_token_ids(tok)[0]])
+    text = "".join(lm.stream("추천해 줘", max_new_tokens=len(ids) + 5, stats=stats, row_processor=script))
     assert text == tok.decode(ids) and not stats.truncated  # ended on its own: complete
 
 

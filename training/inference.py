@@ -1,40 +1,44 @@
-"""Local inference: the base model loaded once, fine-tuned adapters attached by name, streamed answers.
+"""Local inference: the base model loaded once, each fine-tuned adapter merged into its own copy, answers
+decoded in batches by one worker thread and streamed to each caller.
 
     lm = LocalModel.load("smollm2-135m")
-    lm.add_adapter("run-3", "data/runs/3/adapter")
+    lm.add_adapter("run-3", "data/runs/3/adapter")      # merged now (a second or two for a 135M model)
     for chunk in lm.stream("Recommend 3 books...", adapter="run-3"):   # adapter=None: the base model
         print(chunk, end="")
 
-One model instance is shared by every request in the app, and peft's active adapter is per model, so
-generations take turns: one worker thread runs them in arrival order (FIFO, so no request waits behind
-a later one), while each caller reads its own streamer. The UI threads never run `generate` themselves,
-and API backends stream alongside a local generation (see training/backends.py).
+Speed (bench/bench_inference.py, bench/results/inference_cpu.txt):
+- merged weights: peft's unmerged LoRA adds two small matmuls to every linear layer, ~50% per token; each
+  adapter is merged into a full-precision copy of the base (peft merge_and_unload) and kept per adapter name;
+- bf16 where the hardware computes it natively (CUDA with bf16; a CPU with AVX512-BF16 or AMX, where oneDNN
+  uses it), fp32 otherwise: half the bytes read per token;
+- continuous batching (training/batching.py): callers asking at once share forward passes, each still
+  streaming its own answer (per-row stop tokens, budget, temperature and row processor, e.g. the
+  catalog constraint of training/constrained.RowConstraint);
+- thread caps (training/threads.py): generation gives cores to a running training run instead of fighting it.
 """
 from __future__ import annotations
 
-import queue
+import gc
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Iterator
 
 from training.base_model import explain_load_error, load_tokenizer, resolve_base_model, stop_token_ids
+from training.batching import BatchEngine, Row, StreamStats
 
+__all__ = ["LocalModel", "StreamStats", "inference_dtype", "utf8_safe_streamer"]
 
-@dataclass
-class StreamStats:
-    ttft_s: float | None = None
-    total_s: float = 0.0
-    tokens: int = 0
-    prompt_tokens: int = 0
-    truncated: bool = False   # the answer reached max_new_tokens without an end token: cut short
+log = logging.getLogger(__name__)
 
 
 def utf8_safe_streamer(tokenizer, **kw):
-    """A TextIteratorStreamer that never ends on a broken character. A byte-level tokenizer spends several
-    tokens on one Hangul syllable, and a partial one decodes as U+FFFD; the streamer holds text back until a
-    space mid-answer, but flushes everything at the end — so a Korean answer cut at max_new_tokens would end
-    in '�'. The incomplete character at the very end is dropped instead."""
+    """A TextIteratorStreamer that never ends on a broken character (for code that calls HF generate itself;
+    LocalModel decodes with batching.Utf8Text). A byte-level tokenizer spends several tokens on one Hangul
+    syllable, and a partial one decodes as U+FFFD; the streamer holds text back until a space mid-answer, but
+    flushes everything at the end — so a Korean answer cut at max_new_tokens would end in '�'. The incomplete
+    character at the very end is dropped instead."""
     from transformers import TextIteratorStreamer
 
     class Utf8SafeStreamer(TextIteratorStreamer):
@@ -44,160 +48,158 @@ def utf8_safe_streamer(tokenizer, **kw):
     return Utf8SafeStreamer(tokenizer, **kw)
 
 
-@dataclass
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: oneDNN runs bf16 matmuls natively (elsewhere bf16 is emulated, slower than fp32)."""
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX"):  # names of newer torch builds
+        return True
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def inference_dtype(device: str):
+    """bf16 where the device computes it natively, fp32 otherwise."""
+    import torch
+
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+@dataclass(eq=False)
 class LocalModel:
     base_model: str
-    model: object
+    model: object                      # the base model as served (adapter=None); None once released
     tokenizer: object
-    adapters: dict[str, str] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    _jobs: "queue.Queue[Callable[[], None]]" = field(default_factory=queue.Queue)
-    _worker: threading.Thread | None = None
-    _worker_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def waiting(self) -> int:
-        """Generations queued behind the one running (what a column shows while it waits its turn)."""
-        return self._jobs.qsize()
-
-    def _submit(self, job: Callable[[], None]) -> None:
-        with self._worker_lock:
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._work, name="local-generation", daemon=True)
-                self._worker.start()
-        self._jobs.put(job)
-
-    def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            job()
+    adapters: dict[str, str] = field(default_factory=dict)   # name -> adapter directory
+    dtype: object = None               # what models are served in; None: the base model's own dtype
+    _merged: dict[str, object] = field(default_factory=dict)
+    _models_lock: threading.Lock = field(default_factory=threading.Lock)
+    _engine: BatchEngine | None = None
 
     @classmethod
-    def load(cls, base_model: str) -> "LocalModel":
+    def load(cls, base_model: str, *, dtype=None) -> "LocalModel":
+        """Load the base model (a preset name or a directory) in `dtype`, default: inference_dtype()."""
+        import torch
+
+        tok = load_tokenizer(resolve_base_model(base_model))
+        lm = cls(base_model=base_model, model=None, tokenizer=tok, dtype=dtype)
+        if lm.dtype is None:
+            lm.dtype = inference_dtype("cuda" if torch.cuda.is_available() else "cpu")
+        lm.model = lm._load_base(lm.dtype)
+        return lm
+
+    def _load_base(self, dtype):
         import torch
         from transformers import AutoModelForCausalLM
 
-        path = resolve_base_model(base_model)
-        tok = load_tokenizer(path)
-        dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        path = resolve_base_model(self.base_model)
         try:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         except Exception as e:  # noqa: BLE001
-            raise explain_load_error(base_model, e) from e
+            raise explain_load_error(self.base_model, e) from e
         if torch.cuda.is_available():
             model = model.to("cuda")
-        model.eval()
-        return cls(base_model=base_model, model=model, tokenizer=tok)
+        return model.eval()
+
+    # -- models --------------------------------------------------------------------------------------------------
 
     def add_adapter(self, name: str, path: str) -> None:
-        from peft import PeftModel
-
-        if name in self.adapters:  # checked before the lock, which a running generation holds
+        """Merge an adapter into a copy of the base under `name` (now, so a bad adapter fails here)."""
+        if name in self._merged:
             return
-        with self.lock:
-            if name in self.adapters:
-                return
-            if not self.adapters:
-                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
-            else:
-                self.model.load_adapter(path, adapter_name=name)
-            self.model.eval()
-            self.adapters[name] = path
+        self.adapters[name] = path
+        try:
+            self._model_for(name)
+        except BaseException:
+            self.adapters.pop(name, None)
+            raise
 
-    def _messages(self, prompt: str) -> list[dict]:
-        return [{"role": "user", "content": prompt}]
-
-    def stream(self, prompt: str | list[dict], adapter: str | None = None, *, max_new_tokens: int = 320,
-               stats: StreamStats | None = None, temperature: float = 0.0,
-               row_processor=None) -> Iterator[str]:
-        """Stream the answer to a prompt (a user message) or a list of chat messages. `row_processor`: a
-        training/constrained.RowConstraint (catalog-constrained decoding of this answer), or None."""
-        import contextlib
-
+    def _model_for(self, adapter: str | None):
+        """The model serving `adapter` (None: the base), reloaded or merged if it is not in memory."""
         import torch
 
-        if adapter is not None and adapter not in self.adapters:
-            raise KeyError(f"Adapter '{adapter}' is not loaded.")
-        stats = stats or StreamStats()
-        if self.model is None:
-            raise RuntimeError("The local model was released (a training run needs the memory); it reloads on "
-                               "the next request.")
-        messages = self._messages(prompt) if isinstance(prompt, str) else prompt
-        inputs = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                                    return_tensors="pt", return_dict=True)
-        inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
-        stats.prompt_tokens = int(inputs["input_ids"].shape[-1])
-        streamer = utf8_safe_streamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        stop_ids = stop_token_ids(self.tokenizer)
-        gen_kwargs = dict(**inputs, streamer=streamer, max_new_tokens=max_new_tokens,
-                          pad_token_id=self.tokenizer.pad_token_id, eos_token_id=stop_ids)
-        processor = None
-        if row_processor is not None:
-            from training.constrained import ConstrainedLogitsProcessor
+        with self._models_lock:
+            if adapter is None:
+                if self.model is None:  # released for a training run: it reloads on the next request
+                    self.model = self._load_base(self.dtype)
+                return self.model
+            if adapter in self._merged:
+                return self._merged[adapter]
+            if adapter not in self.adapters:
+                raise KeyError(f"Adapter '{adapter}' is not loaded.")
+            from peft import PeftModel
 
-            processor = ConstrainedLogitsProcessor([row_processor], prompt_length=stats.prompt_tokens)
-            gen_kwargs["logits_processor"] = [processor]
-        if temperature > 0:
-            gen_kwargs.update(do_sample=True, temperature=temperature, top_p=0.9)
-        else:
-            gen_kwargs.update(do_sample=False)
-
-        errors: list[BaseException] = []
-        finished = threading.Event()  # generate() ends the streamer before it returns: stats come after
-
-        def run():
-            try:
-                # The lock keeps add_adapter/release from changing the model under a running generation.
-                with self.lock:
-                    if self.model is None:
-                        raise RuntimeError("The local model was released while this request waited; try again.")
-                    if adapter is None and self.adapters:
-                        ctx = self.model.disable_adapter()
-                    else:
-                        ctx = contextlib.nullcontext()
-                        if adapter is not None:
-                            self.model.set_adapter(adapter)
-                    with ctx, torch.inference_mode():
-                        out = self.model.generate(**gen_kwargs)
-                if processor is not None:
-                    processor.finish(out)   # the last token never reaches a processor
-                new = out[0, stats.prompt_tokens:].tolist()
-                # Cut short: the budget was spent and the last token is not an end token.
-                stats.truncated = len(new) >= max_new_tokens and bool(new) and new[-1] not in stop_ids
-            except BaseException as e:  # surfaced to the caller below
-                errors.append(e)
-                streamer.end()
-            finally:
-                finished.set()
-
-        t0 = time.perf_counter()
-        # TTFT counts from the request, queue wait included: that is what the user waits for.
-        self._submit(run)
-        text = ""
-        for chunk in streamer:
-            if chunk:
-                if stats.ttft_s is None:
-                    stats.ttft_s = time.perf_counter() - t0
-                text += chunk
-                stats.total_s = time.perf_counter() - t0
-                yield chunk
-        finished.wait()
-        stats.total_s = time.perf_counter() - t0
-        # Re-encoding the whole answer once: per-chunk encoding would over-count merged tokens.
-        stats.tokens = len(self.tokenizer.encode(text, add_special_tokens=False))
-        if errors:
-            raise errors[0]
-
-    def generate(self, prompt: str, adapter: str | None = None, **kw) -> str:
-        return "".join(self.stream(prompt, adapter, **kw))
+            # Merged in fp32 (adding a low-rank update to bf16 weights would round it away), then cast.
+            t0 = time.perf_counter()
+            base = self._load_base(torch.float32)
+            merged = PeftModel.from_pretrained(base, self.adapters[adapter]).merge_and_unload()
+            serve_dtype = self.dtype or (self.model.dtype if self.model is not None else torch.float32)
+            merged = merged.to(serve_dtype).eval()
+            log.info("Merged adapter %s into %s in %.1f s", adapter, self.base_model, time.perf_counter() - t0)
+            self._merged[adapter] = merged
+            return merged
 
     def release(self) -> None:
-        """Free memory before a training run starts on the same device."""
-        import gc
-
+        """Free memory before a training run starts on the same device; the next request reloads."""
         import torch
 
-        with self.lock:
+        with self._models_lock:
             self.model = None
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            self._merged.clear()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # -- generation ------------------------------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> BatchEngine:
+        if self._engine is None:
+            self._engine = BatchEngine(self._model_for, self.tokenizer)
+        return self._engine
+
+    def waiting(self) -> int:
+        """Answers queued and not started yet (what a column shows while it waits its turn)."""
+        return self._engine.waiting() if self._engine is not None else 0
+
+    def stream(self, prompt: str | list[dict], adapter: str | None = None, *, max_new_tokens: int = 320,
+               stats: StreamStats | None = None, temperature: float = 0.0, row_processor=None) -> Iterator[str]:
+        """Stream the answer to a prompt (a user message) or a list of chat messages.
+
+        `row_processor`: called as row_processor(generated_ids, scores) before each of this answer's tokens
+        (it may mask scores in place), and row_processor.observe(all_generated_ids) once at the end, e.g. a
+        training/constrained.RowConstraint. An error it raises ends this answer only and is raised here."""
+        if adapter is not None and adapter not in self.adapters:
+            raise KeyError(f"Adapter '{adapter}' is not loaded.")
+        stats = stats if stats is not None else StreamStats()
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        prompt_ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                        return_dict=True)["input_ids"]
+        row = Row(prompt_ids=list(prompt_ids), model_key=adapter, max_new_tokens=max_new_tokens,
+                  stop_ids=set(stop_token_ids(self.tokenizer)), temperature=temperature,
+                  row_processor=row_processor, stats=stats)
+        t0 = time.perf_counter()
+        self.engine.submit(row)
+        try:
+            while True:
+                kind, value = row.events.get()
+                stats.total_s = time.perf_counter() - t0
+                if kind == "error":
+                    raise value  # type: ignore[misc]
+                if kind == "end":
+                    return
+                if stats.ttft_s is None:
+                    stats.ttft_s = stats.total_s  # from the request, queue wait included: what the user waits
+                yield value  # type: ignore[misc]
+        finally:
+            row.cancelled = True  # the caller stopped reading (or the answer ended): the worker drops the row
+
+    def generate(self, prompt: str | list[dict], adapter: str | None = None, **kw) -> str:
+        return "".join(self.stream(prompt, adapter, **kw))
+

@@ -19,6 +19,7 @@ from db.engine import Database, open_db
 from db.models import RunMetric, TrainingRun
 from db.processes import WorkerBusy, claim_worker
 from training.config import TrainConfig, resolve_compute_dtype
+from training.threads import training_threads
 
 STOP_FILE = "STOP"  # written by request_stop(); the callback ends training cleanly and the adapter is saved
 
@@ -199,6 +200,10 @@ def train(db: Database, run_id: int) -> None:
     from training.data import check_prompt_lengths, load_examples
 
     main_process = int(os.environ.get("RANK", "0")) == 0
+    if not torch.cuda.is_available():
+        # Leave a core to the app's generation: two processes each spinning on every core slow both many times
+        # over (training/threads.py).
+        torch.set_num_threads(training_threads())
     with db.begin() as s:
         run = s.get(TrainingRun, run_id)
         if run is None:

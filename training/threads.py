@@ -1,0 +1,95 @@
+"""How many torch threads each process uses, so generation and a training run share the cores.
+
+    from training import threads
+    threads.watch_training(db)                       # the app, once: generation checks the DB for a running run
+    torch.set_num_threads(threads.generation_threads())   # the generation worker, before each batch step
+    torch.set_num_threads(threads.training_threads())     # the training worker (training/sft.py main)
+
+torch's intra-op pool (OpenMP) busy-waits at every barrier. Two processes that each ask for every core (the
+default) on a 2-core machine take turns on each core while both spin, and both slow down many times over: a
+30-step demo run took 940 s beside generation instead of ~180 s (issue 11). Splitting the cores instead keeps
+each pool's threads on a core of their own. Figures: bench/results/inference_cpu.txt (thread sharing).
+
+The split: a training run takes cores - 1 (at least 1) threads; generation takes every core while nothing
+trains and the remaining core (at least 1) while a run is active. A training run is a TrainingRun row with
+status 'running' (training/runs.py), checked at most every few seconds.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Callable
+
+CHECK_EVERY_S = 5.0
+
+
+def cores() -> int:
+    """CPU cores this process may run on (the affinity mask, which containers and taskset narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def training_threads(n_cores: int | None = None) -> int:
+    n = cores() if n_cores is None else n_cores
+    return max(1, n - 1)
+
+
+def generation_threads(training_active: bool | None = None, n_cores: int | None = None) -> int:
+    """Threads for generation now: every core, or what a running training run leaves free."""
+    n = cores() if n_cores is None else n_cores
+    busy = training_running() if training_active is None else training_active
+    return max(1, n - training_threads(n)) if busy else n
+
+
+class TrainingWatch:
+    """Whether a training run is active, from the DB, asked at most every `every_s` seconds (generation asks
+    before every batch step; a query per step would cost more than it tells)."""
+
+    def __init__(self, db, every_s: float = CHECK_EVERY_S):
+        self.db, self.every_s = db, every_s
+        self._checked, self._active = float("-inf"), False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._checked >= self.every_s:
+                self._checked, self._active = now, self._query()
+            return self._active
+
+    def _query(self) -> bool:
+        from sqlalchemy import select
+
+        from db.models import TrainingRun
+
+        try:
+            with self.db.session() as s:
+                return s.scalars(select(TrainingRun.id).where(TrainingRun.status == "running").limit(1)).first() \
+                    is not None
+        except Exception:  # noqa: BLE001 - a DB hiccup must not stop generation; assume nothing trains
+            return False
+
+
+_watch: Callable[[], bool] | None = None
+
+
+def watch_training(db) -> None:
+    """Make this process's generation yield cores to training runs recorded in `db` (torch threads are per
+    process, so the watch is too)."""
+    global _watch
+    _watch = TrainingWatch(db)
+
+
+def training_running() -> bool:
+    return bool(_watch and _watch())
+
+
+def apply(n: int) -> None:
+    """Set torch's intra-op threads to n, if not already (setting it is cheap, but not free per step)."""
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
