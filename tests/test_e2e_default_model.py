@@ -13,9 +13,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_demo_pipeline_on_the_real_default_model(home, capsys):
-    # --eval-count 2: the demo's evaluation step on the real model (base and run, constrained on and off), kept
+    # --eval-count 1: the demo's evaluation step on the real model (base and run, constrained on and off), kept
     # small for the suite's time; its quality figures come from `make demo` itself (README)
-    assert main(["demo", "--no-serve", "--count", "24", "--max-steps", "4", "--eval-count", "2"]) == 0
+    assert main(["demo", "--no-serve", "--count", "24", "--max-steps", "4", "--eval-count", "1"]) == 0
     out = capsys.readouterr().out
     assert "offline template" in out and "completed" in out
     assert "constrained" in out   # the evaluation table
