@@ -11,7 +11,8 @@ so every path writes exactly 96), N requests sent at once from N threads, each s
 (a) today's path (before issue 11): fp32 base + unmerged peft adapter, one worker thread running HF generate
     with a TextIteratorStreamer per request, in arrival order;
 (b) plain `transformers` generate on the merged fp32 model, same worker;
-(c) the new engine, training/inference.LocalModel (merged, bf16 where native, continuous batching).
+(c) the new engine, training/inference.LocalModel (merged; bf16 where native, with int8 linear weights on CPU;
+    continuous batching).
 
 Columns: one stream tokens/s (N=1: 96 / answer time), aggregate tokens/s (all tokens / wall time from the
 first request to the last answer), mean and max time to first token (queue wait included).
@@ -64,11 +65,16 @@ class OneAtATime:
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model, tokenizer
         self.jobs: "queue.Queue" = queue.Queue()
-        threading.Thread(target=self._work, daemon=True).start()
+        self.thread = threading.Thread(target=self._work, daemon=True)
+        self.thread.start()
 
     def _work(self):
-        while True:
-            self.jobs.get()()
+        while (job := self.jobs.get()) is not None:
+            job()
+
+    def close(self):
+        self.jobs.put(None)
+        self.thread.join()
 
     def stream(self, prompt: str, stop_ids: list[int]):
         import torch
@@ -134,6 +140,7 @@ def main() -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    from training import threads
     from training.base_model import load_tokenizer, resolve_base_model, stop_token_ids
     from training.inference import LocalModel, cpu_has_native_bf16
 
@@ -142,12 +149,13 @@ def main() -> None:
     tok = load_tokenizer(base_path)
     stop_ids = stop_token_ids(tok)
     tmp = tempfile.mkdtemp(prefix="bench-inference-")
-    adapter = make_adapter(base_path, os.path.join(tmp, "adapter"))
+    adapter = threads.off_main_thread(lambda: make_adapter(base_path, os.path.join(tmp, "adapter")))
 
-    old_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32),
-                                          adapter).eval()
-    merged_fp32 = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32),
-                                            adapter).merge_and_unload().eval()
+    # Every path loads off the main thread, as the app does (training/threads.off_main_thread says why).
+    old_model = threads.off_main_thread(lambda: PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32), adapter).eval())
+    merged_fp32 = threads.off_main_thread(lambda: PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32), adapter).merge_and_unload().eval())
     lm = LocalModel.load(base_path)
     t = time.perf_counter()
     lm.add_adapter("bench", adapter)
@@ -157,16 +165,19 @@ def main() -> None:
     paths = {
         "(a) today: fp32 + unmerged LoRA, HF generate, one at a time": lambda p: old.stream(p, stop_ids),
         "(b) HF generate, merged fp32, one at a time": lambda p: plain.stream(p, stop_ids),
-        f"(c) new engine: merged {str(lm.dtype).removeprefix('torch.')}, continuous batching":
+        f"(c) new engine: merged {str(lm.dtype).removeprefix('torch.')}{' + int8 weights' if lm.int8 else ''}, "
+        "continuous batching":
             lambda p: lm.stream(p, adapter="bench", max_new_tokens=NEW_TOKENS, row_processor=BanStop(stop_ids)),
     }
+    # the engine's worker must not be left inside torch at exit (a daemon thread there aborts the process)
+    closers = dict(zip(paths, (old.close, plain.close, lm.engine.close)))
     lines = [f"moodshelf local inference bench — {datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} CPUs, "
              f"torch {torch.__version__}, threads {torch.get_num_threads()}, native bf16: {cpu_has_native_bf16()}, "
              f"load average {os.getloadavg()[0]:.1f} at start",
              f"SmolLM2-135M ({args.base_model}) + LoRA r=16 all linear layers (random), {NEW_TOKENS} greedy tokens "
              f"per request; merging the adapter took {merge_s:.1f} s", ""]
-    header = f"{'path':<64} {'N':>2} {'one stream':>10} {'aggregate':>10} {'TTFT mean':>10} {'TTFT max':>9}"
-    lines += [header, f"{'':<64} {'':>2} {'tok/s':>10} {'tok/s':>10} {'s':>10} {'s':>9}"]
+    header = f"{'path':<72} {'N':>2} {'one stream':>10} {'aggregate':>10} {'TTFT mean':>10} {'TTFT max':>9}"
+    lines += [header, f"{'':<72} {'':>2} {'tok/s':>10} {'tok/s':>10} {'s':>10} {'s':>9}"]
     print("\n".join(lines), flush=True)
     table: dict[str, dict[int, dict]] = {}
     for name, fn in paths.items():
@@ -176,21 +187,22 @@ def main() -> None:
         one_at_a_time = not name.startswith("(c)")
         for n in (1, 4, 8):
             if n == 8 and one_at_a_time and not args.full:
-                row = f"{name if n == 1 else '':<64} {n:>2} {'':>10} {'= N=4':>10} (served in turn: --full measures it)"
+                row = f"{name if n == 1 else '':<72} {n:>2} {'':>10} {'= N=4':>10} (served in turn: --full measures it)"
             else:
                 r = table[name][n] = measure(fn, n)
                 one = f"{r['one']:.1f}" if r["one"] else ""
-                row = (f"{name if n == 1 else '':<64} {n:>2} {one:>10} {r['agg']:>10.1f} {r['ttft_mean']:>10.2f} "
+                row = (f"{name if n == 1 else '':<72} {n:>2} {one:>10} {r['agg']:>10.1f} {r['ttft_mean']:>10.2f} "
                        f"{r['ttft_max']:>9.2f}")
             lines.append(row)
             print(row, flush=True)
+        # Its worker thread goes before the next path runs: two live threads that both use torch's OpenMP pool
+        # slow each other ~3x on 2 cores even when one is idle (training/threads.off_main_thread).
+        closers[name]()
     a, c = list(table.values())[0], list(table.values())[2]
     summary = ["", f"new vs today: one stream {c[1]['one'] / a[1]['one']:.1f}x (target >= 2x); "
                    f"aggregate at 4 concurrent {c[4]['agg'] / a[4]['agg']:.1f}x (target >= 4x); "
                    f"load average {os.getloadavg()[0]:.1f} at end; {time.perf_counter() - started:.0f} s in all"]
     print("\n".join(summary))
-    while lm.engine.running():  # let the worker end its step: a daemon thread inside torch at exit aborts
-        time.sleep(0.01)
     if args.out:
         args.out.write_text("\n".join(lines + summary) + "\n")
 

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import pytest
 import torch
 
+from training import int8_linear
 from training.base_model import stop_token_ids
 from training.inference import LocalModel, StreamStats, cpu_has_native_bf16, inference_dtype
 
@@ -259,6 +260,33 @@ def test_bf16_logits_stay_close_to_fp32(tiny_model_dir, lm):
     assert inference_dtype("cpu") == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
 
 
+@pytest.mark.skipif(not int8_linear.available(), reason="this torch has no weight-only int8 CPU kernel")
+def test_int8_weights_keep_each_layer_close_and_skip_widths_the_kernel_cannot_take():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 48), torch.nn.ReLU(), torch.nn.Linear(48, 30, bias=False),
+                                torch.nn.Linear(30, 8))  # 30 inputs: not a multiple of 16, kept as it is
+    x = torch.randn(5, 64)
+    with torch.inference_mode():
+        want = model(x)
+        assert int8_linear.quantize_linears(model, torch.bfloat16) == 2
+        assert [type(m).__name__ for m in model] == ["Int8Linear", "ReLU", "Int8Linear", "Linear"]
+        got = model(x)
+    assert got.dtype == x.dtype
+    assert (got - want).abs().max() < 0.03 * want.abs().max()
+
+
+@pytest.mark.skipif(not int8_linear.available(), reason="this torch has no weight-only int8 CPU kernel")
+def test_int8_served_model_answers_like_the_full_precision_one(tiny_model_dir, lm):
+    q = LocalModel.load(tiny_model_dir, dtype=torch.bfloat16, int8=True)
+    assert q.int8 and any(type(m).__name__ == "Int8Linear" for m in q.model.modules())
+    ids = lm.tokenizer.apply_chat_template([{"role": "user", "content": PROMPTS[0]}], add_generation_prompt=True,
+                                           return_tensors="pt", return_dict=True)["input_ids"]
+    with torch.inference_mode():
+        a, b = lm.model(ids).logits.float(), q.model(ids).logits.float()
+    assert (a.softmax(-1) - b.softmax(-1)).abs().sum(-1).max() < 0.15
+    assert q.generate(PROMPTS[0], max_new_tokens=6)  # the served path writes text
+
+
 def test_thread_split_gives_training_most_cores_and_generation_the_rest():
     from training import threads
 
@@ -266,6 +294,23 @@ def test_thread_split_gives_training_most_cores_and_generation_the_rest():
     assert threads.training_threads(2) == 1 and threads.training_threads(1) == 1
     assert threads.generation_threads(True, n_cores=8) + threads.training_threads(8) == 8
 
+
+
+def test_models_load_and_merge_off_the_callers_thread(tiny_model_dir, adapter_dir, monkeypatch):
+    """The caller's (often the main) thread never runs the loading: a second live thread that has used torch's
+    OpenMP pool would slow the generation worker ~3x (training/threads.off_main_thread)."""
+    from training import threads
+
+    seen = []
+    real = LocalModel._load_base
+    monkeypatch.setattr(LocalModel, "_load_base", lambda self, dtype: seen.append(threading.current_thread()) or
+                        real(self, dtype))
+    m = LocalModel.load(tiny_model_dir, dtype=torch.float32)
+    m.add_adapter("a", adapter_dir)
+    assert len(seen) == 2 and threading.current_thread() not in seen
+    assert threads.off_main_thread(lambda: 7) == 7
+    with pytest.raises(ValueError, match="bad"):
+        threads.off_main_thread(lambda: (_ for _ in ()).throw(ValueError("bad")))
 
 def test_training_watch_sees_a_running_run(sqlite_db):
     from db.models import TrainingRun

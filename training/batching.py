@@ -163,6 +163,7 @@ class BatchEngine:
         self._active: list[Row] = []  # rows taken by the worker (some may have ended since)
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
+        self._closing = False
 
     def waiting(self) -> int:
         """Answers asked for and not started yet."""
@@ -186,6 +187,18 @@ class BatchEngine:
                 self._worker.start()
             self._cond.notify()
 
+    def close(self, timeout: float = 30.0) -> None:
+        """Let the worker finish what it is generating, then stop it (a daemon thread still inside torch when
+        the interpreter exits aborts the process). A later submit starts a new worker."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+        with self._cond:
+            self._closing = False
+
     # -- the worker ---------------------------------------------------------------------------------------------
 
     def _work(self) -> None:
@@ -194,6 +207,9 @@ class BatchEngine:
             with self._cond:
                 self._queue = deque(r for r in self._queue if not r.cancelled)
                 while batch is None and not self._queue:
+                    if self._closing:
+                        self._worker = None
+                        return
                     self._cond.wait()
                 newcomers = self._take(batch)
             try:

@@ -10,7 +10,8 @@ Speed (bench/bench_inference.py, bench/results/inference_cpu.txt):
 - merged weights: peft's unmerged LoRA adds two small matmuls to every linear layer, ~50% per token; each
   adapter is merged into a full-precision copy of the base (peft merge_and_unload) and kept per adapter name;
 - bf16 where the hardware computes it natively (CUDA with bf16; a CPU with AVX512-BF16 or AMX, where oneDNN
-  uses it), fp32 otherwise: half the bytes read per token;
+  uses it), fp32 otherwise; on CPU with bf16, the linear layers' weights in int8 (training/int8_linear.py):
+  a quarter of the fp32 bytes read per token, and single-row bf16 matmuls are slow on CPU;
 - continuous batching (training/batching.py): callers asking at once share forward passes, each still
   streaming its own answer (per-row stop tokens, budget, temperature and row processor, e.g. the
   catalog constraint of training/constrained.RowConstraint);
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from training.base_model import explain_load_error, load_tokenizer, resolve_base_model, stop_token_ids
+from training import threads
 from training.batching import BatchEngine, Row, StreamStats
 
 __all__ = ["LocalModel", "StreamStats", "inference_dtype", "utf8_safe_streamer"]
@@ -78,21 +80,39 @@ class LocalModel:
     tokenizer: object
     adapters: dict[str, str] = field(default_factory=dict)   # name -> adapter directory
     dtype: object = None               # what models are served in; None: the base model's own dtype
+    int8: bool = False                 # linear weights in int8 (CPU, bf16 activations): see int8_linear
     _merged: dict[str, object] = field(default_factory=dict)
     _models_lock: threading.Lock = field(default_factory=threading.Lock)
     _engine: BatchEngine | None = None
 
     @classmethod
-    def load(cls, base_model: str, *, dtype=None) -> "LocalModel":
-        """Load the base model (a preset name or a directory) in `dtype`, default: inference_dtype()."""
+    def load(cls, base_model: str, *, dtype=None, int8: bool | None = None) -> "LocalModel":
+        """Load the base model (a preset name or a directory) in `dtype`, default: inference_dtype();
+        `int8` (default: on CPU in bf16, where the kernel exists): linear weights in int8."""
         import torch
+
+        from training import int8_linear
 
         tok = load_tokenizer(resolve_base_model(base_model))
         lm = cls(base_model=base_model, model=None, tokenizer=tok, dtype=dtype)
         if lm.dtype is None:
             lm.dtype = inference_dtype("cuda" if torch.cuda.is_available() else "cpu")
-        lm.model = lm._load_base(lm.dtype)
+        if int8 is None:
+            int8 = not torch.cuda.is_available() and lm.dtype == torch.bfloat16 and int8_linear.available()
+        lm.int8 = bool(int8)
+        # Not on the caller's (often the main) thread: see threads.off_main_thread.
+        lm.model = threads.off_main_thread(lambda: lm._serve(lm._load_base(torch.float32 if lm.int8 else lm.dtype)))
         return lm
+
+    def _serve(self, model):
+        """A loaded (or merged) full-precision model made ready to serve: int8 weights, then the serving dtype."""
+        if self.int8:
+            from training.int8_linear import quantize_linears
+
+            quantize_linears(model, self.dtype)  # from the fp32 weights, before the rest is cast
+        if self.dtype is not None:
+            model = model.to(self.dtype)
+        return model.eval()
 
     def _load_base(self, dtype):
         import torch
@@ -115,7 +135,7 @@ class LocalModel:
             return
         self.adapters[name] = path
         try:
-            self._model_for(name)
+            threads.off_main_thread(lambda: self._model_for(name))
         except BaseException:
             self.adapters.pop(name, None)
             raise
@@ -127,7 +147,7 @@ class LocalModel:
         with self._models_lock:
             if adapter is None:
                 if self.model is None:  # released for a training run: it reloads on the next request
-                    self.model = self._load_base(self.dtype)
+                    self.model = self._serve(self._load_base(torch.float32 if self.int8 else self.dtype))
                 return self.model
             if adapter in self._merged:
                 return self._merged[adapter]
@@ -138,9 +158,7 @@ class LocalModel:
             # Merged in fp32 (adding a low-rank update to bf16 weights would round it away), then cast.
             t0 = time.perf_counter()
             base = self._load_base(torch.float32)
-            merged = PeftModel.from_pretrained(base, self.adapters[adapter]).merge_and_unload()
-            serve_dtype = self.dtype or (self.model.dtype if self.model is not None else torch.float32)
-            merged = merged.to(serve_dtype).eval()
+            merged = self._serve(PeftModel.from_pretrained(base, self.adapters[adapter]).merge_and_unload())
             log.info("Merged adapter %s into %s in %.1f s", adapter, self.base_model, time.perf_counter() - t0)
             self._merged[adapter] = merged
             return merged

@@ -8,7 +8,8 @@
 torch's intra-op pool (OpenMP) busy-waits at every barrier. Two processes that each ask for every core (the
 default) on a 2-core machine take turns on each core while both spin, and both slow down many times over: a
 30-step demo run took 940 s beside generation instead of ~180 s (issue 11). Splitting the cores instead keeps
-each pool's threads on a core of their own. Figures: bench/results/inference_cpu.txt (thread sharing).
+each pool's threads on a core of their own. Figures (bench/results/threads_cpu.txt, 2 cores): uncapped, a
+training step took 41 s instead of 6.5 and generation ran at 2.2 tok/s instead of 27; capped, 10.5 s and 16.7.
 
 The split: a training run takes cores - 1 (at least 1) threads; generation takes every core while nothing
 trains and the remaining core (at least 1) while a run is active. A training run is a TrainingRun row with
@@ -19,7 +20,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 CHECK_EVERY_S = 5.0
 
@@ -74,6 +77,30 @@ class TrainingWatch:
 
 
 _watch: Callable[[], bool] | None = None
+
+
+def off_main_thread(fn: Callable[[], T]) -> T:
+    """Run fn on a short-lived thread and return what it returns (or raise what it raises).
+
+    Why: torch's OpenMP pool (libgomp) is per thread. While two live threads of one process have each run a
+    parallel region, both run theirs ~3x slower on 2 cores, even when one is idle (int8 matmul 35 us in the only
+    such thread, 120-130 us with a second alive; measured with torch 2.13). The main thread lives as long as the
+    process, so heavy torch work there (loading, merging) would slow the generation worker for good: it runs on a
+    thread that ends instead, and the generation worker stays the only thread that computes."""
+    box: dict[str, object] = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = e
+
+    t = threading.Thread(target=run, name="moodshelf-load")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
 
 
 def watch_training(db) -> None:
