@@ -159,6 +159,9 @@ def serve(db: Database, host: str = "127.0.0.1", port: int = 7860, base_model: s
 
     reconcile_evals(db)
     services = Services(db=db, base_model=base_model or DEFAULT_BASE_MODEL, settings=settings)
+    from training.threads import share_cores
+
+    share_cores()  # this process generates: training runs (and sweeps) it launches leave it a core
 
     import threading
 

@@ -287,12 +287,20 @@ def test_int8_served_model_answers_like_the_full_precision_one(tiny_model_dir, l
     assert q.generate(PROMPTS[0], max_new_tokens=6)  # the served path writes text
 
 
-def test_thread_split_gives_training_most_cores_and_generation_the_rest():
+def test_thread_split_gives_training_most_cores_and_generation_the_rest(monkeypatch):
+    from db.processes import worker_env
     from training import threads
 
     assert threads.generation_threads(False, n_cores=2) == 2 and threads.generation_threads(True, n_cores=2) == 1
-    assert threads.training_threads(2) == 1 and threads.training_threads(1) == 1
-    assert threads.generation_threads(True, n_cores=8) + threads.training_threads(8) == 8
+    assert threads.training_threads(2, sharing=True) == 1 and threads.training_threads(1, sharing=True) == 1
+    assert threads.generation_threads(True, n_cores=8) + threads.training_threads(8, sharing=True) == 8
+    # Where nothing generates (the CLI, the demo), a run takes every core; the app's runs inherit the sharing.
+    assert threads.training_threads(2, sharing=False) == 2
+    monkeypatch.setenv(threads.SHARE_ENV, "0")  # restored (unset) after the test
+    assert threads.training_threads(2) == 2
+    threads.share_cores()
+    assert threads.training_threads(2) == 1
+    assert worker_env("sqlite://")[threads.SHARE_ENV] == "1"
 
 
 

@@ -201,8 +201,8 @@ def train(db: Database, run_id: int) -> None:
 
     main_process = int(os.environ.get("RANK", "0")) == 0
     if not torch.cuda.is_available():
-        # Leave a core to the app's generation: two processes each spinning on every core slow both many times
-        # over (training/threads.py).
+        # Started from the app, leave it a core for generation: two processes each spinning on every core slow
+        # both many times over (training/threads.py); started from the CLI or the demo, take every core.
         torch.set_num_threads(training_threads())
     with db.begin() as s:
         run = s.get(TrainingRun, run_id)

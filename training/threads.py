@@ -4,6 +4,7 @@
     threads.watch_training(db)                       # the app, once: generation checks the DB for a running run
     torch.set_num_threads(threads.generation_threads())   # the generation worker, before each batch step
     torch.set_num_threads(threads.training_threads())     # the training worker (training/sft.py main)
+    threads.share_cores()                            # the app, at start: the runs it launches leave a core
 
 torch's intra-op pool (OpenMP) busy-waits at every barrier. Two processes that each ask for every core (the
 default) on a 2-core machine take turns on each core while both spin, and both slow down many times over: a
@@ -11,8 +12,9 @@ default) on a 2-core machine take turns on each core while both spin, and both s
 each pool's threads on a core of their own. Figures (bench/results/threads_cpu.txt, 2 cores): uncapped, a
 training step took 41 s instead of 6.5 and generation ran at 2.2 tok/s instead of 27; capped, 10.5 s and 16.7.
 
-The split: a training run takes cores - 1 (at least 1) threads; generation takes every core while nothing
-trains and the remaining core (at least 1) while a run is active. A training run is a TrainingRun row with
+The split: a training run started from the app takes cores - 1 (at least 1) threads (share_cores: the app
+sets it for the workers it starts), one started where nothing generates (the CLI, the demo) takes every core;
+generation takes every core while nothing trains and one core (at least 1) while a run is active. A training run is a TrainingRun row with
 status 'running' (training/runs.py), checked at most every few seconds.
 """
 from __future__ import annotations
@@ -35,16 +37,27 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def training_threads(n_cores: int | None = None) -> int:
+SHARE_ENV = "MOODSHELF_SHARE_CORES"  # "1" in the app and the workers it starts: a run leaves a core to generation
+
+
+def share_cores() -> None:
+    """Called by a process that generates (the app): training runs it starts, directly or through a sweep,
+    inherit the setting and leave a core free. A run started elsewhere (`moodshelf train`, the demo, before
+    the app serves) uses every core: nothing there generates while it trains."""
+    os.environ[SHARE_ENV] = "1"
+
+
+def training_threads(n_cores: int | None = None, sharing: bool | None = None) -> int:
     n = cores() if n_cores is None else n_cores
-    return max(1, n - 1)
+    sharing = os.environ.get(SHARE_ENV) == "1" if sharing is None else sharing
+    return max(1, n - 1) if sharing else n
 
 
 def generation_threads(training_active: bool | None = None, n_cores: int | None = None) -> int:
     """Threads for generation now: every core, or what a running training run leaves free."""
     n = cores() if n_cores is None else n_cores
     busy = training_running() if training_active is None else training_active
-    return max(1, n - training_threads(n)) if busy else n
+    return max(1, n - training_threads(n, sharing=True)) if busy else n
 
 
 class TrainingWatch:
