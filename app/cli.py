@@ -154,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample language (default en: SmolLM2-135M is an English model; use ko with a "
                         "multilingual base such as gemma-3-270m)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-steps", type=int, default=30, help="QLoRA steps (default 30, a few minutes on CPU)")
+    p.add_argument("--max-steps", type=int, default=40,
+                   help="QLoRA steps (default 40, ~5-9 minutes on 2 CPU cores: at 30 the run names catalog books "
+                        "unconstrained 83%% of the time, at 40 87%%)")
     p.add_argument("--no-train", action="store_true", help="skip the training run")
     p.add_argument("--eval-count", type=int, default=20,
                    help="unseen grid requests the base model and the demo run are evaluated on after training, "

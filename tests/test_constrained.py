@@ -98,7 +98,9 @@ def test_eos_is_refused_until_the_nth_title_is_complete(model, tok, catalog):
     assert row.state == "ended" and not row.cut_short
     items = [f"{k}. {lines[b]}" for k, b in enumerate(row.named_books, 1)]
     assert [line for line in text.splitlines() if line.strip()] == items, text
-    assert text.endswith(items[-1] + "\n")  # stopped the moment the third title's line ended
+    # The last book gets its fields' worth of lines like the others (here blank ones), then the answer ends.
+    after_first = text.split(items[0], 1)[1].split(items[1], 1)[0]
+    assert after_first.strip() == "" and text.endswith(items[-1] + after_first), text
     assert len(grounded_ids(text, "en", index)) == 3
 
 
@@ -186,10 +188,14 @@ def test_prefix_titles_dashes_in_titles_and_list_numbers(tok):
                         "4. 불편한 편의점 - 김호연\n", V, g)
     text = tok.decode(g)
     assert row.named_books == [1, 2, 3, 4] and [b.title for b in parse_books(text, "en")][2] == "Mrs Dalloway - Woolf"
-    # the list is complete: free text, EOS allowed, no digit may open a line
+    # the list is complete: free text, no digit may open a line, EOS once the last book has its field lines
     nxt = allowed(row, g, V)
-    assert set(eos) <= nxt and tok.convert_tokens_to_ids("5") not in nxt and tok.convert_tokens_to_ids("1") not in nxt
-    g = drive(row, tok, " - x\n - y\n", V, g)
+    assert not nxt & set(eos) and tok.convert_tokens_to_ids("5") not in nxt and tok.convert_tokens_to_ids("1") not in nxt
+    g = drive(row, tok, " - x\n", V, g)
+    assert not allowed(row, g, V) & set(eos)
+    g = drive(row, tok, " - y", V, g)
+    assert set(eos) <= allowed(row, g, V)  # the answer may end on its last field line
+    g = drive(row, tok, "\n", V, g)
     assert allowed(row, g, V) == set(eos) and row.done
 
 
@@ -221,8 +227,10 @@ def test_a_line_shared_by_two_books_is_named_once(tok):
     g = drive(row, tok, "1. Dune - Frank Herbert\n - a\n - b\n2.", len(tok))
     assert row.named_books == [1] and row.n_books == 3
     assert allowed(row, g, len(tok)) == {tok.encode(" Emma", add_special_tokens=False)[0]}
-    g = drive(row, tok, " Emma - Jane Austen\n", len(tok), g)
+    g = drive(row, tok, " Emma - Jane Austen\n - a\n - b", len(tok), g)
     assert row.named_books == [1, 3] and stop_token_ids(tok)[0] in allowed(row, g, len(tok))  # nothing left
+    g = drive(row, tok, "\n", len(tok), g)
+    assert row.done  # two of three books: the list ends there, no third number
 
 
 def test_korean_titles_are_written_whole_through_byte_tokens(tok):

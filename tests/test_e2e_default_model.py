@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from app.cli import main
 from db.engine import open_db
-from db.models import RunMetric, Sample, TrainingRun
+from db.models import EvalRun, RunMetric, Sample, TrainingRun
 
 pytestmark = pytest.mark.slow
 
@@ -28,6 +28,14 @@ def test_demo_pipeline_on_the_real_default_model(home, capsys):
     assert run.status == "completed" and len(approved) == 24
     assert run.config["quantization"] == "nf4" and run.config["base_model"] == "smollm2-135m"
     assert len(metrics) == 4 and all(m.loss and m.loss > 0 for m in metrics)
+    # With catalog-constrained decoding even a 4-step run names only catalog books, each once (issue 11's
+    # targets that hold by construction; format and the unconstrained rate come from `make demo`'s 20 requests).
+    with db.session() as s:
+        evals = list(s.scalars(select(EvalRun).where(EvalRun.training_run_id == run.id)))
+    assert len(evals) == 4 and all(ev.status == "completed" for ev in evals)
+    tuned = [ev for ev in evals if ev.backend["name"] == f"run:{run.id}" and ev.config.get("constrained")]
+    assert len(tuned) == 1 and tuned[0].metrics["books"] >= 1
+    assert tuned[0].metrics["grounding_rate"] == 1.0 and tuned[0].metrics["repeated_books"] == 0
 
     # The converted checkpoint matches the GGUF it came from.
     from transformers import AutoModelForCausalLM, AutoTokenizer

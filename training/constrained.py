@@ -114,6 +114,12 @@ class RowConstraint:
                                             or self._item_breaks >= 2 * self.field_lines + 1)
 
     @property
+    def _fields_written(self) -> bool:
+        """This book's field lines are all there, the one being written included: the answer may end here."""
+        return (self._item_lines + int(self._line_has_text) >= self.field_lines
+                or self._item_breaks >= 2 * self.field_lines + 1)
+
+    @property
     def _list_complete(self) -> bool:
         return len(self.named_books) >= self.n_books or self._available <= 0
 
@@ -227,7 +233,9 @@ class RowConstraint:
         if state == "title":
             return _keep_only(scores, self._title_ids(scores.device))
         complete = self._list_complete
-        eos_allowed = state == "prelude" or complete
+        # The last book gets its field lines like the others (a fine-tuned model tended to stop after its
+        # first line); then the answer may end.
+        eos_allowed = state == "prelude" or (complete and self._fields_written)
         if not self._line_has_text:
             if state == "fields" and not complete and self._fields_over:
                 return _keep_only(scores, self._number_ids(f"{len(self.named_books) + 1}.", scores))
