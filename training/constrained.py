@@ -29,7 +29,9 @@ Each answer is followed by one RowConstraint, a small state machine fed the answ
   or 2·field_lines + 1 line breaks of any kind (a model stuck on blank lines), the next line must be the next
   number; until the N-th book, end-of-sequence is not allowed.
 - **after the N-th book** — its fields are free, no line may start with a digit (no item N+1), end-of-sequence
-  is allowed, and once its `field_lines` lines have ended it is the only choice. A trie with fewer unnamed books
+  is allowed once the last of its `field_lines` lines has begun (the answer may end on it; a fine-tuned model
+  that stopped after the last book's first line left it without its effect), and once they have ended it is
+  the only choice. A trie with fewer unnamed books
   than N (few candidates, a tiny catalog) makes the list shorter, never a hang.
 
 End-of-sequence is never allowed inside a number or a title. A book already named is excluded per answer
