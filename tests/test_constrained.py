@@ -318,3 +318,19 @@ def test_byte_level_token_texts_match_the_tokenizers_own_decoding(tok):
     texts = token_vocabulary(tok).texts
     assert texts == _texts_decoded(tok, len(tok))
     assert texts[tok.encode("\n", add_special_tokens=False)[0]] == "\n"
+
+
+def test_a_line_break_that_is_a_plain_added_token_keeps_the_titles(tiny_model_dir, caplog):
+    """Gemma's tokenizer has "\n" as an added (not special) token: every title line ends with it. Such titles
+    stay in the trie; a title that needs a special token is skipped with a warning."""
+    from tokenizers import AddedToken
+
+    tok = load_tokenizer(tiny_model_dir)
+    tok.add_tokens([AddedToken("\n", special=False, normalized=False)])
+    tok.add_special_tokens({"additional_special_tokens": ["<mark>"]})
+    newline = tok.convert_tokens_to_ids("\n")
+    assert newline in tok.added_tokens_decoder and tok.encode("Emma\n", add_special_tokens=False)[-1] == newline
+    with caplog.at_level(logging.WARNING, logger="training.title_trie"):
+        trie = TitleTrie.build(tok, [(1, "Dune - Frank Herbert"), (2, "채식주의자 - 한강"), (3, "Odd <mark> - Someone")])
+    assert sorted(int(b) for b in trie.book_ids) == [1, 2]
+    assert "skips book 3" in caplog.text

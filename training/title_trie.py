@@ -72,7 +72,9 @@ class TitleTrie:
         sequences = [e[len(context):] for e in encoded]
         decoded = _decode(tokenizer, sequences)
         special = set(getattr(tokenizer, "all_special_ids", ()))
-        special.update(getattr(tokenizer, "added_tokens_decoder", {}).keys())
+        # Added tokens only where they are special: Gemma's "\n" (and other whitespace runs) are added tokens too.
+        special.update(i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items()
+                       if getattr(t, "special", True))
         if tokenizer.unk_token_id is not None:
             special.add(tokenizer.unk_token_id)
         keep = []
