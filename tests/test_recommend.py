@@ -114,6 +114,16 @@ def test_a_tiny_catalog_gives_a_smaller_list_with_a_note_and_an_empty_language_a
         rec.prepare(RecommendRequest.from_fields("ko", emotion="불안함"), "base model")
 
 
+def test_a_tokenizer_that_can_write_no_title_is_named_as_the_cause(catalog_db, tiny_model_dir, monkeypatch):
+    from training.title_trie import TitleTrie
+
+    rec = Recommender(catalog_db, base_model=tiny_model_dir)
+    monkeypatch.setattr(Recommender, "title_trie", lambda self, tok, lang: TitleTrie.build(tok, []))
+    with pytest.raises(RecommendError, match="tokenizer cannot write any English title"):
+        rec.prepare(RecommendRequest.from_fields("en", emotion="anxious"), "base model")
+    with pytest.raises(RecommendError, match="토크나이저"):
+        rec.prepare(RecommendRequest.from_fields("ko", emotion="불안함"), "base model")
+
 def test_empty_or_malformed_requests_are_refused_with_one_clear_line():
     with pytest.raises(RecommendError, match="The request is empty"):
         RecommendRequest.from_fields("en", effects=[" "], free_text="   ")

@@ -340,10 +340,14 @@ class Recommender:
         model = getattr(backend, "local_model", None)
         if model is None or "row_processor" not in inspect.signature(model.stream).parameters:
             raise RecommendError("Catalog-constrained decoding is not available for this backend: turn it off.")
-        trie = self.title_trie(model.tokenizer, constraint.language)
-        if constraint.book_ids is not None:
-            trie = trie.restrict(constraint.book_ids)
+        full = self.title_trie(model.tokenizer, constraint.language)
+        trie = full.restrict(constraint.book_ids) if constraint.book_ids is not None else full
         if trie.book_count == 0:
+            from datagen.catalog import count_books
+
+            if full.book_count == 0 and count_books(self.db).get(constraint.language, 0) > 0:
+                # The books are there; this tokenizer can write none of them (each was logged when skipped).
+                raise RecommendError(_untokenizable(constraint.language))
             raise RecommendError(_no_books(constraint.language))
         if trie.book_count < constraint.n_books:
             # Every book the model could name is in the trie; with fewer than N the list is shorter, never a hang.
@@ -441,6 +445,14 @@ def _no_books(language: str) -> str:
     if language == "ko":
         return "카탈로그에 한국어 책이 없습니다: 책을 가져온 뒤 다시 시도하세요 (moodshelf catalog import FILE.csv)."
     return "The catalog has no English books: import some first (moodshelf catalog import FILE.csv)."
+
+
+def _untokenizable(language: str) -> str:
+    if language == "ko":
+        return ("이 모델의 토크나이저로는 카탈로그의 한국어 책 제목을 하나도 쓸 수 없습니다: 카탈로그 제한 디코딩을 끄고 "
+                "다시 시도하세요.")
+    return ("This model's tokenizer cannot write any English title of the catalog: turn catalog-constrained "
+            "decoding off for it.")
 
 
 def _few_books(language: str, n: int) -> str:
