@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from training.base_model import explain_load_error, load_tokenizer, resolve_base_model, stop_token_ids
 from training import threads
+from training.base_model import explain_load_error, load_tokenizer, resolve_base_model, stop_token_ids
 from training.batching import BatchEngine, Row, StreamStats
 
 __all__ = ["LocalModel", "StreamStats", "inference_dtype", "utf8_safe_streamer"]
@@ -101,8 +101,13 @@ class LocalModel:
             int8 = not torch.cuda.is_available() and lm.dtype == torch.bfloat16 and int8_linear.available()
         lm.int8 = bool(int8)
         # Not on the caller's (often the main) thread: see threads.off_main_thread.
-        lm.model = threads.off_main_thread(lambda: lm._serve(lm._load_base(torch.float32 if lm.int8 else lm.dtype)))
+        lm.model = threads.off_main_thread(lm._load_served_base)
         return lm
+
+    def _load_served_base(self):
+        import torch
+
+        return self._serve(self._load_base(torch.float32 if self.int8 else self.dtype))
 
     def _serve(self, model):
         """A loaded (or merged) full-precision model made ready to serve: int8 weights, then the serving dtype."""
@@ -147,7 +152,7 @@ class LocalModel:
         with self._models_lock:
             if adapter is None:
                 if self.model is None:  # released for a training run: it reloads on the next request
-                    self.model = self._serve(self._load_base(torch.float32 if self.int8 else self.dtype))
+                    self.model = self._load_served_base()
                 return self.model
             if adapter in self._merged:
                 return self._merged[adapter]

@@ -5,7 +5,7 @@ bytes read decide the speed.
     n = quantize_linears(model)        # every nn.Linear (lm_head included) -> Int8Linear, in place
 
 Why: decoding a 135M model on 2 CPU cores is memory-bound (~0.5 GB of fp32 weights per token), and oneDNN's
-bf16 matmul is slower than fp32 for a single row on this hardware (bench/results/inference_cpu.txt). torch's
+bf16 matmul is slower than fp32 for a single row on some CPUs (a 2-core Xeon: 71 vs 57 ms per token). torch's
 `_weight_int8pack_mm` (the kernel gpt-fast uses on CPU) multiplies bf16 activations by int8 weights with one
 scale per output channel: a quarter of the fp32 bytes, ~1.5x faster per token at batch 1 and 1.4x at batch 4.
 Per-channel symmetric int8 keeps each weight within 0.4% of its row's largest value; answers stay the

@@ -14,8 +14,8 @@ training step took 41 s instead of 6.5 and generation ran at 2.2 tok/s instead o
 
 The split: a training run started from the app takes cores - 1 (at least 1) threads (share_cores: the app
 sets it for the workers it starts), one started where nothing generates (the CLI, the demo) takes every core;
-generation takes every core while nothing trains and one core (at least 1) while a run is active. A training run is a TrainingRun row with
-status 'running' (training/runs.py), checked at most every few seconds.
+generation takes every core while nothing trains and one core (at least 1) while a run is active. A training
+run is a TrainingRun row with status 'running' (training/runs.py), checked at most every few seconds.
 """
 from __future__ import annotations
 
