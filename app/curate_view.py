@@ -8,6 +8,7 @@ import re
 import pandas as pd
 
 from app.services import BookCard
+from datagen.prompts import student_prompt
 from db.curation import Page
 from db.curation_stats import ModelRates
 from db.models import Sample
@@ -50,7 +51,7 @@ def sample_markdown(s: Sample, cards: list[BookCard]) -> str:
     return (f"### Sample #{s.id} — **{s.status}**{cluster}\n"
             f"{s.provider} `{s.model}` · prompt `{s.prompt_version}` · {s.language} · split {s.split or '—'} · "
             f"{s.grounded_count}/{len(s.books)} books in the catalog{edited}\n\n"
-            f"**User turn (what the student model is given)**\n\n{fenced(s.prompt)}\n\n"
+            f"**User turn (what the student model is given)**\n\n{fenced(student_prompt(s.instruction, s.input))}\n\n"
             f"**Assistant turn (what it learns to answer)**\n\n{fenced(s.output)}\n\n"
             f"**Books**\n\n" + ("\n".join(c.markdown(s.language) for c in cards) or "*no books parsed*")
             + f"\n\n**Validation flags**\n\n{flags}")
@@ -61,7 +62,7 @@ def cluster_html(members: list[Sample]) -> str:
     if not members:
         return "<p><em>Pick a cluster.</em></p>"
     head = "".join(f"<th>#{m.id} · {html.escape(m.status)}</th>" for m in members)
-    prompt = "".join(f"<td><pre style='white-space:pre-wrap'>{html.escape(m.prompt)}</pre></td>" for m in members)
+    prompt = "".join(f"<td><pre style='white-space:pre-wrap'>{html.escape(student_prompt(m.instruction, m.input))}</pre></td>" for m in members)
     answer = "".join(f"<td><pre style='white-space:pre-wrap'>{html.escape(m.output)}</pre></td>" for m in members)
     return (f"<div style='overflow-x:auto'><table id='cur_cluster_table'><tr>{head}</tr><tr>{prompt}</tr>"
             f"<tr>{answer}</tr></table></div>")

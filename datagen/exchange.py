@@ -21,11 +21,11 @@ from sqlalchemy import select
 
 from datagen.csv_lines import CsvProblem, dict_records
 from datagen.grounding import CatalogIndex
-from datagen.prompts import LABELS
+from datagen.prompts import LABELS, student_prompt
 from datagen.validation import content_hash, hangul_ratio, status_for, validate_output
 from db.curation import SampleFilter, conditions
 from db.engine import Database
-from db.models import Sample, student_prompt
+from db.models import Sample
 
 FORMATS = ("alpaca", "chat", "openai")
 IMPORT_SUFFIXES = (".jsonl", ".json", ".csv")
@@ -69,7 +69,7 @@ def _from_record(rec: object, line: int) -> ImportedRow:
         answers = [m["content"] for m in msgs if m["role"] == "assistant"]
         if len(users) != 1 or len(answers) != 1 or msgs[-1]["role"] != "assistant":
             raise ValueError("a chat sample needs exactly one user turn followed by one assistant turn")
-        # The student prompt is instruction + blank line + input (db.models.student_prompt): split it back.
+        # The student prompt is instruction + blank line + input (datagen.prompts.student_prompt): split it back.
         instruction, _, input_text = users[0].strip().partition("\n\n")
         return _checked(ImportedRow(line, instruction, input_text, answers[0], lang))
     if "instruction" in rec or "output" in rec:

@@ -15,7 +15,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from difflib import SequenceMatcher
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from rapidfuzz import fuzz, process
 
@@ -124,6 +124,3 @@ def _author_similarity(a: str, b: str) -> float:
         return 1.0
     return SequenceMatcher(None, a, b).ratio()
 
-
-def ground_titles(pairs: Sequence[tuple[str, str]], index: CatalogIndex) -> list[Match]:
-    return [index.match(t, a) for t, a in pairs]

@@ -17,7 +17,13 @@ PROMPT_VERSION is stored with every sample; change it whenever the wording below
 from __future__ import annotations
 
 from datagen.grid import Request
-from db.models import student_prompt  # noqa: F401 - the student's view of a sample lives with the Sample
+
+
+
+def student_prompt(instruction: str, input_text: str) -> str:
+    """The user turn the student model sees for a sample: training, the app and evaluation must agree."""
+    return f"{instruction}\n\n{input_text}" if input_text.strip() else instruction
+
 
 # seed-v2: candidates written as book_line ("Title - Author", no "지음 ; 옮김"), retrieval on by default.
 PROMPT_VERSION = "seed-v2"

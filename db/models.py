@@ -33,11 +33,6 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def student_prompt(instruction: str, input_text: str) -> str:
-    """The user turn the student model sees for a sample: training, the app and evaluation must agree."""
-    return f"{instruction}\n\n{input_text}" if input_text.strip() else instruction
-
-
 def _output_chars(context) -> int:
     return len(context.get_current_parameters().get("output") or "")
 
@@ -154,10 +149,6 @@ class Sample(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     job: Mapped[Optional[GenerationJob]] = relationship(back_populates="samples")
-
-    @property
-    def prompt(self) -> str:
-        return student_prompt(self.instruction, self.input)
 
     @validates("output")
     def _count_output_chars(self, _key: str, value: str) -> str:

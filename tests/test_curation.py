@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from datagen.jobs import JobConfig, create_job, run_job
+from datagen.prompts import student_prompt
 from db.curation import (CurationError, SampleFilter, bulk_set_status, clusters, count, keep_one, page,
                          undo_last_bulk)
 from db.models import Sample, TrainingRun
@@ -233,7 +234,7 @@ def test_export_writes_each_format_and_the_file_imports_back(samples_db, tmp_pat
         assert n == len(records) == len(approved)
         assert all(format_problems(r, fmt) == [] for r in records)
     assert records[0]["messages"][0] == {"role": "system", "content": "You recommend books."}
-    assert records[0]["messages"][1]["content"] == approved[0].prompt
+    assert records[0]["messages"][1]["content"] == student_prompt(approved[0].instruction, approved[0].input)
     assert json.loads((tmp_path / "alpaca.jsonl").read_text().splitlines()[0])["output"] == approved[0].output
 
     fresh = open_db(f"sqlite:///{tmp_path}/fresh.db")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
+from datagen.prompts import student_prompt
 from db.engine import Database
 from db.models import Sample
 
@@ -96,7 +97,7 @@ def carries_candidates(db: Database, ids: list[int]) -> bool:
 
 def chat_example(sample: Sample) -> dict:
     return {
-        "prompt": [{"role": "user", "content": sample.prompt}],
+        "prompt": [{"role": "user", "content": student_prompt(sample.instruction, sample.input)}],
         "completion": [{"role": "assistant", "content": sample.output}],
     }
 

@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from datagen.catalog import catalog_index
 from datagen.grid import EFFECTS
+from datagen.prompts import student_prompt
 from datagen.retrieval import Retriever
 from datagen.validation import parse_books
 from db.engine import Database, open_db
@@ -133,7 +134,7 @@ def evaluate(db: Database, eval_id: int, local: LocalModels) -> None:
                              book_moods=book_moods, requested_moods=requested_moods(sm), latency_s=latency)
         reason = judge_error = None
         if judge is not None:
-            reply = judge.complete(judge_messages(sm.prompt, text, sm.output), max_new_tokens=200)
+            reply = judge.complete(judge_messages(student_prompt(sm.instruction, sm.input), text, sm.output), max_new_tokens=200)
             try:
                 score.judge_score, reason = parse_judge_reply(reply)
             except JudgeError as e:  # one unreadable verdict costs that answer its judge score, not the run

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
+from datagen.prompts import student_prompt
 from db.engine import Database
 from db.models import Sample
 from training.config import TrainConfig
@@ -53,7 +54,7 @@ def preview_dataset(db: Database, cfg: TrainConfig, tokenizer, sample_limit: int
         samples = list(s.scalars(q.order_by(Sample.id).limit(sample_limit)))
     lengths, first = [], None
     for sm in samples:
-        prompt_msgs = [{"role": "user", "content": sm.prompt}]
+        prompt_msgs = [{"role": "user", "content": student_prompt(sm.instruction, sm.input)}]
         full = prompt_msgs + [{"role": "assistant", "content": sm.output}]
         text = tokenizer.apply_chat_template(full, tokenize=False)
         lengths.append(len(tokenizer(text, add_special_tokens=False).input_ids))
