@@ -87,75 +87,154 @@ def _filter_form() -> FilterForm:
                        duplicates, cluster, flag, text, split, edited], text)
 
 
+@dataclass
+class ReviewView:
+    """The Review sub-tab's components: the page of matches, the bulk action, and the focused sample."""
+
+    form: FilterForm
+    sort: gr.Dropdown
+    page_size: gr.Dropdown
+    page_no: gr.Number
+    search: gr.Button
+    prev_page: gr.Button
+    next_page: gr.Button
+    summary: gr.Markdown
+    table: gr.Dataframe
+    page_ids: gr.State
+    bulk_status: gr.Radio
+    bulk_preview: gr.Button
+    bulk_confirm: gr.Button
+    bulk_cancel: gr.Button
+    undo: gr.Button
+    bulk_message: gr.Markdown
+    pending_bulk: gr.State
+    sample_id: gr.Number
+    open_btn: gr.Button
+    approve: gr.Button
+    reject: gr.Button
+    skip: gr.Button
+    focus_message: gr.Markdown
+    rendered: gr.Markdown
+    raw: gr.Code
+    edits: dict
+    save: gr.Button
+    revert: gr.Button
+
+    @property
+    def focus_outputs(self) -> list:
+        return [self.rendered, self.raw, *self.edits.values()]
+
+    @property
+    def page_inputs(self) -> list:
+        return [*self.form.components, self.sort, self.page_size, self.page_no]
+
+    @property
+    def page_outputs(self) -> list:
+        return [self.summary, self.table, self.page_ids, self.page_no]
+
+    @property
+    def bulk_outputs(self) -> list:
+        return [self.bulk_message, self.bulk_confirm, self.bulk_cancel, self.pending_bulk]
+
+
 def build_curate_tab(services: Services, demo: gr.Blocks) -> None:
-    db = services.db
     with gr.Tab("Curate", id="curate"):
         with gr.Tabs():
             with gr.Tab("Review", id="curate_review"):
-                form = _filter_form()
-                with gr.Row():
-                    sort = gr.Dropdown(list(SORTS), value="newest", label="Sort", elem_id="cur_sort")
-                    page_size = gr.Dropdown(PAGE_SIZES, value=50, label="Rows per page", elem_id="cur_page_size")
-                    page_no = gr.Number(1, precision=0, label="Page", elem_id="cur_page")
-                    search = gr.Button("Search", variant="primary", elem_id="cur_search")
-                    prev_page = gr.Button("◀ Previous", elem_id="cur_prev_page")
-                    next_page = gr.Button("Next ▶", elem_id="cur_next_page")
-                summary = gr.Markdown(elem_id="cur_summary")
-                table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=False, elem_id="cur_table")
-                page_ids = gr.State([])
+                view = _review_layout()
+            build_curate_tools(services, view.form)  # Clusters, Statistics, Split & files: tabs beside Review
+    refresh = _wire_paging(services, view)
+    _wire_focus(services, view, refresh)
+    _wire_bulk(services, view, refresh)
+    demo.load(_choices_loader(services), None, view.form.components[1:8]).then(**refresh)
+    demo.load(None, None, None, js=SHORTCUTS_JS)
 
-                with gr.Accordion("Bulk action on every match of the filter (not only this page)", open=False):
-                    with gr.Row():
-                        bulk_status = gr.Radio(list(SAMPLE_STATUSES), value="approved", label="Set status to",
-                                               elem_id="cur_bulk_status")
-                        bulk_preview = gr.Button("Apply to all matches…", elem_id="cur_bulk_preview")
-                        bulk_confirm = gr.Button("Confirm", variant="stop", visible=False, elem_id="cur_bulk_confirm")
-                        bulk_cancel = gr.Button("Cancel", visible=False, elem_id="cur_bulk_cancel")
-                        undo = gr.Button("Undo last bulk action", elem_id="cur_undo")
-                    bulk_message = gr.Markdown(elem_id="cur_bulk_message")
-                    pending_bulk = gr.State(None)
 
-                gr.Markdown("### Focus — one sample at a time · keys: **A** approve · **R** reject · **S** skip")
-                with gr.Row():
-                    sample_id = gr.Number(None, precision=0, label="Sample id", elem_id="cur_sample_id")
-                    open_btn = gr.Button("Open", elem_id="cur_open")
-                    approve = gr.Button("Approve (A)", variant="primary", elem_id="cur_approve")
-                    reject = gr.Button("Reject (R)", variant="stop", elem_id="cur_reject")
-                    skip = gr.Button("Skip (S)", elem_id="cur_skip")
-                focus_message = gr.Markdown(elem_id="cur_focus_message")
-                with gr.Row():
-                    with gr.Column():
-                        rendered = gr.Markdown(elem_id="cur_rendered")
-                        with gr.Accordion("Raw provider output", open=False):
-                            raw = gr.Code(label="raw output", language=None, elem_id="cur_raw")
-                    with gr.Column():
-                        edits = {name: gr.Textbox(label=name, lines=12 if name == "output" else
-                                                  3 if name in ("instruction", "input") else 1,
-                                                  elem_id=f"cur_edit_{name}") for name in EDITABLE}
-                        with gr.Row():
-                            save = gr.Button("Save edit", variant="primary", elem_id="cur_save")
-                            revert = gr.Button("Revert to original", elem_id="cur_revert")
-            build_curate_tools(services, form)  # Clusters, Statistics, Split & files: tabs beside Review
+def _review_layout() -> ReviewView:
+    form = _filter_form()
+    with gr.Row():
+        sort = gr.Dropdown(list(SORTS), value="newest", label="Sort", elem_id="cur_sort")
+        page_size = gr.Dropdown(PAGE_SIZES, value=50, label="Rows per page", elem_id="cur_page_size")
+        page_no = gr.Number(1, precision=0, label="Page", elem_id="cur_page")
+        search = gr.Button("Search", variant="primary", elem_id="cur_search")
+        prev_page = gr.Button("◀ Previous", elem_id="cur_prev_page")
+        next_page = gr.Button("Next ▶", elem_id="cur_next_page")
+    summary = gr.Markdown(elem_id="cur_summary")
+    table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=False, elem_id="cur_table")
+    page_ids = gr.State([])
 
-    filters = form.components
-    focus_outputs = [rendered, raw, *edits.values()]
+    with gr.Accordion("Bulk action on every match of the filter (not only this page)", open=False):
+        with gr.Row():
+            bulk_status = gr.Radio(list(SAMPLE_STATUSES), value="approved", label="Set status to",
+                                   elem_id="cur_bulk_status")
+            bulk_preview = gr.Button("Apply to all matches…", elem_id="cur_bulk_preview")
+            bulk_confirm = gr.Button("Confirm", variant="stop", visible=False, elem_id="cur_bulk_confirm")
+            bulk_cancel = gr.Button("Cancel", visible=False, elem_id="cur_bulk_cancel")
+            undo = gr.Button("Undo last bulk action", elem_id="cur_undo")
+        bulk_message = gr.Markdown(elem_id="cur_bulk_message")
+        pending_bulk = gr.State(None)
 
-    def load_page(*values):
-        *fvals, sort_by, size, number = values
-        f = form.to_filter(*fvals)
-        size = int(size or 50)
-        try:
-            p = page(db, f, sort_by, (max(1, int(number or 1)) - 1) * size, size)
-        except CurationError as e:
-            raise gr.Error(str(e))
-        return page_summary(p, f.describe()), table_rows(p), [s.id for s in p.rows], p.page_number
+    gr.Markdown("### Focus — one sample at a time · keys: **A** approve · **R** reject · **S** skip")
+    with gr.Row():
+        sample_id = gr.Number(None, precision=0, label="Sample id", elem_id="cur_sample_id")
+        open_btn = gr.Button("Open", elem_id="cur_open")
+        approve = gr.Button("Approve (A)", variant="primary", elem_id="cur_approve")
+        reject = gr.Button("Reject (R)", variant="stop", elem_id="cur_reject")
+        skip = gr.Button("Skip (S)", elem_id="cur_skip")
+    focus_message = gr.Markdown(elem_id="cur_focus_message")
+    with gr.Row():
+        with gr.Column():
+            rendered = gr.Markdown(elem_id="cur_rendered")
+            with gr.Accordion("Raw provider output", open=False):
+                raw = gr.Code(label="raw output", language=None, elem_id="cur_raw")
+        with gr.Column():
+            edits = {name: gr.Textbox(label=name, lines=12 if name == "output" else
+                                      3 if name in ("instruction", "input") else 1,
+                                      elem_id=f"cur_edit_{name}") for name in EDITABLE}
+            with gr.Row():
+                save = gr.Button("Save edit", variant="primary", elem_id="cur_save")
+                revert = gr.Button("Revert to original", elem_id="cur_revert")
+    return ReviewView(form, sort, page_size, page_no, search, prev_page, next_page, summary, table, page_ids,
+                      bulk_status, bulk_preview, bulk_confirm, bulk_cancel, undo, bulk_message, pending_bulk,
+                      sample_id, open_btn, approve, reject, skip, focus_message, rendered, raw, edits, save, revert)
 
+
+def _choices_loader(services: Services):
     def refresh_choices():
-        o = filter_options(db)
+        o = filter_options(services.db)
         return (gr.Dropdown(choices=o["providers"]), gr.Dropdown(choices=o["models"]),
                 gr.Dropdown(choices=o["prompt_versions"]), gr.Dropdown(choices=o["languages"]),
                 gr.Dropdown(choices=o["emotions"]), gr.Dropdown(choices=o["occupations"]),
                 gr.Dropdown(choices=o["effects"]))
+    return refresh_choices
+
+
+def _wire_paging(services: Services, view: ReviewView) -> dict:
+    """Search, Previous, Next. Returns the page-reload event spec the other sections chain after a change."""
+    def load_page(*values):
+        *fvals, sort_by, size, number = values
+        f = view.form.to_filter(*fvals)
+        size = int(size or 50)
+        try:
+            p = page(services.db, f, sort_by, (max(1, int(number or 1)) - 1) * size, size)
+        except CurationError as e:
+            raise gr.Error(str(e))
+        return page_summary(p, f.describe()), table_rows(p), [s.id for s in p.rows], p.page_number
+
+    def first_page(*values):
+        return load_page(*values[:-1], 1)
+
+    refresh = dict(fn=load_page, inputs=view.page_inputs, outputs=view.page_outputs)
+    view.search.click(first_page, view.page_inputs, view.page_outputs, api_name="curate_search")
+    view.form.text.submit(first_page, view.page_inputs, view.page_outputs)  # Enter in the text search
+    view.prev_page.click(lambda n: max(1, int(n or 1) - 1), view.page_no, view.page_no).then(**refresh)
+    view.next_page.click(lambda n: int(n or 1) + 1, view.page_no, view.page_no).then(**refresh)
+    return refresh
+
+
+def _wire_focus(services: Services, view: ReviewView, refresh: dict) -> None:
+    """One sample at a time: open, approve / reject / skip (then the next row), edit, revert."""
+    db = services.db
 
     def show(sid):
         if sid in (None, ""):
@@ -210,8 +289,24 @@ def build_curate_tab(services: Services, demo: gr.Blocks) -> None:
             raise gr.Error(str(e) if isinstance(e, ReviewError) else "No sample open.")
         return *show(sid), f"Sample #{int(sid)} reverted to its original."
 
+    focus = [*view.focus_outputs, view.focus_message]
+    view.table.select(on_select, view.page_ids, [view.sample_id, *focus])
+    view.open_btn.click(lambda sid: (*show(sid), ""), view.sample_id, focus, api_name="curate_open")
+    for button, status in ((view.approve, "approved"), (view.reject, "rejected"), (view.skip, None)):
+        event = button.click(decide(status), [view.sample_id, view.page_ids], [view.sample_id, *focus],
+                             api_name=f"curate_{status or 'skip'}")
+        if status:
+            event.then(**refresh)
+    view.save.click(save_edit, [view.sample_id, *view.edits.values()], focus, api_name="curate_save").then(**refresh)
+    view.revert.click(revert_edit, view.sample_id, focus, api_name="curate_revert").then(**refresh)
+
+
+def _wire_bulk(services: Services, view: ReviewView, refresh: dict) -> None:
+    """Every match of the filter at once: preview with the count, confirm, cancel, undo the last one."""
+    db = services.db
+
     def preview_bulk(status, *fvals):
-        f = form.to_filter(*fvals)
+        f = view.form.to_filter(*fvals)
         n = count(db, f)
         if not n:
             return ("No sample matches the filter: nothing to change.", gr.Button(visible=False),
@@ -240,31 +335,9 @@ def build_curate_tab(services: Services, demo: gr.Blocks) -> None:
         return (f"Undone: action #{action.id} ({action.description}) — {action.row_count:,} samples have their "
                 f"previous status back." + (f" The next undo would reverse #{nxt.id}." if nxt else ""))
 
-    page_inputs = [*filters, sort, page_size, page_no]
-    page_outputs = [summary, table, page_ids, page_no]
-    bulk_outputs = [bulk_message, bulk_confirm, bulk_cancel, pending_bulk]
-    refresh = dict(fn=load_page, inputs=page_inputs, outputs=page_outputs)
-
-    def first_page(*values):
-        return load_page(*values[:-1], 1)
-
-    search.click(first_page, page_inputs, page_outputs, api_name="curate_search")
-    form.text.submit(first_page, page_inputs, page_outputs)  # Enter in the text search
-    prev_page.click(lambda n: max(1, int(n or 1) - 1), page_no, page_no).then(**refresh)
-    next_page.click(lambda n: int(n or 1) + 1, page_no, page_no).then(**refresh)
-    table.select(on_select, page_ids, [sample_id, *focus_outputs, focus_message])
-    open_btn.click(lambda sid: (*show(sid), ""), sample_id, [*focus_outputs, focus_message], api_name="curate_open")
-    for button, status in ((approve, "approved"), (reject, "rejected"), (skip, None)):
-        event = button.click(decide(status), [sample_id, page_ids], [sample_id, *focus_outputs, focus_message],
-                             api_name=f"curate_{status or 'skip'}")
-        if status:
-            event.then(**refresh)
-    save.click(save_edit, [sample_id, *edits.values()], [*focus_outputs, focus_message],
-               api_name="curate_save").then(**refresh)
-    revert.click(revert_edit, sample_id, [*focus_outputs, focus_message], api_name="curate_revert").then(**refresh)
-    bulk_preview.click(preview_bulk, [bulk_status, *filters], bulk_outputs, api_name="curate_bulk_preview")
-    bulk_confirm.click(confirm_bulk, pending_bulk, bulk_outputs, api_name="curate_bulk_confirm").then(**refresh)
-    bulk_cancel.click(cancel_bulk, None, bulk_outputs)
-    undo.click(undo_bulk, None, bulk_message, api_name="curate_undo").then(**refresh)
-    demo.load(refresh_choices, None, filters[1:8]).then(**refresh)
-    demo.load(None, None, None, js=SHORTCUTS_JS)
+    view.bulk_preview.click(preview_bulk, [view.bulk_status, *view.form.components], view.bulk_outputs,
+                            api_name="curate_bulk_preview")
+    view.bulk_confirm.click(confirm_bulk, view.pending_bulk, view.bulk_outputs,
+                            api_name="curate_bulk_confirm").then(**refresh)
+    view.bulk_cancel.click(cancel_bulk, None, view.bulk_outputs)
+    view.undo.click(undo_bulk, None, view.bulk_message, api_name="curate_undo").then(**refresh)

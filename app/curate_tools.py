@@ -19,6 +19,13 @@ STAT_COLUMNS = ("status", "provider", "language", "emotion", "occupation")
 
 
 def build_curate_tools(services: Services, form) -> None:
+    """The tabs beside Review; `form` is Review's FilterForm, which statistics and export follow."""
+    _clusters_panel(services)
+    _statistics_panel(services, form)
+    _files_panel(services, form)
+
+
+def _clusters_panel(services: Services) -> None:
     db = services.db
     with gr.Tab("Clusters", id="curate_clusters"):
         gr.Markdown("Near-duplicates (MinHash, Jaccard ≈ 0.9 on the answer) share a cluster. Compare the members, "
@@ -32,6 +39,36 @@ def build_curate_tools(services: Services, form) -> None:
             keep_btn = gr.Button("Keep selected, reject the rest", variant="primary", elem_id="cur_keep")
         cluster_message = gr.Markdown(elem_id="cur_cluster_message")
 
+    def refresh_clusters():
+        found = clusters(db)
+        choices = [(f"cluster {c.cluster_id} — {c.size} members, {c.open} not rejected", c.cluster_id) for c in found]
+        msg = "" if found else "No open near-duplicate clusters."
+        return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None), msg
+
+    def show_cluster(cid):
+        if cid in (None, ""):
+            return cluster_html([]), gr.Radio(choices=[], value=None)
+        members = cluster_members(db, int(cid))
+        return cluster_html(members), gr.Radio(choices=[(f"#{m.id} ({m.status})", m.id) for m in members],
+                                               value=members[0].id if members else None)
+
+    def keep(cid, keep_id):
+        if cid in (None, "") or keep_id in (None, ""):
+            raise gr.Error("Pick a cluster and the member to keep.")
+        try:
+            action = keep_one(db, int(cid), int(keep_id))
+        except CurationError as e:
+            raise gr.Error(str(e))
+        return f"Kept #{int(keep_id)}; {action.row_count - 1} other member(s) rejected (action #{action.id})."
+
+    cluster_refresh.click(refresh_clusters, None, [cluster_pick, cluster_message], api_name="curate_clusters")
+    cluster_pick.change(show_cluster, cluster_pick, [members_view, keep_pick], api_name="curate_cluster")
+    keep_btn.click(keep, [cluster_pick, keep_pick], cluster_message, api_name="curate_keep").then(
+        refresh_clusters, None, [cluster_pick, cluster_message])
+
+
+def _statistics_panel(services: Services, form) -> None:
+    db, filters = services.db, form.components
     with gr.Tab("Statistics", id="curate_stats") as stats_tab:
         stats_refresh = gr.Button("Refresh statistics (current filter)", elem_id="cur_stats_refresh")
         stats_summary = gr.Markdown(elem_id="cur_stats_summary")
@@ -47,6 +84,21 @@ def build_curate_tools(services: Services, form) -> None:
         titles = gr.BarPlot(y_lim=[0, None], x="title", y="samples", title="most recommended titles (collapse onto a few "
                             "bestsellers shows here)", sort="-y", x_label_angle=-45, height=360, elem_id="cur_titles")
 
+    def refresh_stats(*fvals):
+        f = form.to_filter(*fvals)
+        frames = [counts_frame(counts_by(db, c, f), c) for c in STAT_COLUMNS]
+        total = int(frames[0]["samples"].sum()) if len(frames[0]) else 0
+        return (f"**{total:,} samples** ({f.describe()})", *frames, rates_rows(rates_by_model(db, f)),
+                counts_frame(top_titles(db, f, limit=25), "title"))
+
+    stats_refresh.click(refresh_stats, filters, [stats_summary, *plots.values(), rates, titles],
+                        api_name="curate_stats")
+    # Opening the sub-tab draws the charts; the button redraws them after the filter changes.
+    stats_tab.select(refresh_stats, filters, [stats_summary, *plots.values(), rates, titles], api_name=False)
+
+
+def _files_panel(services: Services, form) -> None:
+    db, filters = services.db, form.components
     with gr.Tab("Split & files", id="curate_files"):
         gr.Markdown("**Train / eval split** — seeded by each sample's content hash, so the same seed gives the same "
                     "split on any machine. A sample keeps its split once assigned; *Redraw* only moves samples no "
@@ -77,35 +129,6 @@ def build_curate_tools(services: Services, form) -> None:
         export_file = gr.File(label="Download", interactive=False, elem_id="cur_export_file")
         export_message = gr.Markdown(elem_id="cur_export_message")
 
-    def refresh_clusters():
-        found = clusters(db)
-        choices = [(f"cluster {c.cluster_id} — {c.size} members, {c.open} not rejected", c.cluster_id) for c in found]
-        msg = "" if found else "No open near-duplicate clusters."
-        return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None), msg
-
-    def show_cluster(cid):
-        if cid in (None, ""):
-            return cluster_html([]), gr.Radio(choices=[], value=None)
-        members = cluster_members(db, int(cid))
-        return cluster_html(members), gr.Radio(choices=[(f"#{m.id} ({m.status})", m.id) for m in members],
-                                               value=members[0].id if members else None)
-
-    def keep(cid, keep_id):
-        if cid in (None, "") or keep_id in (None, ""):
-            raise gr.Error("Pick a cluster and the member to keep.")
-        try:
-            action = keep_one(db, int(cid), int(keep_id))
-        except CurationError as e:
-            raise gr.Error(str(e))
-        return f"Kept #{int(keep_id)}; {action.row_count - 1} other member(s) rejected (action #{action.id})."
-
-    def refresh_stats(*fvals):
-        f = form.to_filter(*fvals)
-        frames = [counts_frame(counts_by(db, c, f), c) for c in STAT_COLUMNS]
-        total = int(frames[0]["samples"].sum()) if len(frames[0]) else 0
-        return (f"**{total:,} samples** ({f.describe()})", *frames, rates_rows(rates_by_model(db, f)),
-                counts_frame(top_titles(db, f, limit=25), "title"))
-
     def run_split(fraction, seed_value, language, redraw):
         try:
             fn = reshuffle_splits if redraw else assign_splits
@@ -134,15 +157,6 @@ def build_curate_tools(services: Services, form) -> None:
             return None, f"❌ {e}"
         return str(out), f"✅ Exported {n:,} approved samples as {fmt} JSONL."
 
-    filters = form.components
-    cluster_refresh.click(refresh_clusters, None, [cluster_pick, cluster_message], api_name="curate_clusters")
-    cluster_pick.change(show_cluster, cluster_pick, [members_view, keep_pick], api_name="curate_cluster")
-    keep_btn.click(keep, [cluster_pick, keep_pick], cluster_message, api_name="curate_keep").then(
-        refresh_clusters, None, [cluster_pick, cluster_message])
-    stats_refresh.click(refresh_stats, filters, [stats_summary, *plots.values(), rates, titles],
-                        api_name="curate_stats")
-    # Opening the sub-tab draws the charts; the button redraws them after the filter changes.
-    stats_tab.select(refresh_stats, filters, [stats_summary, *plots.values(), rates, titles], api_name=False)
     assign_btn.click(lambda *a: run_split(*a, False), [eval_fraction, seed, split_language], split_view,
                      api_name="curate_assign_splits")
     redraw_btn.click(lambda *a: run_split(*a, True), [eval_fraction, seed, split_language], split_view,
