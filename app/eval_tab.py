@@ -24,6 +24,7 @@ from training.metrics import METRICS
 
 TABLE_COLUMNS = ["id", "status", "backend", "split of run / request set", "answers"] + list(METRICS)
 ALL_EVAL_SAMPLES = "all held-out samples"
+DEFAULTS = EvalConfig()  # the form starts from the model's defaults
 
 
 def backend_choices(services: Services) -> list[tuple[str, str]]:
@@ -130,8 +131,8 @@ def build_eval_tab(services: Services) -> None:
         with gr.Row():
             split = gr.Dropdown(split_choices(services), value=None, label="Eval split of training run",
                                 elem_id="eval_split")
-            limit = gr.Number(EvalConfig.limit, precision=0, label="Sample limit (0: all)", elem_id="eval_limit")
-            max_tokens = gr.Number(EvalConfig.max_new_tokens, precision=0, label="Max new tokens",
+            limit = gr.Number(DEFAULTS.limit, precision=0, label="Sample limit (0: all)", elem_id="eval_limit")
+            max_tokens = gr.Number(DEFAULTS.max_new_tokens, precision=0, label="Max new tokens",
                                    elem_id="eval_max_tokens")
             judge = gr.Dropdown(["", "auto"], value="", allow_custom_value=True,
                                 label="LLM judge (auto: the API whose key is set)", elem_id="eval_judge")
@@ -164,7 +165,7 @@ def build_eval_tab(services: Services) -> None:
                 req_source = gr.Radio(["grid", "file"], value="grid", label="Requests", elem_id="req_source")
                 req_languages = gr.CheckboxGroup(["en", "ko"], value=["en"], label="Languages (grid)",
                                                  elem_id="req_languages")
-                req_count = gr.Number(EvalConfig.count, precision=0, label="Requests per language (grid)",
+                req_count = gr.Number(DEFAULTS.count, precision=0, label="Requests per language (grid)",
                                       elem_id="req_count")
                 req_seed = gr.Number(None, precision=0, label="Seed (empty: the first unused one)",
                                      elem_id="req_seed")
@@ -173,7 +174,7 @@ def build_eval_tab(services: Services) -> None:
                                    type="filepath", elem_id="req_file")
                 req_constrained = gr.Radio(["on and off", "on", "off"], value="on and off",
                                            label="Constrained decoding (local backends)", elem_id="req_constrained")
-                req_concurrency = gr.Number(EvalConfig.concurrency, precision=0, label="Answers at a time",
+                req_concurrency = gr.Number(DEFAULTS.concurrency, precision=0, label="Answers at a time",
                                             elem_id="req_concurrency")
             req_start = gr.Button("Evaluate on requests", variant="primary", elem_id="req_start")
             sets = request_sets(services)
