@@ -1,6 +1,7 @@
 import pytest
 
-from app.cli import build_parser, train_config_from_args
+from app.cli import build_parser
+from app.config_views import train_config_from_args
 from training.config import ConfigError, TrainConfig
 
 
