@@ -164,7 +164,14 @@ def run_section(services: Services) -> SimpleNamespace:
 
 
 def wire_run_events(services: Services, ui: SimpleNamespace, timer: gr.Timer) -> None:
-    """Check, Train, Stop & save, Cancel, Resume, and the timer that keeps the progress current."""
+    """Check, Train, Stop & save, Cancel, Resume, and the timer that keeps the progress current. The handlers'
+    names are the app's API names (/on_check, /on_start, /refresh_1 for gradio_client and the tests)."""
+    def on_check(*values):
+        return check_settings(services, values)
+
+    def refresh(current):
+        return run_views(services, current)
+
     def on_start(*values):
         try:
             cfg = config_from_form(values).validate()
@@ -173,19 +180,19 @@ def wire_run_events(services: Services, ui: SimpleNamespace, timer: gr.Timer) ->
             start_run(services.db, new_id)
         except (ConfigError, DatasetError, RunError) as e:
             raise gr.Error(str(e))
-        return new_id, *run_views(services, new_id)
+        return new_id, *refresh(new_id)
 
     def on_stop(current):
         if not current:
             raise gr.Error("No run selected.")
         request_stop(services.db, int(current))
-        return run_views(services, current)
+        return refresh(current)
 
     def on_cancel(current):
         if not current:
             raise gr.Error("No run selected.")
         cancel_run(services.db, int(current))
-        return run_views(services, current)
+        return refresh(current)
 
     def on_resume(current):
         if not current:
@@ -194,18 +201,17 @@ def wire_run_events(services: Services, ui: SimpleNamespace, timer: gr.Timer) ->
             resume_run(services.db, int(current))
         except RunError as e:
             raise gr.Error(str(e))
-        return run_views(services, current)
+        return refresh(current)
 
     outputs = [ui.status, ui.plot, ui.log, ui.history]
-    ui.check.click(lambda *values: check_settings(services, values), ui.comps,
-                   [ui.preview, ui.first_prompt, ui.first_answer, ui.command, ui.start])
+    ui.check.click(on_check, ui.comps, [ui.preview, ui.first_prompt, ui.first_answer, ui.command, ui.start])
     for c in ui.comps:  # a changed setting needs a new check before training
         c.change(lambda: gr.Button(interactive=False), None, ui.start)
     ui.start.click(on_start, ui.comps, [ui.run_id, *outputs])
     ui.stop.click(on_stop, ui.run_id, outputs)
     ui.cancel.click(on_cancel, ui.run_id, outputs)
     ui.resume.click(on_resume, ui.run_id, outputs)
-    timer.tick(lambda current: run_views(services, current), ui.run_id, outputs)
+    timer.tick(refresh, ui.run_id, outputs)
 
 
 def build_train_tab(services: Services) -> None:
