@@ -138,19 +138,26 @@ def form_components(model_cls: type[BaseModel], elem_prefix: str, per_row: int =
     return comps
 
 
-def config_from_form(model_cls: type[BaseModel], names: list[str], values: Iterable[Any]):
-    """The config a form shows, not validated yet; an emptied number falls back to the field's default."""
-    d = {}
-    for name, v in zip(names, values):
+def form_values(model_cls: type[BaseModel], **values: Any) -> dict[str, Any]:
+    """Form values converted by their field's type: a number box holds a float (or None), a dropdown a string. An
+    emptied box falls back to the field's default."""
+    out = {}
+    for name, v in values.items():
         f = model_cls.model_fields[name]
         value_type = field_shape(f.annotation)[0]
-        if v is None or (value_type in (int, float) and v == ""):
+        if v is None or (value_type is not str and v == ""):
             v = f.default
         elif value_type is int:
             v = int(v)
         elif value_type is float:
             v = float(v)
-        d[name] = v
+        out[name] = v
+    return out
+
+
+def config_from_form(model_cls: type[BaseModel], names: list[str], values: Iterable[Any]):
+    """The config a form shows (components in the order of `names`), not validated yet."""
+    d = form_values(model_cls, **dict(zip(names, values)))
     if issubclass(model_cls, ConfigModel):
         return model_cls.from_dict(d)
     return model_cls(**d)

@@ -15,6 +15,7 @@ import gradio as gr
 import pandas as pd
 from sqlalchemy import select
 
+from app.config_views import form_values
 from app.services import Services
 from db.models import EvalRun, TrainingRun
 from training.eval_config import DEFAULT_JUDGE_MODELS, KEY_ENV, EvalConfig, EvalError
@@ -101,16 +102,15 @@ def comparison_frame(evs: list[EvalRun]) -> pd.DataFrame:
 def request_configs(names: list[str], source: str, languages: list[str], count, seed, file_path, constrained: str,
                     concurrency, new_tokens, base_model: str) -> list[EvalConfig]:
     """One EvalConfig per backend and constrained setting ("on", "off" or "on and off", local backends only)."""
-    common = dict(requests="file" if source == "file" else "grid", requests_file=file_path or "",
-                  language=",".join(languages or []), count=int(count or 0),
-                  seed=int(seed) if seed not in (None, "") else None, concurrency=int(concurrency or 1),
-                  max_new_tokens=int(new_tokens or 320))
+    common = form_values(EvalConfig, requests="file" if source == "file" else "grid", requests_file=file_path,
+                         language=",".join(languages or []), count=count, seed=seed, concurrency=concurrency,
+                         max_new_tokens=new_tokens)
     settings = {"on": (True,), "off": (False,), "on and off": (True, False)}[constrained]
     configs = []
     for n in names:
-        first = EvalConfig(backend=n, base_model=base_model if n == "base" else "", **common).validate()
-        for c in settings if first.backend_spec().is_local else (None,):
-            configs.append(EvalConfig(backend=n, base_model=first.base_model, constrained=c, **common).validate())
+        first = EvalConfig.from_dict({**common, "backend": n, "base_model": base_model if n == "base" else ""})
+        for c in settings if first.validate().backend_spec().is_local else (None,):
+            configs.append(first.replace(constrained=c).validate())
     return configs
 
 
@@ -190,10 +190,10 @@ def build_eval_tab(services: Services) -> None:
                 raise gr.Error("Pick at least one backend.")
             try:
                 # The base model of a run's split is the run's own (before/after compares like with like).
-                configs = [EvalConfig(backend=n, run_id=int(split_run) if split_run else None,
-                                      base_model=services.base_model if n == "base" and not split_run else "",
-                                      limit=int(sample_limit or 0), max_new_tokens=int(new_tokens or 320),
-                                      judge=judge_name or "").validate() for n in names]
+                shared = form_values(EvalConfig, run_id=split_run, limit=sample_limit, max_new_tokens=new_tokens,
+                                     judge=judge_name)
+                configs = [EvalConfig.from_dict({**shared, "backend": n, "base_model": services.base_model
+                                                 if n == "base" and not split_run else ""}).validate() for n in names]
                 ids = [create_eval(services.db, cfg) for cfg in configs]
                 start_evals(services.db, ids)
             except EvalError as e:
