@@ -1,17 +1,28 @@
-"""What each `moodshelf` subcommand does. Parsing lives in app/cli.py; the work lives in datagen/ and training/."""
+"""What each `moodshelf` subcommand does: `cmd_<name>(args)`, wired to its parser in app/cli.py with
+`set_defaults(func=...)`. The work lives in datagen/ and training/; this module never imports app/cli.py.
+
+    python -m app.cli train --max-steps 30     # app/cli.main parses, then calls cmd_train(args)
+
+Heavy libraries (and SQLAlchemy) are imported inside the commands, so `moodshelf --help` stays instant.
+"""
 from __future__ import annotations
 
 import argparse
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from app.errors import UserError
-from db.engine import Database, open_db
+
+if TYPE_CHECKING:
+    from db.engine import Database
 
 
 def _db() -> Database:
+    from db.engine import open_db
+
     return open_db()
 
 
@@ -168,7 +179,7 @@ def run_generation(db: Database, job_id: int) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from app.cli import job_config_from_args
+    from app.config_views import job_config_from_args
     from datagen.catalog import count_books, load_builtin_catalog
     from datagen.jobs import create_job
 
@@ -276,7 +287,7 @@ def watch_run(db: Database, run_id: int, total: int | None) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from app.cli import train_config_from_args
+    from app.config_views import train_config_from_args
 
     db = _db()
     if args.resume:
@@ -295,7 +306,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from app.cli import train_config_from_args
+    from app.config_views import train_config_from_args
     from training.sweep import format_table, parse_grid, run_sweep, sweep_configs, sweep_table
 
     db = _db()
@@ -463,7 +474,7 @@ def print_comparison(evs) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from app.cli import eval_configs_from_args
+    from app.config_views import eval_configs_from_args
     from training.evals import create_eval, start_evals
 
     db = _db()
@@ -612,8 +623,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from datagen.catalog import count_books, load_builtin_catalog
     from datagen.jobs import JobConfig, create_job
     from training.base_model import resolve_base_model
-    from training.config import TrainConfig
+    from training.config import DEMO_PRESET, TrainConfig
 
+    # The run's settings are a preset (training/config_hub/demo.yaml); --max-steps and --language override it.
+    preset = TrainConfig.from_yaml(DEMO_PRESET)
+    max_steps = args.max_steps if args.max_steps is not None else preset.max_steps
     if not args.no_serve:  # fail before minutes of work, not after
         check_serve_settings(args.port)
         _check_bind(args)
@@ -635,17 +649,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
                         auto_approve=True)
         run_generation(db, create_job(db, cfg))
     if not args.no_train:
-        print(f"[4/{steps}] QLoRA fine-tune: 4-bit NF4 base + LoRA, {args.max_steps} steps (own process)")
-        name = f"demo ({args.language}, {args.max_steps} steps)"
+        print(f"[4/{steps}] QLoRA fine-tune: 4-bit NF4 base + LoRA, {max_steps} steps (own process)")
+        name = f"demo ({args.language}, {max_steps} steps)"
         earlier = _completed_run(db, name)
         run_id = earlier
         if earlier is not None and not args.retrain:
             print(f"      run {earlier} ({name}) already completed: reusing its adapter (--retrain to train again)")
         else:
-            # 1e-3, not the usual QLoRA 2e-4: a 135M model with a 30-step budget learns the answer format
-            # at 1e-3 (train loss 2.9 -> 1.2) but barely moves at 3e-4 (-> 1.8), measured on this demo's data.
-            train_cfg = TrainConfig(max_steps=args.max_steps, batch_size=4, language=args.language,
-                                    learning_rate=1e-3, eval_fraction=0.1, logging_steps=1)
+            train_cfg = preset.replace(max_steps=max_steps, language=args.language).validate()
             run_id = run_training(db, train_cfg, name=name)
         if evaluate:
             print(f"[5/{steps}] evaluation: base model and run {run_id} on {args.eval_count} unseen {args.language} "

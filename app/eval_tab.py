@@ -15,6 +15,7 @@ import gradio as gr
 import pandas as pd
 from sqlalchemy import select
 
+from app.config_views import form_values
 from app.services import Services
 from db.models import EvalRun, TrainingRun
 from training.eval_config import DEFAULT_JUDGE_MODELS, KEY_ENV, EvalConfig, EvalError
@@ -24,6 +25,7 @@ from training.metrics import METRICS
 
 TABLE_COLUMNS = ["id", "status", "backend", "split of run / request set", "answers"] + list(METRICS)
 ALL_EVAL_SAMPLES = "all held-out samples"
+DEFAULTS = EvalConfig()  # the form starts from the model's defaults
 
 
 def backend_choices(services: Services) -> list[tuple[str, str]]:
@@ -100,16 +102,15 @@ def comparison_frame(evs: list[EvalRun]) -> pd.DataFrame:
 def request_configs(names: list[str], source: str, languages: list[str], count, seed, file_path, constrained: str,
                     concurrency, new_tokens, base_model: str) -> list[EvalConfig]:
     """One EvalConfig per backend and constrained setting ("on", "off" or "on and off", local backends only)."""
-    common = dict(requests="file" if source == "file" else "grid", requests_file=file_path or "",
-                  language=",".join(languages or []), count=int(count or 0),
-                  seed=int(seed) if seed not in (None, "") else None, concurrency=int(concurrency or 1),
-                  max_new_tokens=int(new_tokens or 320))
+    common = form_values(EvalConfig, requests="file" if source == "file" else "grid", requests_file=file_path,
+                         language=",".join(languages or []), count=count, seed=seed, concurrency=concurrency,
+                         max_new_tokens=new_tokens)
     settings = {"on": (True,), "off": (False,), "on and off": (True, False)}[constrained]
     configs = []
     for n in names:
-        first = EvalConfig(backend=n, base_model=base_model if n == "base" else "", **common).validate()
-        for c in settings if first.backend_spec().is_local else (None,):
-            configs.append(EvalConfig(backend=n, base_model=first.base_model, constrained=c, **common).validate())
+        first = EvalConfig.from_dict({**common, "backend": n, "base_model": base_model if n == "base" else ""})
+        for c in settings if first.validate().backend_spec().is_local else (None,):
+            configs.append(first.replace(constrained=c).validate())
     return configs
 
 
@@ -130,8 +131,8 @@ def build_eval_tab(services: Services) -> None:
         with gr.Row():
             split = gr.Dropdown(split_choices(services), value=None, label="Eval split of training run",
                                 elem_id="eval_split")
-            limit = gr.Number(EvalConfig.limit, precision=0, label="Sample limit (0: all)", elem_id="eval_limit")
-            max_tokens = gr.Number(EvalConfig.max_new_tokens, precision=0, label="Max new tokens",
+            limit = gr.Number(DEFAULTS.limit, precision=0, label="Sample limit (0: all)", elem_id="eval_limit")
+            max_tokens = gr.Number(DEFAULTS.max_new_tokens, precision=0, label="Max new tokens",
                                    elem_id="eval_max_tokens")
             judge = gr.Dropdown(["", "auto"], value="", allow_custom_value=True,
                                 label="LLM judge (auto: the API whose key is set)", elem_id="eval_judge")
@@ -164,7 +165,7 @@ def build_eval_tab(services: Services) -> None:
                 req_source = gr.Radio(["grid", "file"], value="grid", label="Requests", elem_id="req_source")
                 req_languages = gr.CheckboxGroup(["en", "ko"], value=["en"], label="Languages (grid)",
                                                  elem_id="req_languages")
-                req_count = gr.Number(EvalConfig.count, precision=0, label="Requests per language (grid)",
+                req_count = gr.Number(DEFAULTS.count, precision=0, label="Requests per language (grid)",
                                       elem_id="req_count")
                 req_seed = gr.Number(None, precision=0, label="Seed (empty: the first unused one)",
                                      elem_id="req_seed")
@@ -173,7 +174,7 @@ def build_eval_tab(services: Services) -> None:
                                    type="filepath", elem_id="req_file")
                 req_constrained = gr.Radio(["on and off", "on", "off"], value="on and off",
                                            label="Constrained decoding (local backends)", elem_id="req_constrained")
-                req_concurrency = gr.Number(EvalConfig.concurrency, precision=0, label="Answers at a time",
+                req_concurrency = gr.Number(DEFAULTS.concurrency, precision=0, label="Answers at a time",
                                             elem_id="req_concurrency")
             req_start = gr.Button("Evaluate on requests", variant="primary", elem_id="req_start")
             sets = request_sets(services)
@@ -189,10 +190,10 @@ def build_eval_tab(services: Services) -> None:
                 raise gr.Error("Pick at least one backend.")
             try:
                 # The base model of a run's split is the run's own (before/after compares like with like).
-                configs = [EvalConfig(backend=n, run_id=int(split_run) if split_run else None,
-                                      base_model=services.base_model if n == "base" and not split_run else "",
-                                      limit=int(sample_limit or 0), max_new_tokens=int(new_tokens or 320),
-                                      judge=judge_name or "").validate() for n in names]
+                shared = form_values(EvalConfig, run_id=split_run, limit=sample_limit, max_new_tokens=new_tokens,
+                                     judge=judge_name)
+                configs = [EvalConfig.from_dict({**shared, "backend": n, "base_model": services.base_model
+                                                 if n == "base" and not split_run else ""}).validate() for n in names]
                 ids = [create_eval(services.db, cfg) for cfg in configs]
                 start_evals(services.db, ids)
             except EvalError as e:

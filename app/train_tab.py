@@ -1,65 +1,35 @@
 """Train tab: the TrainConfig as a form, a dataset and memory check that enables the button, one-click
 QLoRA in a worker process, live progress (bar, loss plot, log tail), Stop & save, Cancel, Resume.
 
-The form is a view of TrainConfig: one component per field, built from the dataclass, so the tab, the
-CLI flags and the YAML file cannot drift apart.
+    build_train_tab(services)        # inside the app's gr.Blocks (app/ui.py)
+
+The form is a view of TrainConfig: one component per field, derived from the model (app/config_views.py), so the
+tab, the CLI flags and the YAML file cannot drift apart. The command line it shows is quoted with shlex.
 """
 from __future__ import annotations
 
-import dataclasses
+from types import SimpleNamespace
 
 import gradio as gr
 import pandas as pd
 from sqlalchemy import select
 
+from app import config_views
 from app.services import Services
 from db.models import RunMetric, TrainingRun
 from db.processes import log_tail
 from training.config import ConfigError, TrainConfig
 from training.data import DatasetError, check_prompt_lengths, chat_example
-from training.presets import MODEL_PRESETS
 from training.sweep import COLUMNS as SWEEP_COLUMNS
 from training.sweep import parse_grid, sweep_configs, sweep_names, sweep_table
 from training.runs import (RunError, active_run, cancel_run, create_run, reconcile_runs, request_stop, resume_run,
                            start_run)
 
-CHOICES = {
-    "base_model": list(MODEL_PRESETS),
-    "quantization": ["nf4", "int8", "none"],
-    "compute_dtype": ["auto", "float32", "bfloat16", "float16"],
-    "target_modules": ["all-linear", "attention"],
-    "lr_scheduler": ["cosine", "linear", "constant", "constant_with_warmup"],
-    "optimizer": ["adamw_torch", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit"],
-    "attn_implementation": ["sdpa", "eager", "flash_attention_2"],
-    "language": ["", "en", "ko"],
-}
-FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
-
-
-def _component(f: dataclasses.Field):
-    label = f.name.replace("_", " ")
-    info = f.metadata.get("help")
-    if f.name in CHOICES:
-        return gr.Dropdown(CHOICES[f.name], value=f.default, label=label, info=info, elem_id=f"train_{f.name}",
-                           allow_custom_value=f.name in ("base_model", "target_modules"))
-    if f.type in (bool, "bool"):
-        return gr.Checkbox(f.default, label=label, info=info, elem_id=f"train_{f.name}")
-    if f.type in (int, "int"):
-        return gr.Number(f.default, precision=0, label=label, info=info, elem_id=f"train_{f.name}")
-    if f.type in (float, "float"):
-        return gr.Number(f.default, label=label, info=info, elem_id=f"train_{f.name}")
-    return gr.Textbox(str(f.default), label=label, info=info, elem_id=f"train_{f.name}")
+FIELDS = list(TrainConfig.model_fields)  # the form's components, in this order
 
 
 def config_from_form(values) -> TrainConfig:
-    d = {}
-    for f, v in zip(dataclasses.fields(TrainConfig), values):
-        if f.type in (int, "int"):
-            v = int(v) if v is not None else f.default
-        elif f.type in (float, "float"):
-            v = float(v) if v is not None else f.default
-        d[f.name] = v
-    return TrainConfig.from_dict(d)
+    return config_views.config_from_form(TrainConfig, FIELDS, values)
 
 
 def approved_samples(db, cfg: TrainConfig, limit: int = 2000):
@@ -116,35 +86,138 @@ def runs_table(services: Services) -> list[list]:
              None if r.runtime_seconds is None else round(r.runtime_seconds)] for r in runs]
 
 
+def check_settings(services: Services, values) -> tuple:
+    """The Check button: the config validated, the dataset previewed with the base model's tokenizer, prompt
+    lengths and a memory preflight; the Train button is enabled only when approved samples exist."""
+    from training.base_model import ModelLoadError, load_tokenizer, resolve_base_model
+    from training.preview import preview_dataset
+
+    try:
+        cfg = config_from_form(values).validate()
+        path = resolve_base_model(cfg.base_model)
+        tok = load_tokenizer(path)
+        p = preview_dataset(services.db, cfg, tok)
+        if p.approved and not (cfg.padding_free and not cfg.packing):
+            check_prompt_lengths(tok, [chat_example(sm) for sm in approved_samples(services.db, cfg)],
+                                 cfg.max_length)
+    except (ConfigError, ModelLoadError, ValueError) as e:
+        raise gr.Error(str(e))
+    memory = ""
+    if p.token_lengths:
+        import torch
+        from transformers import AutoConfig
+
+        from training.memory import preflight
+
+        est, warning = preflight(cfg, AutoConfig.from_pretrained(path), p.token_lengths,
+                                 "cuda" if torch.cuda.is_available() else "cpu")
+        memory = f"\n\n**Memory preflight:** {est.summary()}" + (f"\n\n⚠️ **{warning}**" if warning else "")
+    if p.approved == 0:
+        return ("**No approved samples** — generate some (Generate tab) and approve them first.",
+                "", "", cfg.command_line(), gr.Button(interactive=False))
+    return (p.markdown(cfg) + memory, p.first_prompt, p.first_completion, cfg.command_line(),
+            gr.Button(interactive=True))
+
+
+def run_views(services: Services, current) -> tuple:
+    """Status, loss plot, log tail and history of run `current`; without one, reattach to the active run, else
+    the latest."""
+    reconcile_runs(services.db)
+    with services.db.session() as s:
+        run = s.get(TrainingRun, int(current)) if current else None
+        if run is None:
+            run = active_run(services.db) or s.scalars(
+                select(TrainingRun).order_by(TrainingRun.id.desc()).limit(1)).first()
+        metrics = list(s.scalars(select(RunMetric).where(RunMetric.run_id == run.id)
+                                 .order_by(RunMetric.step))) if run else []
+    return (status_markdown(run, metrics[-1] if metrics else None), loss_frame(metrics),
+            log_tail(run.log_path, 12) if run else "", runs_table(services))
+
+
+def run_section(services: Services) -> SimpleNamespace:
+    """The layout of one run: settings form, check, command line, buttons, progress, history."""
+    gr.Markdown("QLoRA on your approved samples. Check the dataset first; the run starts in its own process, "
+                "so you can close the page and come back.")
+    with gr.Accordion("Settings (TrainConfig)", open=True):
+        comps = list(config_views.form_components(TrainConfig, "train").values())
+    ui = SimpleNamespace(comps=comps)
+    ui.check = gr.Button("Check dataset & settings", elem_id="train_check")
+    ui.preview = gr.Markdown(elem_id="train_preview")
+    with gr.Row():
+        ui.first_prompt = gr.Textbox(label="First example: prompt (not trained on)", lines=8, interactive=False)
+        ui.first_answer = gr.Textbox(label="First example: answer (the loss is computed here)", lines=8,
+                                     interactive=False)
+    ui.command = gr.Code(label="The same run from the command line", language="shell", elem_id="train_command")
+    with gr.Row():
+        ui.start = gr.Button("Train", variant="primary", interactive=False, elem_id="train_start")
+        ui.stop = gr.Button("Stop & save", elem_id="train_stop")
+        ui.cancel = gr.Button("Cancel", variant="stop", elem_id="train_cancel")
+        ui.resume = gr.Button("Resume", elem_id="train_resume")
+    ui.run_id = gr.Number(None, precision=0, label="Run", elem_id="train_run_id")
+    ui.status = gr.Markdown(status_markdown(None, None), elem_id="train_status")
+    ui.plot = gr.LinePlot(loss_frame([]), x="step", y="loss", color="series", title="Loss", height=260,
+                          elem_id="train_plot")
+    ui.log = gr.Textbox(label="Log (tail)", lines=8, interactive=False, elem_id="train_log")
+    ui.history = gr.Dataframe(headers=["id", "status", "name", "base model", "r", "steps", "train loss", "s"],
+                              value=runs_table(services), interactive=False, elem_id="train_history")
+    return ui
+
+
+def wire_run_events(services: Services, ui: SimpleNamespace, timer: gr.Timer) -> None:
+    """Check, Train, Stop & save, Cancel, Resume, and the timer that keeps the progress current. The handlers'
+    names are the app's API names (/on_check, /on_start, /refresh_1 for gradio_client and the tests)."""
+    def on_check(*values):
+        return check_settings(services, values)
+
+    def refresh(current):
+        return run_views(services, current)
+
+    def on_start(*values):
+        try:
+            cfg = config_from_form(values).validate()
+            services.release_model()  # the chat model's memory goes back before training takes it
+            new_id = create_run(services.db, cfg)
+            start_run(services.db, new_id)
+        except (ConfigError, DatasetError, RunError) as e:
+            raise gr.Error(str(e))
+        return new_id, *refresh(new_id)
+
+    def on_stop(current):
+        if not current:
+            raise gr.Error("No run selected.")
+        request_stop(services.db, int(current))
+        return refresh(current)
+
+    def on_cancel(current):
+        if not current:
+            raise gr.Error("No run selected.")
+        cancel_run(services.db, int(current))
+        return refresh(current)
+
+    def on_resume(current):
+        if not current:
+            raise gr.Error("Type the number of the run to resume.")
+        try:
+            resume_run(services.db, int(current))
+        except RunError as e:
+            raise gr.Error(str(e))
+        return refresh(current)
+
+    outputs = [ui.status, ui.plot, ui.log, ui.history]
+    ui.check.click(on_check, ui.comps, [ui.preview, ui.first_prompt, ui.first_answer, ui.command, ui.start])
+    for c in ui.comps:  # a changed setting needs a new check before training
+        c.change(lambda: gr.Button(interactive=False), None, ui.start)
+    ui.start.click(on_start, ui.comps, [ui.run_id, *outputs])
+    ui.stop.click(on_stop, ui.run_id, outputs)
+    ui.cancel.click(on_cancel, ui.run_id, outputs)
+    ui.resume.click(on_resume, ui.run_id, outputs)
+    timer.tick(refresh, ui.run_id, outputs)
+
+
 def build_train_tab(services: Services) -> None:
     with gr.Tab("Train", id="train"):
-        gr.Markdown("QLoRA on your approved samples. Check the dataset first; the run starts in its own process, "
-                    "so you can close the page and come back.")
-        comps = []
-        with gr.Accordion("Settings (TrainConfig)", open=True):
-            fields = dataclasses.fields(TrainConfig)
-            for i in range(0, len(fields), 6):
-                with gr.Row():
-                    comps += [_component(f) for f in fields[i:i + 6]]
-        check = gr.Button("Check dataset & settings", elem_id="train_check")
-        preview = gr.Markdown(elem_id="train_preview")
-        with gr.Row():
-            first_prompt = gr.Textbox(label="First example: prompt (not trained on)", lines=8, interactive=False)
-            first_answer = gr.Textbox(label="First example: answer (the loss is computed here)", lines=8,
-                                      interactive=False)
-        command = gr.Code(label="The same run from the command line", language="shell", elem_id="train_command")
-        with gr.Row():
-            start = gr.Button("Train", variant="primary", interactive=False, elem_id="train_start")
-            stop = gr.Button("Stop & save", elem_id="train_stop")
-            cancel = gr.Button("Cancel", variant="stop", elem_id="train_cancel")
-            resume = gr.Button("Resume", elem_id="train_resume")
-        run_id = gr.Number(None, precision=0, label="Run", elem_id="train_run_id")
-        status = gr.Markdown(status_markdown(None, None), elem_id="train_status")
-        plot = gr.LinePlot(loss_frame([]), x="step", y="loss", color="series", title="Loss", height=260,
-                           elem_id="train_plot")
-        log = gr.Textbox(label="Log (tail)", lines=8, interactive=False, elem_id="train_log")
-        history = gr.Dataframe(headers=["id", "status", "name", "base model", "r", "steps", "train loss", "s"],
-                               value=runs_table(services), interactive=False, elem_id="train_history")
+        ui = run_section(services)
+        comps = ui.comps
         with gr.Accordion("Sweep: several runs, one after another, compared", open=False):
             sweep_grid = gr.Textbox("lora_r=8,128,256", lines=2, label="Grid (one setting=v1,v2 per line)",
                                     elem_id="train_sweep_grid")
@@ -155,79 +228,6 @@ def build_train_tab(services: Services) -> None:
             sweep_plot = gr.BarPlot(pd.DataFrame({"setting": [], "loss": [], "kind": []}), x="setting", y="loss",
                                     color="kind", title="Loss by setting", height=240, elem_id="train_sweep_plot")
         timer = gr.Timer(2.0)
-
-        def on_check(*values):
-            from training.base_model import ModelLoadError, load_tokenizer, resolve_base_model
-            from training.preview import preview_dataset
-
-            try:
-                cfg = config_from_form(values).validate()
-                path = resolve_base_model(cfg.base_model)
-                tok = load_tokenizer(path)
-                p = preview_dataset(services.db, cfg, tok)
-                if p.approved and not (cfg.padding_free and not cfg.packing):
-                    check_prompt_lengths(tok, [chat_example(sm) for sm in approved_samples(services.db, cfg)],
-                                         cfg.max_length)
-            except (ConfigError, ModelLoadError, ValueError) as e:
-                raise gr.Error(str(e))
-            memory = ""
-            if p.token_lengths:
-                import torch
-                from transformers import AutoConfig
-
-                from training.memory import preflight
-
-                est, warning = preflight(cfg, AutoConfig.from_pretrained(path), p.token_lengths,
-                                         "cuda" if torch.cuda.is_available() else "cpu")
-                memory = f"\n\n**Memory preflight:** {est.summary()}" + (f"\n\n⚠️ **{warning}**" if warning else "")
-            if p.approved == 0:
-                return ("**No approved samples** — generate some (Generate tab) and approve them first.",
-                        "", "", cfg.command_line(), gr.Button(interactive=False))
-            return (p.markdown(cfg) + memory, p.first_prompt, p.first_completion, cfg.command_line(),
-                    gr.Button(interactive=True))
-
-        def on_start(*values):
-            try:
-                cfg = config_from_form(values).validate()
-                services.release_model()  # the chat model's memory goes back before training takes it
-                new_id = create_run(services.db, cfg)
-                start_run(services.db, new_id)
-            except (ConfigError, DatasetError, RunError) as e:
-                raise gr.Error(str(e))
-            return new_id, *refresh(new_id)
-
-        def refresh(current):
-            reconcile_runs(services.db)
-            with services.db.session() as s:
-                run = s.get(TrainingRun, int(current)) if current else None
-                if run is None:  # reattach: the active run, else the latest
-                    run = active_run(services.db) or s.scalars(
-                        select(TrainingRun).order_by(TrainingRun.id.desc()).limit(1)).first()
-                metrics = list(s.scalars(select(RunMetric).where(RunMetric.run_id == run.id)
-                                         .order_by(RunMetric.step))) if run else []
-            return (status_markdown(run, metrics[-1] if metrics else None), loss_frame(metrics),
-                    log_tail(run.log_path, 12) if run else "", runs_table(services))
-
-        def on_stop(current):
-            if not current:
-                raise gr.Error("No run selected.")
-            request_stop(services.db, int(current))
-            return refresh(current)
-
-        def on_cancel(current):
-            if not current:
-                raise gr.Error("No run selected.")
-            cancel_run(services.db, int(current))
-            return refresh(current)
-
-        def on_resume(current):
-            if not current:
-                raise gr.Error("Type the number of the run to resume.")
-            try:
-                resume_run(services.db, int(current))
-            except RunError as e:
-                raise gr.Error(str(e))
-            return refresh(current)
 
         def on_sweep(grid_text, *values):
             from db.processes import launch_worker
@@ -257,12 +257,4 @@ def build_train_tab(services: Services) -> None:
         sweep_pick.change(show_sweep, sweep_pick, [sweep_rows, sweep_plot])
         timer.tick(show_sweep, sweep_pick, [sweep_rows, sweep_plot])
 
-        outputs = [status, plot, log, history]
-        check.click(on_check, comps, [preview, first_prompt, first_answer, command, start])
-        for c in comps:  # a changed setting needs a new check before training
-            c.change(lambda: gr.Button(interactive=False), None, start)
-        start.click(on_start, comps, [run_id, *outputs])
-        stop.click(on_stop, run_id, outputs)
-        cancel.click(on_cancel, run_id, outputs)
-        resume.click(on_resume, run_id, outputs)
-        timer.tick(refresh, run_id, outputs)
+        wire_run_events(services, ui, timer)

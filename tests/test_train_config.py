@@ -1,6 +1,9 @@
+import shlex
+
 import pytest
 
-from app.cli import build_parser, train_config_from_args
+from app.cli import build_parser
+from app.config_views import config_from_args, train_config_from_args
 from training.config import ConfigError, TrainConfig
 
 
@@ -41,3 +44,44 @@ def test_command_line_reproduces_the_config():
     cfg = TrainConfig(lora_r=8, max_steps=3, double_quant=False, target_modules="attention")
     args = build_parser().parse_args(cfg.command_line().split()[1:])
     assert train_config_from_args(args) == cfg
+
+
+def test_command_line_quotes_a_base_model_path_with_a_space():
+    cfg = TrainConfig(base_model="/models/my base model", lora_r=8)
+    line = cfg.command_line()
+    assert "'/models/my base model'" in line
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    assert train_config_from_args(args) == cfg
+
+
+def test_flags_are_derived_from_the_model_and_only_given_flags_override_the_yaml(tmp_path):
+    path = tmp_path / "run.yaml"
+    TrainConfig(lora_r=8, packing=True, learning_rate=1e-3).to_yaml(path)
+    text = path.read_text()
+    assert "# LoRA rank\nlora_r: 8" in text  # the field's help is the YAML's comment
+    parser = build_parser()
+    default = TrainConfig()
+    for name, value in default.to_dict().items():  # every field has a flag that sets it
+        changed = {bool: lambda v: not v, int: lambda v: v + 3, float: lambda v: v + 0.5}.get(type(value),
+                                                                                         lambda v: v + " x")(value)
+        cfg = default.replace(**{name: changed})
+        args = parser.parse_args(shlex.split(cfg.command_line())[1:])
+        assert config_from_args(TrainConfig, args) == cfg, name  # not validated: 'nf4 x' is no quantization
+    cfg = train_config_from_args(parser.parse_args(["train", "--config", str(path), "--no-packing"]))
+    assert (cfg.lora_r, cfg.packing, cfg.learning_rate, cfg.batch_size) == (8, False, 1e-3, 4)
+
+
+def test_the_demo_preset_is_a_train_config():
+    from training.config import DEMO_PRESET
+
+    args = build_parser().parse_args(["train", "--config", str(DEMO_PRESET)])
+    cfg = train_config_from_args(args)
+    assert (cfg.max_steps, cfg.learning_rate, cfg.language) == (40, 1e-3, "en")
+
+
+def test_bad_values_in_a_yaml_are_listed_together(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("lora_r: many\nmax_steps: soon\n")
+    with pytest.raises(ConfigError) as e:
+        TrainConfig.from_yaml(path)
+    assert [p.split(":")[0] for p in e.value.problems] == ["lora_r", "max_steps"]

@@ -1,27 +1,35 @@
 """TrainConfig — the one object behind the Train form, `moodshelf train` flags and a run's YAML file.
 
     moodshelf train --config run.yaml --max-steps 20      # flags override the YAML
+    moodshelf train --config training/config_hub/demo.yaml  # the demo's own settings, a preset
     cat data/runs/<id>/config.yaml                        # every run writes its resolved config
 
-Validation collects every problem and raises once with all of them.
+Validation collects every problem and raises once with all of them (workers/config.ConfigModel).
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+import shlex
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
-import yaml
+from pydantic import Field
+
+from training.presets import MODEL_PRESETS
+from workers.config import ConfigError as BaseConfigError
+from workers.config import ConfigModel
 
 DEFAULT_BASE_MODEL = "smollm2-135m"
 ACCELERATE_CONFIGS = {p.stem: p for p in (Path(__file__).parent / "accelerate_configs").glob("*.yaml")}
+CONFIG_HUB = Path(__file__).parent / "config_hub"  # YAML presets, shipped in the package (pyproject package-data)
+DEMO_PRESET = CONFIG_HUB / "demo.yaml"
+QUANTIZATIONS = ("nf4", "int8", "none")
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16", "float16")
+OPTIMIZERS = ("adamw_torch", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
+ATTENTION = ("sdpa", "eager", "flash_attention_2")
 
 
-class ConfigError(ValueError):
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("Invalid training config:\n" + "\n".join(f"  - {p}" for p in problems))
+class ConfigError(BaseConfigError):
+    title = "Invalid training config"
 
 
 def resolve_compute_dtype(name: str, device: str) -> str:
@@ -36,60 +44,69 @@ def resolve_compute_dtype(name: str, device: str) -> str:
     return "bfloat16" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "float32"
 
 
-@dataclass
-class TrainConfig:
-    base_model: str = field(default=DEFAULT_BASE_MODEL, metadata={
-        "help": "preset name (smollm2-135m = embedded offline default), Hugging Face id, or local path"})
-    quantization: str = field(default="nf4", metadata={"help": "nf4 (4-bit QLoRA), int8, or none"})
-    double_quant: bool = field(default=True, metadata={"help": "quantize the 4-bit quantization constants too"})
-    compute_dtype: str = field(default="auto", metadata={
-        "help": "auto (bf16 where the GPU or CPU computes it natively, fp16 on older GPUs, else fp32), "
-                "float32, bfloat16, float16"})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
+def _choices(values, open_: bool = False) -> dict:
+    """Field metadata the Train form turns into a dropdown (open: other values may be typed)."""
+    return {"choices": list(values), "open": open_}
+
+
+class TrainConfig(ConfigModel):
+    """One QLoRA run: base model, quantization, LoRA, optimizer, schedule, data."""
+
+    error: ClassVar[type[Exception]] = ConfigError
+
+    base_model: str = Field(DEFAULT_BASE_MODEL, json_schema_extra=_choices(MODEL_PRESETS, open_=True), description=
+        "preset name (smollm2-135m = embedded offline default), Hugging Face id, or local path")
+    quantization: str = Field("nf4", json_schema_extra=_choices(QUANTIZATIONS),
+                              description="nf4 (4-bit QLoRA), int8, or none")
+    double_quant: bool = Field(True, description="quantize the 4-bit quantization constants too")
+    compute_dtype: str = Field("auto", json_schema_extra=_choices(COMPUTE_DTYPES), description=
+        "auto (bf16 where the GPU or CPU computes it natively, fp16 on older GPUs, else fp32), float32, bfloat16, "
+        "float16")
+    lora_r: int = Field(16, description="LoRA rank")
+    lora_alpha: int = Field(32, description="LoRA scaling numerator (scale = alpha / r)")
     # 0 by default: dropout masks on every LoRA input cost ~17% of a CPU step and activation memory, and short
     # SFT runs gain little from them (bench/results/training_cpu.txt compares both at equal eval loss).
-    lora_dropout: float = field(default=0.0, metadata={
-        "help": "dropout on the LoRA input (0.05-0.1 can help long runs on little data)"})
-    target_modules: str = field(default="all-linear", metadata={
-        "help": "all-linear, attention (q/k/v/o), or a comma-separated list of module names"})
-    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate"})
-    lr_scheduler: str = field(default="cosine", metadata={"help": "linear, cosine, constant, ..."})
-    warmup_ratio: float = field(default=0.03, metadata={"help": "share of steps spent warming up"})
-    epochs: float = field(default=1.0, metadata={"help": "passes over the training split (ignored if max_steps > 0)"})
-    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: use epochs)"})
-    batch_size: int = field(default=4, metadata={"help": "per-device batch size"})
-    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
-    max_length: int = field(default=512, metadata={"help": "truncate examples to this many tokens"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for activation memory"})
-    group_by_length: bool = field(default=True, metadata={
-        "help": "batch examples of similar length together, so batches carry less padding"})
-    packing: bool = field(default=False, metadata={"help": "pack several examples into each sequence (BFD)"})
-    padding_free: bool = field(default=False, metadata={
-        "help": "concatenate the batch without padding tokens (position ids keep examples apart; 1.5x faster "
-                "on an H100, slower on CPU); without packing, examples are not truncated to max_length"})
-    attn_implementation: str = field(default="sdpa", metadata={
-        "help": "sdpa, eager, or flash_attention_2 (needs the flash-attn package and a GPU)"})
-    optimizer: str = field(default="adamw_torch", metadata={
-        "help": "adamw_torch, adamw_bnb_8bit, paged_adamw_8bit, paged_adamw_32bit"})
-    eval_fraction: float = field(default=0.1, metadata={"help": "share of approved samples held out for eval"})
-    language: str = field(default="", metadata={"help": "train only on samples in this language (ko/en); empty: all"})
-    logging_steps: int = field(default=1, metadata={"help": "record metrics every N steps"})
-    eval_steps: int = field(default=0, metadata={
-        "help": "evaluate every N steps (0: about five times per run; -1: only at the end)"})
-    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps, to resume from (0: never)"})
-    seed: int = field(default=42, metadata={"help": "seed for the split, LoRA init and data order"})
-    num_processes: int = field(default=1, metadata={
-        "help": "processes (GPUs) to train on; > 1 runs through `accelerate launch`"})
-    accelerate_config: str = field(default="", metadata={
-        "help": "ddp, cpu_ddp, deepspeed_zero2, deepspeed_zero3, fsdp_qlora, or a YAML path (empty: ddp on GPUs, "
-                "cpu_ddp on CPU)"})
+    lora_dropout: float = Field(0.0, description="dropout on the LoRA input (0.05-0.1 can help long runs on little data)")
+    target_modules: str = Field("all-linear", json_schema_extra=_choices(("all-linear", "attention"), open_=True),
+                                description="all-linear, attention (q/k/v/o), or a comma-separated list of module names")
+    learning_rate: float = Field(2e-4, description="peak learning rate")
+    lr_scheduler: str = Field("cosine", json_schema_extra=_choices(("cosine", "linear", "constant",
+                                                                    "constant_with_warmup")),
+                              description="linear, cosine, constant, ...")
+    warmup_ratio: float = Field(0.03, description="share of steps spent warming up")
+    epochs: float = Field(1.0, description="passes over the training split (ignored if max_steps > 0)")
+    max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: use epochs)")
+    batch_size: int = Field(4, description="per-device batch size")
+    grad_accum: int = Field(1, description="gradient accumulation steps")
+    max_length: int = Field(512, description="truncate examples to this many tokens")
+    gradient_checkpointing: bool = Field(False, description="trade compute for activation memory")
+    group_by_length: bool = Field(True, description=
+        "batch examples of similar length together, so batches carry less padding")
+    packing: bool = Field(False, description="pack several examples into each sequence (BFD)")
+    padding_free: bool = Field(False, description=
+        "concatenate the batch without padding tokens (position ids keep examples apart; 1.5x faster on an H100, "
+        "slower on CPU); without packing, examples are not truncated to max_length")
+    attn_implementation: str = Field("sdpa", json_schema_extra=_choices(ATTENTION), description=
+        "sdpa, eager, or flash_attention_2 (needs the flash-attn package and a GPU)")
+    optimizer: str = Field("adamw_torch", json_schema_extra=_choices(OPTIMIZERS),
+                           description="adamw_torch, adamw_bnb_8bit, paged_adamw_8bit, paged_adamw_32bit")
+    eval_fraction: float = Field(0.1, description="share of approved samples held out for eval")
+    language: str = Field("", json_schema_extra=_choices(("", "en", "ko")),
+                          description="train only on samples in this language (ko/en); empty: all")
+    logging_steps: int = Field(1, description="record metrics every N steps")
+    eval_steps: int = Field(0, description="evaluate every N steps (0: about five times per run; -1: only at the end)")
+    save_steps: int = Field(50, description="checkpoint every N steps, to resume from (0: never)")
+    seed: int = Field(42, description="seed for the split, LoRA init and data order")
+    num_processes: int = Field(1, description="processes (GPUs) to train on; > 1 runs through `accelerate launch`")
+    accelerate_config: str = Field("", description=
+        "ddp, cpu_ddp, deepspeed_zero2, deepspeed_zero3, fsdp_qlora, or a YAML path (empty: ddp on GPUs, cpu_ddp "
+        "on CPU)")
 
     def problems(self) -> list[str]:
         p = []
-        if self.quantization not in ("nf4", "int8", "none"):
+        if self.quantization not in QUANTIZATIONS:
             p.append(f"quantization must be nf4, int8 or none (got {self.quantization!r})")
-        if self.compute_dtype not in ("auto", "float32", "bfloat16", "float16"):
+        if self.compute_dtype not in COMPUTE_DTYPES:
             p.append(f"compute_dtype must be auto, float32, bfloat16 or float16 (got {self.compute_dtype!r})")
         if self.lora_r <= 0:
             p.append(f"lora_r must be > 0 (got {self.lora_r})")
@@ -111,7 +128,7 @@ class TrainConfig:
             p.append(f"max_length must be at least 32 tokens (got {self.max_length})")
         if not 0 <= self.eval_fraction < 0.9:
             p.append(f"eval_fraction must be in [0, 0.9) (got {self.eval_fraction})")
-        if self.optimizer not in ("adamw_torch", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit"):
+        if self.optimizer not in OPTIMIZERS:
             p.append(f"optimizer {self.optimizer!r} is not one of adamw_torch, adamw_bnb_8bit, paged_adamw_8bit, "
                      "paged_adamw_32bit")
         if self.language not in ("", "ko", "en"):
@@ -132,7 +149,7 @@ class TrainConfig:
             p.append(f"logging_steps must be > 0 (got {self.logging_steps})")
         if not self.base_model.strip():
             p.append("base_model must not be empty")
-        if self.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
+        if self.attn_implementation not in ATTENTION:
             p.append(f"attn_implementation must be sdpa, eager or flash_attention_2 (got {self.attn_implementation!r})")
         elif self.attn_implementation == "flash_attention_2":
             import importlib.util
@@ -141,11 +158,6 @@ class TrainConfig:
                 p.append("attn_implementation flash_attention_2 needs the flash-attn package (pip install flash-attn, "
                          "on a CUDA machine); use sdpa instead")
         return p
-
-    def validate(self) -> "TrainConfig":
-        if problems := self.problems():
-            raise ConfigError(problems)
-        return self
 
     def accelerate_config_path(self) -> Path | None:
         name = self.accelerate_config
@@ -167,40 +179,7 @@ class TrainConfig:
             return attention_targets(self.base_model)
         return [m.strip() for m in self.target_modules.split(",") if m.strip()]
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError([f"unknown setting(s): {', '.join(unknown)}"])
-        return cls(**d)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError([f"cannot read {path}: {e}"]) from e
-        if not isinstance(data, dict):
-            raise ConfigError([f"{path} must hold a mapping of settings"])
-        return cls.from_dict(data)
-
-    def to_yaml(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
-
     def command_line(self) -> str:
-        """The `moodshelf train` command equivalent to this config (only non-default values)."""
-        default = TrainConfig()
-        args = []
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if v != getattr(default, f.name):
-                flag = "--" + f.name.replace("_", "-")
-                if isinstance(v, bool):
-                    args.append(flag if v else f"--no-{f.name.replace('_', '-')}")
-                else:
-                    args.append(f"{flag} {v}")
-        return " ".join(["moodshelf train", *args])
+        """The `moodshelf train` command equivalent to this config (only non-default values), quoted for a POSIX
+        shell: a base-model path with a space in it stays one argument."""
+        return shlex.join(["moodshelf", "train", *self.cli_args()])

@@ -17,14 +17,16 @@ A backend is named by a short string (or the app's label for it; training/backen
     openai:MODEL / anthropic:MODEL    an API model (OPENAI_API_KEY / ANTHROPIC_API_KEY)
     openai-compatible:MODEL@URL       any OpenAI-compatible server (vLLM, Ollama, llama.cpp server)
 
-Validation collects every problem and raises once with all of them.
+Validation collects every problem and raises once with all of them (workers/config.ConfigModel).
 """
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
+
+from pydantic import Field, model_validator
+
+from workers.config import ConfigModel
 
 API_KINDS = ("openai", "anthropic", "openai-compatible")
 REQUEST_SOURCES = ("split", "grid", "file")
@@ -76,39 +78,44 @@ def missing_key(spec) -> str | None:
     return None
 
 
-@dataclass
-class EvalConfig:
-    backend: str = field(default="base", metadata={
-        "help": "base, run:N (a training run's adapter), openai:MODEL, anthropic:MODEL, openai-compatible:MODEL@URL"})
-    run_id: int | None = field(default=None, metadata={
-        "help": "training run whose held-out eval split is used (default: the adapter's run; without one, "
-                "every sample in the eval split)"})
-    base_model: str = field(default="", metadata={
-        "help": "base model of local backends (default: the training run's, else the embedded default)"})
-    limit: int = field(default=0, metadata={"help": "evaluate the first N eval samples only (0: all)"})
-    max_new_tokens: int = field(default=320, metadata={"help": "answer length limit in tokens"})
-    judge: str = field(default="", metadata={
-        "help": "LLM judge scoring each answer 1-5: empty (none), auto (OpenAI or Anthropic, whichever key is "
-                "set), or a backend name such as openai:gpt-4.1-mini"})
-    requests: str = field(default="split", metadata={
-        "help": "what is answered: split (the held-out eval split, scored against its reference answers), grid "
-                "(unseen requests drawn from the request grid) or file (a JSONL file of requests, --requests-file)"})
-    requests_file: str = field(default="", metadata={
-        "help": "JSONL file, one request per line: language, emotion, occupation, effects, situation, focus, "
-                "free_text (implies requests=file)"})
-    language: str = field(default="en", metadata={"help": "grid requests: ko, en or ko,en"})
-    count: int = field(default=20, metadata={"help": "grid requests per language"})
-    seed: int | None = field(default=None, metadata={
-        "help": "grid seed, one no generation job used (default: the first unused one from 9001)"})
-    constrained: bool | None = field(default=None, metadata={
-        "help": "catalog-constrained decoding on request sets (default: on for local backends; API models "
-                "cannot be constrained)"})
-    concurrency: int = field(default=8, metadata={
-        "help": "request-set answers generated at once (the local engine batches them)"})
+class EvalConfig(ConfigModel):
+    """One evaluation: a backend answering the eval split or a request set."""
 
-    def __post_init__(self):
+    error: ClassVar[type[Exception]] = EvalError
+    unknown_setting: ClassVar[str] = "Unknown evaluation setting(s): {names}."
+
+    backend: str = Field("base", description=
+        "base, run:N (a training run's adapter), openai:MODEL, anthropic:MODEL, openai-compatible:MODEL@URL")
+    run_id: int | None = Field(None, description=
+        "training run whose held-out eval split is used (default: the adapter's run; without one, every sample in "
+        "the eval split)")
+    base_model: str = Field("", description=
+        "base model of local backends (default: the training run's, else the embedded default)")
+    limit: int = Field(0, description="evaluate the first N eval samples only (0: all)")
+    max_new_tokens: int = Field(320, description="answer length limit in tokens")
+    judge: str = Field("", description=
+        "LLM judge scoring each answer 1-5: empty (none), auto (OpenAI or Anthropic, whichever key is set), or a "
+        "backend name such as openai:gpt-4.1-mini")
+    requests: str = Field("split", json_schema_extra={"choices": list(REQUEST_SOURCES)}, description=
+        "what is answered: split (the held-out eval split, scored against its reference answers), grid (unseen "
+        "requests drawn from the request grid) or file (a JSONL file of requests, --requests-file)")
+    requests_file: str = Field("", description=
+        "JSONL file, one request per line: language, emotion, occupation, effects, situation, focus, free_text "
+        "(implies requests=file)")
+    language: str = Field("en", description="grid requests: ko, en or ko,en")
+    count: int = Field(20, description="grid requests per language")
+    seed: int | None = Field(None, description=
+        "grid seed, one no generation job used (default: the first unused one from 9001)")
+    constrained: bool | None = Field(None, description=
+        "catalog-constrained decoding on request sets (default: on for local backends; API models cannot be "
+        "constrained)")
+    concurrency: int = Field(8, description="request-set answers generated at once (the local engine batches them)")
+
+    @model_validator(mode="after")
+    def _file_implies_requests_file(self) -> "EvalConfig":
         if self.requests_file and self.requests == "split":  # --requests-file alone says which source
             self.requests = "file"
+        return self
 
     @property
     def on_requests(self) -> bool:
@@ -156,11 +163,6 @@ class EvalConfig:
                 p += e.problems
         return p
 
-    def validate(self) -> "EvalConfig":
-        if problems := self.problems():
-            raise EvalError(problems)
-        return self
-
     def backend_spec(self):
         return parse_backend(self.backend)
 
@@ -181,14 +183,3 @@ class EvalConfig:
         if (msg := missing_key(ref)) is not None:
             raise EvalError(msg.replace("for backend", "for the judge"))
         return ref
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EvalConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise EvalError(f"Unknown evaluation setting(s): {', '.join(unknown)}.")
-        return cls(**d)

@@ -194,7 +194,7 @@ def peak_memory_mb() -> float:
 def train(db: Database, run_id: int) -> None:
     import torch
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     from training.base_model import load_tokenizer, resolve_base_model
     from training.data import check_prompt_lengths, load_examples
@@ -224,41 +224,7 @@ def train(db: Database, run_id: int) -> None:
     if main_process:
         record_memory_preflight(db, run_id, cfg, model.config, tokenizer, train_examples)
     eval_ds = Dataset.from_list(load_examples(db, eval_ids)) if eval_ids else None
-    on_gpu = torch.cuda.is_available()
-    args = SFTConfig(
-        output_dir=str(run_dir / "checkpoints"),
-        max_steps=cfg.max_steps,
-        num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a value < 1 is a share of the total steps
-        logging_steps=cfg.logging_steps,
-        eval_strategy="steps" if eval_ds is not None and cfg.eval_steps != -1 else "no",
-        eval_steps=eval_every(cfg, len(train_ds)),
-        save_strategy="steps" if cfg.save_steps > 0 else "no",
-        save_steps=cfg.save_steps or 500,
-        save_total_limit=1,
-        report_to="none",
-        # TRL cannot enforce max_length on padding-free batches without packing; it refuses the combination.
-        max_length=None if cfg.padding_free and not cfg.packing else cfg.max_length,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        # bf16 autocast also on CPUs with native bf16 (AVX512-BF16/AMX): about 1.6x faster steps there.
-        bf16=dtype == torch.bfloat16,
-        fp16=on_gpu and dtype == torch.float16,
-        use_cpu=not on_gpu,
-        optim=cfg.optimizer,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        packing=cfg.packing,
-        padding_free=cfg.padding_free,
-        # Similar lengths in a batch: ~5% more real tokens/s on the default data (measured on CPU).
-        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-    )
+    args = sft_config(cfg, run_dir, dtype, n_train=len(train_ds), has_eval=eval_ds is not None)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, peft_config=peft_config,
                          callbacks=[DBMetricsCallback(db, run_id, run_dir)])
@@ -293,6 +259,49 @@ def train(db: Database, run_id: int) -> None:
         run.runtime_seconds = float(result.metrics.get("train_runtime", 0.0))
         run.finished_at = _now()
         run.pid = None
+
+
+def sft_config(cfg: TrainConfig, run_dir: Path, dtype, *, n_train: int, has_eval: bool):
+    """TRL's SFTConfig for a run: our TrainConfig in TRL's terms (as TRL's own get_peft_config does for LoRA).
+    Checkpoints go to run_dir/checkpoints, where a resumed run finds them."""
+    import torch
+    from trl import SFTConfig
+
+    on_gpu = torch.cuda.is_available()
+    return SFTConfig(
+        output_dir=str(run_dir / "checkpoints"),
+        max_steps=cfg.max_steps,
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a value < 1 is a share of the total steps
+        logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if has_eval and cfg.eval_steps != -1 else "no",
+        eval_steps=eval_every(cfg, n_train),
+        save_strategy="steps" if cfg.save_steps > 0 else "no",
+        save_steps=cfg.save_steps or 500,
+        save_total_limit=1,
+        report_to="none",
+        # TRL cannot enforce max_length on padding-free batches without packing; it refuses the combination.
+        max_length=None if cfg.padding_free and not cfg.packing else cfg.max_length,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        # bf16 autocast also on CPUs with native bf16 (AVX512-BF16/AMX): about 1.6x faster steps there.
+        bf16=dtype == torch.bfloat16,
+        fp16=on_gpu and dtype == torch.float16,
+        use_cpu=not on_gpu,
+        optim=cfg.optimizer,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        packing=cfg.packing,
+        padding_free=cfg.padding_free,
+        # Similar lengths in a batch: ~5% more real tokens/s on the default data (measured on CPU).
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
 
 
 def _now() -> datetime:

@@ -8,7 +8,6 @@ name, so the Train tab and `moodshelf runs` show them too.
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from datetime import datetime, timezone
 from typing import Callable
@@ -24,20 +23,22 @@ COLUMNS = ("run", "status", "setting", "train_loss", "eval_loss", "runtime_s", "
 
 
 def parse_grid(specs: list[str]) -> dict[str, list]:
-    """["lora_r=8,128", "target_modules=attention,all-linear"] -> {"lora_r": [8, 128], ...}, typed like TrainConfig."""
-    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    """["lora_r=8,128", "target_modules=attention,all-linear"] -> {"lora_r": [8, 128], ...}, each value converted
+    by its TrainConfig field's type (workers/config.parse_value), every problem listed at once."""
+    from workers.config import field_shape, parse_value
+
+    fields = TrainConfig.model_fields
     grid, problems = {}, []
     for spec in specs:
         key, _, values = spec.partition("=")
         key = key.strip().replace("-", "_")
-        if key not in types:
+        if key not in fields:
             problems.append(f"unknown setting '{key}' in --grid {spec}")
             continue
-        cast = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}.get(str(types[key]), str)
         try:
-            grid[key] = [cast(v.strip()) for v in values.split(",") if v.strip()]
+            grid[key] = [parse_value(TrainConfig, key, v.strip()) for v in values.split(",") if v.strip()]
         except ValueError:
-            problems.append(f"--grid {spec}: values must be {types[key]}")
+            problems.append(f"--grid {spec}: values must be {field_shape(fields[key].annotation)[0].__name__}")
             continue
         if not grid[key]:
             problems.append(f"--grid {spec} has no values")
@@ -49,10 +50,11 @@ def parse_grid(specs: list[str]) -> dict[str, list]:
 
 
 def sweep_configs(base: TrainConfig, grid: dict[str, list]) -> list[tuple[str, TrainConfig]]:
+    """One (label, config) per combination of the grid, every combination's problems listed at once."""
     out, problems = [], []
     keys = list(grid)
     for combo in itertools.product(*(grid[k] for k in keys)):
-        cfg = dataclasses.replace(base, **dict(zip(keys, combo)))
+        cfg = base.replace(**dict(zip(keys, combo)))
         label = ", ".join(f"{k}={v}" for k, v in zip(keys, combo))
         problems += [f"{label}: {p}" for p in cfg.problems()]
         out.append((label, cfg))
