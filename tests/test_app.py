@@ -40,7 +40,7 @@ def test_adapter_of_a_different_base_model_is_refused(trained, tiny_model_dir):
     services = Services(db=db, base_model="smollm2-135m")
     assert services.backend_choices() == [BASE_LABEL]  # runs on other bases are not offered
     with pytest.raises(ValueError, match="does not fit"):
-        services.adapter_for(f"run #{run_id}: tiny")
+        services.adapter_for(f"run:{run_id} (tiny)")
 
 
 def test_served_app_recommends_and_compares(trained, tiny_model_dir, free_port):
@@ -50,7 +50,7 @@ def test_served_app_recommends_and_compares(trained, tiny_model_dir, free_port):
 
     db, run_id = trained
     services = Services(db=db, base_model=tiny_model_dir)
-    run_label = f"run #{run_id}: tiny"
+    run_label = f"run:{run_id} (tiny)"
     assert services.backend_choices() == [run_label, BASE_LABEL]
     demo = build_app(services)
     demo.queue()

@@ -243,6 +243,7 @@ class APIBackend(Backend):
         try:
             self.client = get_client(spec.kind, model=spec.model or None, base_url=spec.base_url,
                                      timeout_s=timeout_s)
+            self.client.open_chat()
         except VendorError as e:
             raise BackendError(str(e)) from None
 

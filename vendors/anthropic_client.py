@@ -100,6 +100,9 @@ class AnthropicClient(VendorClient):
         return completion_from_message(msg)
 
     # -- streamed chat ---------------------------------------------------------------------------------------
+    def open_chat(self) -> None:
+        self.sync_client  # noqa: B018 - built now, outside the first-token deadline
+
     def stream_chat(self, messages: list[dict], *, max_tokens: int, usage: Usage) -> Iterator[str]:
         import anthropic
 

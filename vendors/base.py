@@ -219,6 +219,10 @@ class VendorClient(ABC):
         """Answer one task. Raise CallError for a failed call (retryable or not)."""
 
     # -- streamed chat ---------------------------------------------------------------------------------------
+    def open_chat(self) -> None:
+        """Build what `stream_chat` needs now (the SDK client), so that a first-token deadline later measures
+        the server, not the client's construction."""
+
     def stream_chat(self, messages: list[dict], *, max_tokens: int, usage: Usage) -> Iterator[str]:
         """Yield text deltas of the answer to `messages`; fill `usage` (tokens, finish reason, truncated).
         Raise CallError for a failed call."""

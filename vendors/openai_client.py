@@ -120,6 +120,9 @@ class OpenAIClient(VendorClient):
                           finish_reason=choice.finish_reason if choice else None)
 
     # -- streamed chat ---------------------------------------------------------------------------------------
+    def open_chat(self) -> None:
+        self.sync_client  # noqa: B018 - built now, outside the first-token deadline
+
     def stream_chat(self, messages: list[dict], *, max_tokens: int, usage: Usage) -> Iterator[str]:
         import openai
 

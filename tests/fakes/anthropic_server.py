@@ -5,7 +5,7 @@
 
 Endpoints (base_url is http://127.0.0.1:PORT):
     POST /v1/messages                      structured book answer: forced tool use -> tool_use block,
-                                           output_config.format json_schema or no tools -> text block
+                                           no tools -> text block (JSON when asked for it, else prose)
     POST /v1/messages/count_tokens         {"input_tokens": n}
     GET  /v1/models, /v1/models/{id}
     POST /v1/messages/batches              {requests: [{custom_id, params}]}
@@ -136,8 +136,7 @@ class FakeAnthropicServer(FakeServer):
                     return self.error_reply(400, f"tool_choice: tool '{choice.get('name')}' not found in 'tools'")
             else:  # "auto" / "any": the fake always uses the first tool that has an input schema
                 tool = next((t for t in tools if "input_schema" in t), None)
-        fmt = (body.get("output_config") or {}).get("format") or {}
-        schema = tool.get("input_schema") if tool else (fmt.get("schema") if fmt.get("type") == "json_schema" else None)
+        schema = tool.get("input_schema") if tool else None
 
         user, other = self._texts(body)
         view = PromptView.build(user, other, schema)
