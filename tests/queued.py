@@ -9,7 +9,7 @@ servers in tests/fakes stay for the real SDK paths). As simonw/llm's mock model:
 Each queued item answers one call, in order: a dict (the parsed answer), a str (raw text, parsed as a real
 answer would be), a Completion, or an exception (raised). With the queue empty, the offline template teacher
 answers, so a job can run to its target without a test writing every answer. `stream_chat` streams a queued
-str word by word.
+str word by word. Its batch API answers a batch at once, in memory (a failed call: an error line of the batch).
 """
 from __future__ import annotations
 
@@ -26,10 +26,12 @@ class QueuedProvider(VendorClient):
     label = "queued test teacher"
     default_model = "queued-model"
     can_chat = True
+    can_batch = True
     is_api = True  # calls are logged and priced like an API teacher's (an unknown model: no price)
 
     answers: ClassVar[deque]
     tasks: ClassVar[list]
+    batches: ClassVar[dict]
 
     @classmethod
     def queue(cls, *answers) -> None:
@@ -52,6 +54,26 @@ class QueuedProvider(VendorClient):
             return Completion(raw=item, parsed=parsed, parse_error=error)
         return item
 
+    async def batch_probe(self) -> None:
+        pass
+
+    async def batch_submit(self, requests) -> str:
+        results: dict[str, Completion | str] = {}
+        for custom_id, task in requests:
+            try:
+                results[custom_id] = await self.agenerate(task)
+            except Exception as e:  # noqa: BLE001 - inside a batch a failed request is an error line
+                results[custom_id] = str(e)
+        batch_id = f"batch-{len(self.batches) + 1}"
+        self.batches[batch_id] = results
+        return batch_id
+
+    async def batch_done(self, batch_id: str) -> bool:
+        return True
+
+    async def batch_results(self, batch_id: str) -> dict[str, Completion | str]:
+        return self.batches[batch_id]
+
     def stream_chat(self, messages: list[dict], *, max_tokens: int, usage: Usage) -> Iterator[str]:
         self.tasks.append(messages)
         item = self._next() or ""
@@ -67,4 +89,4 @@ class QueuedProvider(VendorClient):
 
 def queued_provider_class() -> type[QueuedProvider]:
     """A fresh subclass with its own queue and call log (one per test)."""
-    return type("QueuedProvider", (QueuedProvider,), {"answers": deque(), "tasks": []})
+    return type("QueuedProvider", (QueuedProvider,), {"answers": deque(), "tasks": [], "batches": {}})
