@@ -26,7 +26,7 @@ from db.models import ChatBackend
 from training.backends import BackendError, BackendSpec
 from vendors import DEFAULT_MODELS, KEY_ENVS
 from vendors.base import same_server
-from vendors.labels import API_KINDS as KINDS
+from vendors.labels import API_KINDS as KINDS, current_label
 NOT_OFFERED = ("This backend is not offered by this server: pick one from the list (the operator adds others "
                "on the admin side, in the Backends tab).")
 
@@ -35,17 +35,9 @@ class OfferError(ValueError):
     """A backend the operator tried to add that cannot be one, worded for the form."""
 
 
-def _current(label: str) -> str:
-    """A stored label in today's grammar (rows stored as 'openai-compatible: m @ URL' read the same)."""
-    try:
-        return BackendSpec.from_label(label).label
-    except BackendError:
-        return label
-
-
 def custom_backend_labels(db: Database) -> list[str]:
     with db.session() as s:
-        return [_current(label) for label in s.scalars(select(ChatBackend.label).order_by(ChatBackend.id))]
+        return [current_label(label) for label in s.scalars(select(ChatBackend.label).order_by(ChatBackend.id))]
 
 
 def check_url(url: str) -> str:
@@ -101,7 +93,7 @@ def add_custom_backend(db: Database, kind: str, model: str, base_url: str | None
 
 def remove_custom_backend(db: Database, label: str) -> bool:
     with db.begin() as s:
-        stored = [lb for lb in s.scalars(select(ChatBackend.label)) if _current(lb) == _current(label)]
+        stored = [lb for lb in s.scalars(select(ChatBackend.label)) if current_label(lb) == current_label(label)]
         return bool(stored) and s.execute(delete(ChatBackend).where(ChatBackend.label.in_(stored))).rowcount > 0
 
 
@@ -130,6 +122,6 @@ def default_api_labels() -> list[str]:
 def require_offered(labels: list[str], offered: list[str]) -> None:
     """Refuse any label that is not one of `offered` (compared in today's grammar, so an older spelling of an
     offered backend still passes and nothing else does)."""
-    allowed = {_current(label) for label in offered}
-    if any(_current(label) not in allowed for label in labels):
+    allowed = {current_label(label) for label in offered}
+    if any(current_label(label) not in allowed for label in labels):
         raise BackendError(NOT_OFFERED)

@@ -214,3 +214,19 @@ def test_same_server_compares_scheme_host_port_and_path():
     assert not same_server("http://host/v1", "http://host/v2")
     assert not same_server("http://host:x/v1", "http://host/v1")  # a malformed port matches nothing, raises nothing
     assert not same_server(None, "http://host/v1")
+
+
+def test_a_backend_stored_in_the_older_spelling_is_offered_in_todays_and_can_be_removed(catalog_db):
+    from app.offered import custom_backend_labels, remove_custom_backend, require_offered
+    from db.models import ChatBackend
+
+    with catalog_db.begin() as s:  # a row written before the one grammar: spaces, and the kind with "_"
+        s.add(ChatBackend(label="openai-compatible: m @ http://127.0.0.1:8000/v1", kind="openai_compatible",
+                          model="m", base_url="http://127.0.0.1:8000/v1"))
+    assert custom_backend_labels(catalog_db) == ["openai-compatible:m@http://127.0.0.1:8000/v1"]
+    offered = Services(db=catalog_db).offered_backends()
+    require_offered(["openai-compatible: m @ http://127.0.0.1:8000/v1"], offered)  # the old name still passes
+    with pytest.raises(BackendError, match="not offered"):
+        require_offered(["openai-compatible:other@http://127.0.0.1:8000/v1"], offered)
+    assert remove_custom_backend(catalog_db, "openai-compatible:m@http://127.0.0.1:8000/v1")
+    assert custom_backend_labels(catalog_db) == []

@@ -6,6 +6,7 @@
     openai-compatible:MODEL@URL           any OpenAI-compatible server (vLLM, Ollama, llama.cpp server)
 
     format_label(kind="local", adapter_run=3, run_name="tiny")   # 'run:3 (tiny)'
+    current_label("openai: gpt-4.1-mini")                        # 'openai:gpt-4.1-mini' (a stored older name)
     parse_label("openai-compatible:my-lora@http://127.0.0.1:8000/v1")
 
 Names stored before this grammar ("base model", "run #3: tiny", "openai: gpt-4.1-mini",
@@ -56,6 +57,15 @@ def format_label(kind: str, model: str = "", adapter_run: int | None = None, run
     if kind == COMPATIBLE:
         return f"{COMPATIBLE}:{model}@{base_url}"
     return f"{kind}:{model}"
+
+
+def current_label(label: str) -> str:
+    """A stored name in today's grammar ('run #3: tiny' -> 'run:3 (tiny)'); text that is no name is kept."""
+    try:
+        p = parse_label(label)
+    except LabelError:
+        return label
+    return format_label(p.kind, p.model, p.adapter_run, p.run_name, p.base_url)
 
 
 def parse_label(label: str) -> ParsedLabel:
