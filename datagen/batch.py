@@ -7,6 +7,9 @@ because every batch id is in the job's batch_state before we wait on it.
 
 Exactness as in live mode: a round submits only the samples still missing, results are stored by
 request index (unique per job), and a batch is ingested once.
+
+The loop knows no vendor: it asks the provider for its batch operations (vendors/base.py: batch_probe,
+batch_submit, batch_done, batch_results), which each vendor client implements for its own API.
 """
 from __future__ import annotations
 
