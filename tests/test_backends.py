@@ -110,8 +110,8 @@ def test_unreachable_server_is_one_clear_line(free_port):
         make_backend(spec).complete(MESSAGES)
 
 
-def test_empty_request_is_refused(fake_openai, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+def test_empty_request_is_refused(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)  # refused before any request leaves: no server needed
     with pytest.raises(BackendError, match="empty"):
         make_backend(BackendSpec(kind="openai", model="gpt-4o-mini")).complete([{"role": "user", "content": " "}])
 

@@ -1,5 +1,6 @@
 """The real OpenAI and Anthropic SDKs, unchanged, against fake servers on 127.0.0.1: structured answers,
-retries that honour Retry-After, failures stored with their reason, keys never stored, batch mode."""
+retries that honour Retry-After, failures stored with their reason, keys never stored, batch mode. The batch
+loop's own logic runs on the in-process queued provider (tests/queued.py): no HTTP needed."""
 import time
 
 import pytest
