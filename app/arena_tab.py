@@ -25,6 +25,7 @@ from db.engine import Database
 from db.models import Comparison
 from training.backends import BackendError, Usage
 from training.leaderboard import Battle, leaderboard
+from vendors.labels import current_label
 
 VOTE_BUTTONS = {"A": "👈 A is better", "B": "👉 B is better", "tie": "🤝 Tie", "both_bad": "👎 Both are bad"}
 LEADERBOARD_COLUMNS = ["rank", "backend", "score", "95% CI", "win rate", "votes", "both bad"]
@@ -35,7 +36,8 @@ def arena_battles(db: Database) -> list[Battle]:
     with db.session() as s:
         rows = s.execute(select(Comparison.backend_a, Comparison.backend_b, Comparison.vote).where(
             Comparison.blind.is_(True), Comparison.vote.is_not(None), Comparison.backend_a.is_not(None))).all()
-    return [Battle(a, b, {"A": "a", "B": "b"}.get(v, v)) for a, b, v in rows]
+    # Names stored in an older spelling ("run #3: tiny") count for the same backend as today's ("run:3 (tiny)").
+    return [Battle(current_label(a), current_label(b), {"A": "a", "B": "b"}.get(v, v)) for a, b, v in rows]
 
 
 def leaderboard_table(db: Database, *, n_bootstrap: int = 200) -> pd.DataFrame:

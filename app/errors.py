@@ -16,7 +16,6 @@ def user_facing_types() -> tuple[type[BaseException], ...]:
     from datagen.jobs import JobError
     from datagen.review import ReviewError
     from db.curation import CurationError
-    from datagen.providers.base import ProviderError
     from db.engine import DatabaseError
     from db.processes import WorkerBusy
     from db.settings import SettingsError
@@ -26,6 +25,7 @@ def user_facing_types() -> tuple[type[BaseException], ...]:
     from training.eval_config import EvalError
     from training.recommend import RecommendError
     from training.runs import RunError
+    from vendors.base import VendorError as ProviderError
 
     return (UserError, CatalogError, ProviderError, DatabaseError, SettingsError, ModelLoadError, ConfigError,
             DatasetError, RunError, ExchangeError, ReviewError, CurationError,

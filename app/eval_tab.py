@@ -22,6 +22,7 @@ from training.eval_config import DEFAULT_JUDGE_MODELS, KEY_ENV, EvalConfig, Eval
 from training.evals import (before_after, cancel_eval, comparison_table, create_eval, latest_request_set,
                             list_evals, reconcile_evals, request_set_evals, runs_with_before_after, start_evals)
 from training.metrics import METRICS
+from vendors.labels import format_label
 
 TABLE_COLUMNS = ["id", "status", "backend", "split of run / request set", "answers"] + list(METRICS)
 ALL_EVAL_SAMPLES = "all held-out samples"
@@ -31,7 +32,7 @@ DEFAULTS = EvalConfig()  # the form starts from the model's defaults
 def backend_choices(services: Services) -> list[tuple[str, str]]:
     """(label, backend name): the base model, every finished run's adapter, the API models whose key is set."""
     choices = [(f"base model ({services.base_model})", "base")]
-    choices += [(f"run #{r.id}: {r.name}", f"run:{r.id}") for r in services.finished_runs()]
+    choices += [(format_label("local", adapter_run=r.id, run_name=r.name), f"run:{r.id}") for r in services.finished_runs()]
     for kind, model in DEFAULT_JUDGE_MODELS.items():
         if os.environ.get(KEY_ENV[kind]):
             choices.append((f"{kind}:{model}", f"{kind}:{model}"))
@@ -41,7 +42,7 @@ def backend_choices(services: Services) -> list[tuple[str, str]]:
 def split_choices(services: Services) -> list[tuple[str, str]]:
     with services.db.session() as s:
         runs = [r for r in s.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())) if r.eval_sample_ids]
-    return [(f"run #{r.id}: {r.name} ({len(r.eval_sample_ids)} samples)", str(r.id)) for r in runs] + \
+    return [(f"run:{r.id} ({r.name}, {len(r.eval_sample_ids)} samples)", str(r.id)) for r in runs] + \
         [(ALL_EVAL_SAMPLES, "")]
 
 

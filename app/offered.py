@@ -1,7 +1,7 @@
 """The chat backends this server offers, and the ones the operator adds on the admin side.
 
     spec = add_custom_backend(db, "openai-compatible", "moodshelf-run-3", "http://127.0.0.1:8000/v1")
-    custom_backend_labels(db)      # ['openai-compatible: moodshelf-run-3 @ http://127.0.0.1:8000/v1']
+    custom_backend_labels(db)      # ['openai-compatible:moodshelf-run-3@http://127.0.0.1:8000/v1']
     key_sent(spec)                 # 'none (OPENAI_COMPATIBLE_API_KEY goes only to OPENAI_COMPATIBLE_BASE_URL)'
 
 The public tabs (Recommend, Compare, Arena) answer only with an offered backend: the local base model, its
@@ -12,7 +12,7 @@ URL or a model name is an admin action: the *Backends* tab (behind MOODSHELF_AUT
 local page is the admin) adds one, and from then on every tab offers it.
 
 Keys stay with their server: a URL added here receives OPENAI_COMPATIBLE_API_KEY only when it is
-OPENAI_COMPATIBLE_BASE_URL itself (datagen/providers/base.py enforces it for every caller).
+OPENAI_COMPATIBLE_BASE_URL itself (vendors/base.py enforces it for every caller).
 """
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select
 
-from datagen.providers.base import same_server
 from db.engine import Database
 from db.models import ChatBackend
-from training.backends import DEFAULT_API_MODELS, KEY_ENVS, BackendError, BackendSpec
-
-KINDS = {"openai-compatible": "openai_compatible", "openai": "openai", "anthropic": "anthropic"}
+from training.backends import BackendError, BackendSpec
+from vendors import DEFAULT_MODELS, KEY_ENVS
+from vendors.base import same_server
+from vendors.labels import API_KINDS as KINDS, current_label
 NOT_OFFERED = ("This backend is not offered by this server: pick one from the list (the operator adds others "
                "on the admin side, in the Backends tab).")
 
@@ -37,7 +37,7 @@ class OfferError(ValueError):
 
 def custom_backend_labels(db: Database) -> list[str]:
     with db.session() as s:
-        return list(s.scalars(select(ChatBackend.label).order_by(ChatBackend.id)))
+        return [current_label(label) for label in s.scalars(select(ChatBackend.label).order_by(ChatBackend.id))]
 
 
 def check_url(url: str) -> str:
@@ -68,13 +68,13 @@ def spec_for(kind: str, model: str, base_url: str | None = None) -> BackendSpec:
     if not model or len(model) > 300 or any(c in model for c in "\r\n\t") or "@" in model:
         raise OfferError("Give the model as one name without '@' (300 characters at most), e.g. gpt-4.1-mini or "
                          "moodshelf-run-3.")
-    if KINDS[kind] == "openai_compatible":
-        spec = BackendSpec(kind="openai_compatible", model=model, base_url=check_url(base_url or ""))
+    if kind == "openai-compatible":
+        spec = BackendSpec(kind="openai-compatible", model=model, base_url=check_url(base_url or ""))
     else:
         if (base_url or "").strip():
             raise OfferError(f"A {kind} backend goes to {kind.upper()}_BASE_URL or the vendor's API; leave the "
                              "URL empty (or add it as openai-compatible).")
-        spec = BackendSpec(kind=KINDS[kind], model=model)  # type: ignore[arg-type]
+        spec = BackendSpec(kind=kind, model=model)  # type: ignore[arg-type]
     if BackendSpec.from_label(spec.label) != spec:  # the label is what the dropdowns carry: it must read back
         raise OfferError(f"'{spec.label}' would not read back as the same backend: simplify the model name.")
     return spec
@@ -93,7 +93,8 @@ def add_custom_backend(db: Database, kind: str, model: str, base_url: str | None
 
 def remove_custom_backend(db: Database, label: str) -> bool:
     with db.begin() as s:
-        return s.execute(delete(ChatBackend).where(ChatBackend.label == label)).rowcount > 0
+        stored = [lb for lb in s.scalars(select(ChatBackend.label)) if current_label(lb) == current_label(label)]
+        return bool(stored) and s.execute(delete(ChatBackend).where(ChatBackend.label.in_(stored))).rowcount > 0
 
 
 def key_sent(spec: BackendSpec) -> str:
@@ -101,7 +102,7 @@ def key_sent(spec: BackendSpec) -> str:
     if spec.is_local:
         return "— (local)"
     env = KEY_ENVS[spec.kind]
-    if spec.kind == "openai_compatible":
+    if spec.kind == "openai-compatible":
         configured = os.environ.get("OPENAI_COMPATIBLE_BASE_URL")
         if not same_server(spec.base_url, configured):
             return "none (OPENAI_COMPATIBLE_API_KEY goes only to OPENAI_COMPATIBLE_BASE_URL)"
@@ -111,13 +112,16 @@ def key_sent(spec: BackendSpec) -> str:
 
 def default_api_labels() -> list[str]:
     """GPT and Claude by their default models, and OPENAI_COMPATIBLE_BASE_URL's server when it is set."""
-    labels = [BackendSpec(kind=k, model=m).label for k, m in DEFAULT_API_MODELS.items()]
+    labels = [BackendSpec(kind=k, model=m).label for k, m in DEFAULT_MODELS.items()]
     if url := os.environ.get("OPENAI_COMPATIBLE_BASE_URL"):
         model = os.environ.get("OPENAI_COMPATIBLE_MODEL", "default")
-        labels.append(BackendSpec(kind="openai_compatible", model=model, base_url=url).label)
+        labels.append(BackendSpec(kind="openai-compatible", model=model, base_url=url).label)
     return labels
 
 
 def require_offered(labels: list[str], offered: list[str]) -> None:
-    if any(label not in offered for label in labels):
+    """Refuse any label that is not one of `offered` (compared in today's grammar, so an older spelling of an
+    offered backend still passes and nothing else does)."""
+    allowed = {current_label(label) for label in offered}
+    if any(current_label(label) not in allowed for label in labels):
         raise BackendError(NOT_OFFERED)

@@ -3,7 +3,7 @@
 prompt in each model's trained shape, grounding) — the tabs build no prompts themselves.
 
 The base model is loaded once, on first use, and every finished training run on the same base is
-attached as a named peft adapter, so a request to "run #3" and one to the base model share weights.
+attached as a named peft adapter, so a request to "run:3" and one to the base model share weights.
 API baselines (GPT, Claude, an OpenAI-compatible URL such as a vLLM server) are offered beside them.
 """
 from __future__ import annotations
@@ -102,7 +102,7 @@ class Services:
     @staticmethod
     def has_key(label: str) -> bool:
         spec = BackendSpec.from_label(label)
-        return spec.kind in ("local", "openai_compatible") or bool(os.environ.get(KEY_ENVS[spec.kind]))
+        return spec.kind in ("local", "openai-compatible") or bool(os.environ.get(KEY_ENVS[spec.kind]))
 
     def backend(self, label: str, language: str = "en") -> Backend:
         """A chat backend for a dropdown label. BackendError says what is wrong (no key: which variable to
@@ -112,7 +112,7 @@ class Services:
         spec = BackendSpec.from_label(label)
         if spec.is_local:
             return make_backend(spec, local_model=self.model(), db=self.db)
-        if spec.kind in KEY_ENVS and spec.kind != "openai_compatible" and not os.environ.get(KEY_ENVS[spec.kind]):
+        if spec.kind in KEY_ENVS and spec.kind != "openai-compatible" and not os.environ.get(KEY_ENVS[spec.kind]):
             raise BackendError(NO_KEY_HELP.format(env=KEY_ENVS[spec.kind]))
         return make_backend(spec, system_prompt=answer_format_system(language),
                             first_token_timeout_s=self.settings.first_token_timeout_s)

@@ -7,53 +7,30 @@ because every batch id is in the job's batch_state before we wait on it.
 
 Exactness as in live mode: a round submits only the samples still missing, results are stored by
 request index (unique per job), and a batch is ingested once.
+
+The loop knows no vendor: it asks the provider for its batch operations (vendors/base.py: batch_probe,
+batch_submit, batch_done, batch_results), which each vendor client implements for its own API.
 """
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 
 from datagen.engine import JobRunner, now
 from datagen.pricing import estimate_cost
-from datagen.providers.anthropic_provider import completion_from_message, translate_anthropic_error
-from datagen.providers.base import CallError, Completion, ProviderError, TeacherTask, parse_answer
-from datagen.providers.openai_provider import translate_openai_error
+from datagen.providers.base import Completion, ProviderError, TeacherTask
 from db.models import GenerationJob
 
 POLL_S = float(os.environ.get("MOODSHELF_BATCH_POLL_S", "30"))
-DONE_OPENAI = ("completed", "failed", "expired", "cancelled")
-
-
-def completion_from_chat(body: dict) -> Completion:
-    choice = (body.get("choices") or [{}])[0]
-    raw = (choice.get("message") or {}).get("content") or ""
-    parsed, error = parse_answer(raw)
-    if choice.get("finish_reason") == "length":
-        parsed, error = None, "format:truncated(max_tokens)"
-    usage = body.get("usage") or {}
-    return Completion(raw=raw, parsed=parsed, parse_error=error, input_tokens=usage.get("prompt_tokens", 0),
-                      output_tokens=usage.get("completion_tokens", 0), finish_reason=choice.get("finish_reason"))
 
 
 class BatchRefused(ProviderError):
     """The vendor's batch endpoint answered with an error (no batch API at this URL, a refused batch...)."""
 
 
-def _sdk_error(exc: BaseException, provider) -> CallError | None:
-    """An openai/anthropic SDK error as a CallError (message redacted), or None for anything else."""
-    if provider.name == "anthropic":
-        import anthropic
-
-        return translate_anthropic_error(exc, provider) if isinstance(exc, anthropic.AnthropicError) else None
-    import openai
-
-    return translate_openai_error(exc, provider) if isinstance(exc, openai.OpenAIError) else None
-
-
 def refused(exc: BaseException, provider, what: str) -> BatchRefused | None:
-    err = _sdk_error(exc, provider)
+    err = provider.sdk_error(exc)
     if err is None:
         return None
     where = provider.base_url or f"the {provider.label} API"
@@ -68,12 +45,8 @@ def refused(exc: BaseException, provider, what: str) -> BatchRefused | None:
 
 
 async def _probe(provider) -> None:
-    client = provider.client
     try:
-        if provider.name == "openai":
-            await client.batches.list(limit=1)
-        else:
-            await client.messages.batches.list(limit=1)
+        await provider.batch_probe()
     except Exception as e:  # noqa: BLE001 - SDK errors are worded below, others pass through
         raise (refused(e, provider, "list batches") or e) from None
     finally:
@@ -98,51 +71,14 @@ class BatchJobRunner(JobRunner):
             raise (refused(e, self.provider, f"take a batch of {len(tasks)} requests") or e) from None
 
     async def _submit(self, tasks: list[TeacherTask]) -> str:
-        client = self.provider.client
-        if self.provider.name == "openai":
-            lines = [json.dumps({"custom_id": self.custom_id(t.index), "method": "POST", "url": "/v1/chat/completions",
-                                 "body": self.provider.request_body(t)}, ensure_ascii=False) for t in tasks]
-            f = await client.files.create(file=("batch.jsonl", io.BytesIO("\n".join(lines).encode()),
-                                                "application/jsonl"), purpose="batch")
-            b = await client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions",
-                                            completion_window="24h")
-            return b.id
-        b = await client.messages.batches.create(requests=[
-            {"custom_id": self.custom_id(t.index), "params": self.provider.request_body(t)} for t in tasks])
-        return b.id
+        return await self.provider.batch_submit([(self.custom_id(t.index), t) for t in tasks])
 
     async def poll(self, batch_id: str) -> bool:
-        client = self.provider.client
-        if self.provider.name == "openai":
-            return (await client.batches.retrieve(batch_id)).status in DONE_OPENAI
-        return (await client.messages.batches.retrieve(batch_id)).processing_status == "ended"
+        return await self.provider.batch_done(batch_id)
 
     async def results(self, batch_id: str) -> dict[str, Completion | str]:
         """custom_id -> Completion, or an error message for a request that failed inside the batch."""
-        client = self.provider.client
-        out: dict[str, Completion | str] = {}
-        if self.provider.name == "openai":
-            b = await client.batches.retrieve(batch_id)
-            for file_id in (b.output_file_id, getattr(b, "error_file_id", None)):
-                if not file_id:
-                    continue
-                content = await client.files.content(file_id)
-                for line in content.text.splitlines():
-                    if not line.strip():
-                        continue
-                    row = json.loads(line)
-                    resp = row.get("response") or {}
-                    if resp.get("status_code") == 200:
-                        out[row["custom_id"]] = completion_from_chat(resp.get("body") or {})
-                    else:
-                        out[row["custom_id"]] = self.provider.redact(json.dumps(row.get("error") or resp)[:500])
-            return out
-        async for row in await client.messages.batches.results(batch_id):
-            if row.result.type == "succeeded":
-                out[row.custom_id] = completion_from_message(row.result.message)
-            else:
-                out[row.custom_id] = self.provider.redact(str(getattr(row.result, "error", row.result.type))[:500])
-        return out
+        return await self.provider.batch_results(batch_id)
 
     # -- the job ---------------------------------------------------------------------------------------------
     def _save_state(self, state: dict) -> None:

@@ -22,6 +22,7 @@ from rapidfuzz import fuzz, process
 _ROLE_SUFFIX = re.compile(r"\s*(지음|글|그림|옮김|엮음|저|역|편저|편|著|訳)\s*$")
 _PUNCT = re.compile(r"[\W_]+", re.UNICODE)
 _BRACKETED = re.compile(r"\([^)]*\)|\[[^\]]*\]|<[^>]*>|《[^》]*》|「[^」]*」")
+_NUMBER = re.compile(r"\d+")
 
 
 def normalize_title(title: str) -> str:
@@ -109,12 +110,19 @@ class CatalogIndex:
                 best, best_score = e, s
         if best_score < threshold:
             for e, ts in self.similar_titles(tn, 0.8):
+                if not same_numbers(tn, e.title_norm):  # "불편한 편의점 2" is the sequel, not a typo of volume 1
+                    continue
                 s = 0.6 * ts + 0.4 * _author_similarity(an, e.author_norm)
                 if s > best_score:
                     best, best_score = e, s
         if best is not None and best_score >= threshold:
             return Match(title, author, best.book_id, round(best_score, 3))
         return Match(title, author, None, round(best_score, 3))
+
+
+def same_numbers(a: str, b: str) -> bool:
+    """Whether two titles carry the same numbers: a volume, a sequel or a year makes a different book."""
+    return _NUMBER.findall(a) == _NUMBER.findall(b)
 
 
 def _author_similarity(a: str, b: str) -> float:

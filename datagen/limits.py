@@ -54,8 +54,11 @@ class RateLimiter:
 
 
 def backoff_delay(attempt: int, retry_after: float | None = None, *, base: float = 1.0, cap: float = 60.0) -> float:
-    """Exponential backoff with jitter; a server's Retry-After wins when it asks for longer."""
+    """Seconds to wait before retry `attempt` (1, 2, ...): exponential backoff, base * 2**(attempt-1) capped at
+    `cap`, with jitter that keeps half to all of it (so parallel calls do not retry in lockstep). A server's
+    Retry-After wins when it asks for longer; a shorter one is not a reason to retry sooner than the backoff.
+    Never more than `cap`."""
     expo = min(cap, base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
     if retry_after is not None:
-        return min(cap, max(retry_after, 0.0))
+        return min(cap, max(retry_after, expo))
     return expo

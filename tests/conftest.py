@@ -90,3 +90,15 @@ def adapter_run(sqlite_db, tiny_model_dir, tmp_path) -> int:
         s.add(run)
         s.flush()
         return run.id
+
+
+@pytest.fixture
+def queued_provider(monkeypatch):
+    """The in-process teacher of tests/queued.py, registered as provider "queued" for this test: queue answers
+    or errors with `queued_provider.queue(...)`, read what it was asked in `queued_provider.tasks`."""
+    from datagen import providers
+    from queued import queued_provider_class
+
+    cls = queued_provider_class()
+    monkeypatch.setitem(providers.PROVIDERS, cls.name, cls)
+    return cls

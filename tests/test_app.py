@@ -1,5 +1,7 @@
 """The Gradio app, served for real and driven through gradio_client: Recommend streams an answer with
 catalog cards, Compare runs base vs fine-tuned and stores the comparison, bad input gets a clear error."""
+import re
+
 import pytest
 from sqlalchemy import select
 
@@ -40,7 +42,7 @@ def test_adapter_of_a_different_base_model_is_refused(trained, tiny_model_dir):
     services = Services(db=db, base_model="smollm2-135m")
     assert services.backend_choices() == [BASE_LABEL]  # runs on other bases are not offered
     with pytest.raises(ValueError, match="does not fit"):
-        services.adapter_for(f"run #{run_id}: tiny")
+        services.adapter_for(f"run:{run_id} (tiny)")
 
 
 def test_served_app_recommends_and_compares(trained, tiny_model_dir, free_port):
@@ -50,7 +52,7 @@ def test_served_app_recommends_and_compares(trained, tiny_model_dir, free_port):
 
     db, run_id = trained
     services = Services(db=db, base_model=tiny_model_dir)
-    run_label = f"run #{run_id}: tiny"
+    run_label = f"run:{run_id} (tiny)"
     assert services.backend_choices() == [run_label, BASE_LABEL]
     demo = build_app(services)
     demo.queue()
@@ -61,14 +63,21 @@ def test_served_app_recommends_and_compares(trained, tiny_model_dir, free_port):
         answer, cards, crisis = client.predict(run_label, "en", "anxious", "nurse", ["calm"], "the commute",
                                                "light and easy", "", api_name="/recommend")
         assert crisis == ""  # an ordinary request: no crisis message
-        assert isinstance(answer, str) and cards  # random weights: text is noise, but it streams and is checked
-        assert "catalog" in cards or "No numbered book list" in cards
+        # Random weights write noise, but catalog-constrained decoding (on by default) opens the numbered list
+        # and lets the model name catalog books only: every card is in the catalog, the first title among them.
+        assert answer.startswith("1. ")
+        shown = re.search(r"\*\*(\d+) of (\d+) books are in the catalog\*\*", cards)
+        assert shown and shown.group(1) == shown.group(2) and int(shown.group(1)) >= 1, cards
+        first_title = answer.splitlines()[0].removeprefix("1. ").rsplit(" - ", 1)[0]
+        assert f"**{first_title}**" in cards.replace("\\", "")  # the cards escape markdown
 
         left, left_stats, right, right_stats, _, third, _crisis = client.predict(
             BASE_LABEL, run_label, "(none)", "en", "anxious", "nurse", ["calm"], "the commute", "light and easy", "",
             api_name="/compare")
         assert third == ""  # a column left empty stays empty
-        assert "first token" in left_stats and "first token" in right_stats and "books in catalog" in right_stats
+        assert "first token" in left_stats and "first token" in right_stats
+        for stats in (left_stats, right_stats):  # both local, both constrained: all their books in the catalog
+            assert re.search(r"\*\*([1-9]\d*)/\1 books in catalog\*\*", stats), stats
         with db.session() as s:
             comparison = s.scalars(select(Comparison)).one()
         assert [r["backend"] for r in comparison.results] == [BASE_LABEL, run_label]

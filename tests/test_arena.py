@@ -57,29 +57,29 @@ def test_compare_streams_three_columns_and_a_failing_one_keeps_the_others(catalo
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
     services = Services(db=catalog_db, base_model=tiny_model_dir)
-    run_label = f"run #{adapter_run}: tiny"
+    run_label = f"run:{adapter_run} (tiny)"
     demo = build_app(services).queue()
     demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
         form = ["en", "anxious", "nurse", ["calm"], "the commute", "light and easy", ""]
-        out = client.predict(run_label, BASE_LABEL, "openai: gpt-4.1-mini", *form, api_name="/compare")
+        out = client.predict(run_label, BASE_LABEL, "openai:gpt-4.1-mini", *form, api_name="/compare")
         texts, stats = out[0::2], out[1::2]
         assert all("first token" in s and "books in catalog" in s for s in stats)
         assert "$0 (local)" in stats[0] and "~$" in stats[2]  # the API column has an estimated cost
         assert texts[2].startswith("1. ") and "Why this book" in texts[2]
         with catalog_db.session() as s:
             row = s.scalars(select(Comparison)).one()
-        assert [r["backend"] for r in row.results] == [run_label, BASE_LABEL, "openai: gpt-4.1-mini"]
+        assert [r["backend"] for r in row.results] == [run_label, BASE_LABEL, "openai:gpt-4.1-mini"]
         assert row.results[2]["books"] == 3 and row.results[2]["cost_usd"] > 0 and not row.blind
 
         fake_openai.add_fault(fail_after=5)  # the API column dies mid-answer; the local ones finish
-        out = client.predict(BASE_LABEL, "openai: gpt-4.1-mini", run_label, *form, api_name="/compare")
+        out = client.predict(BASE_LABEL, "openai:gpt-4.1-mini", run_label, *form, api_name="/compare")
         assert out[3].startswith("⚠️") and "openai" in out[3] and "first token" in out[1] and "first token" in out[5]
         assert len(out[2].split()) >= 4  # what arrived before the failure stays on the page
 
         monkeypatch.delenv("OPENAI_API_KEY")  # no key: the column says what to export, the others run
-        out = client.predict(BASE_LABEL, "openai: gpt-4.1-mini", run_label, *form, api_name="/compare")
+        out = client.predict(BASE_LABEL, "openai:gpt-4.1-mini", run_label, *form, api_name="/compare")
         assert "export OPENAI_API_KEY" in out[3] and "first token" in out[1] and "first token" in out[5]
         with pytest.raises(Exception, match="request is empty"):
             client.predict(BASE_LABEL, run_label, "(none)", "en", "", "", [], "", "", "", api_name="/compare")
@@ -93,7 +93,7 @@ def test_arena_battle_vote_reveal_and_leaderboard(catalog_db, adapter_run, tiny_
     from gradio_client import Client
 
     services = Services(db=catalog_db, base_model=tiny_model_dir)
-    run_label = f"run #{adapter_run}: tiny"
+    run_label = f"run:{adapter_run} (tiny)"
     demo = build_app(services).queue()
     demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
     try:

@@ -9,18 +9,27 @@ KEY = "sk-test-abcdef123456"
 MESSAGES = [{"role": "user", "content": "Recommend 3 books for a tired nurse looking for calm."}]
 
 
-@pytest.mark.parametrize("label", ["base model", "run #3: tiny", "run #12", "openai: gpt-4.1-mini",
-                                   "anthropic: claude-haiku-4-5",
-                                   "openai-compatible: my-lora @ http://127.0.0.1:8000/v1"])
+@pytest.mark.parametrize("label", ["base", "run:3 (tiny)", "run:12", "openai:gpt-4.1-mini",
+                                   "anthropic:claude-haiku-4-5",
+                                   "openai-compatible:my-lora@http://127.0.0.1:8000/v1"])
 def test_label_round_trips(label):
     assert BackendSpec.from_label(label).label == label
+
+
+@pytest.mark.parametrize("old, new", [("base model", "base"), ("run #3: tiny", "run:3 (tiny)"), ("run #12", "run:12"),
+                                      ("openai: gpt-4.1-mini", "openai:gpt-4.1-mini"),
+                                      ("openai-compatible: m @ http://h:8000/v1", "openai-compatible:m@http://h:8000/v1"),
+                                      ("openai_compatible:m@http://h:8000/v1", "openai-compatible:m@http://h:8000/v1")])
+def test_names_stored_in_the_older_spellings_still_load(old, new):
+    assert BackendSpec.from_label(old) == BackendSpec.from_label(new)
+    assert BackendSpec.from_label(old).label == new
 
 
 def test_unknown_label_and_compatible_without_url_are_refused():
     with pytest.raises(BackendError, match="Unknown backend"):
         BackendSpec.from_label("gpt-9")
     with pytest.raises(BackendError, match="base URL"):
-        BackendSpec(kind="openai_compatible", model="x")
+        BackendSpec(kind="openai-compatible", model="x")
 
 
 def test_openai_backend_streams_with_usage_and_cost(fake_openai, monkeypatch):
@@ -42,7 +51,7 @@ def test_openai_backend_streams_with_usage_and_cost(fake_openai, monkeypatch):
 def test_anthropic_backend_streams_with_usage_and_cost(fake_anthropic, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_anthropic.base_url)
-    backend = make_backend(BackendSpec.from_label("anthropic: claude-haiku-4-5"), system_prompt="Be brief.")
+    backend = make_backend(BackendSpec.from_label("anthropic:claude-haiku-4-5"), system_prompt="Be brief.")
     text = backend.complete(MESSAGES, max_new_tokens=200)
     assert text.startswith("1. ") and text.count("How it may help:") == 3
     u = backend.usage
@@ -54,7 +63,7 @@ def test_anthropic_backend_streams_with_usage_and_cost(fake_anthropic, monkeypat
 
 def test_compatible_backend_reaches_a_url_without_key_and_has_no_price(fake_openai, monkeypatch):
     monkeypatch.delenv("OPENAI_COMPATIBLE_API_KEY", raising=False)
-    spec = BackendSpec.from_label(f"openai-compatible: moodshelf-run-3 @ {fake_openai.base_url}")
+    spec = BackendSpec.from_label(f"openai-compatible:moodshelf-run-3@{fake_openai.base_url}")
     backend = make_backend(spec)
     assert "Why this book" in backend.complete(MESSAGES)
     assert fake_openai.generation_requests[-1].body["model"] == "moodshelf-run-3"  # a vLLM LoRA module name
@@ -96,13 +105,13 @@ def test_rejected_key_is_redacted(fake_openai, monkeypatch):
 
 
 def test_unreachable_server_is_one_clear_line(free_port):
-    spec = BackendSpec(kind="openai_compatible", model="m", base_url=f"http://127.0.0.1:{free_port}/v1")
+    spec = BackendSpec(kind="openai-compatible", model="m", base_url=f"http://127.0.0.1:{free_port}/v1")
     with pytest.raises(BackendError, match=r"cannot reach http://127\.0\.0\.1"):
         make_backend(spec).complete(MESSAGES)
 
 
-def test_empty_request_is_refused(fake_openai, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+def test_empty_request_is_refused(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)  # refused before any request leaves: no server needed
     with pytest.raises(BackendError, match="empty"):
         make_backend(BackendSpec(kind="openai", model="gpt-4o-mini")).complete([{"role": "user", "content": " "}])
 

@@ -21,7 +21,7 @@ def pick(page, dropdown_id: str, value: str) -> None:
 def test_recommend_compare_vote_and_leaderboard_in_chromium(catalog_db, adapter_run, tiny_model_dir, home,
                                                            fake_openai):
     require_browser()
-    run_label = f"run #{adapter_run}: tiny"
+    run_label = f"run:{adapter_run} (tiny)"
     env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url}
     with AppServer(home, env=env, base_model=tiny_model_dir) as app, chromium() as browser:
         page = browser.new_page()
@@ -30,7 +30,7 @@ def test_recommend_compare_vote_and_leaderboard_in_chromium(catalog_db, adapter_
 
         # Recommend: the API baseline gets the request's catalog candidates (the teacher's shape), streams an
         # answer chosen among them, and each book gets its catalog card.
-        pick(page, "rec_backend", "openai: gpt-4.1-mini")
+        pick(page, "rec_backend", "openai:gpt-4.1-mini")
         page.locator("#rec_button").click()
         page.wait_for_function("document.querySelector('#rec_cards').innerText.includes('in the catalog')")
         assert page.locator("#rec_answer textarea").input_value().startswith("1. ")
@@ -40,7 +40,7 @@ def test_recommend_compare_vote_and_leaderboard_in_chromium(catalog_db, adapter_
         # Compare: adapter, base model and API side by side, each with its figures.
         page.get_by_role("tab", name="Compare").click()
         assert page.locator("#cmp_col0 input").input_value() == run_label
-        assert page.locator("#cmp_col2 input").input_value() == "openai: gpt-4.1-mini"  # a key is set
+        assert page.locator("#cmp_col2 input").input_value() == "openai:gpt-4.1-mini"  # a key is set
         page.locator("#cmp_button").click()
         for i in range(3):
             page.wait_for_function(f"document.querySelector('#cmp_stats{i}').innerText.includes('first token')")
@@ -51,7 +51,7 @@ def test_recommend_compare_vote_and_leaderboard_in_chromium(catalog_db, adapter_
         page.get_by_role("tab", name="Arena").click()
         board = page.locator("#arena_leaderboard")
         before = board.inner_text()
-        assert run_label not in before and "base model" not in before
+        assert run_label not in before and "base" not in before
         page.locator("#arena_start").click()
         vote = page.locator("#arena_vote_A")
         page.wait_for_function("!document.querySelector('#arena_vote_A').disabled")

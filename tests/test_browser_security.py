@@ -30,7 +30,7 @@ def test_model_answer_with_markup_reaches_the_cards_as_text(catalog_db, home, fa
         page = browser.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(app.url)
-        pick(page, "rec_backend", "openai: gpt-4.1-mini")
+        pick(page, "rec_backend", "openai:gpt-4.1-mini")
         page.locator("#rec_button").click()
         page.wait_for_function("document.querySelector('#rec_cards').innerText.includes('in the catalog')")
         cards = page.locator("#rec_cards")

@@ -136,7 +136,7 @@ def test_cli_eval_runs_base_and_adapter_in_a_worker_and_shows_before_after(sampl
     assert all(ev.status == "completed" and ev.training_run_id == run_id and ev.total == 3 for ev in evs)
     assert evs[0].pid is None and evs[0].pid == evs[1].pid  # one worker ran both, and is gone
     assert list(n_results.values()) == [3, 3]
-    assert f"run #{run_id}: tiny" in out and "rouge-l" in out
+    assert f"run:{run_id} (tiny)" in out and "rouge-l" in out
     rows = {r["metric"]: r for r in before_after(samples_db, run_id)}
     assert rows["rouge_l"]["base"] is not None and rows["rouge_l"]["fine_tuned"] is not None
     assert rows["rouge_l"]["delta"] == pytest.approx(rows["rouge_l"]["fine_tuned"] - rows["rouge_l"]["base"])
@@ -196,7 +196,7 @@ def test_api_backend_is_evaluated_with_an_llm_judge_against_the_fake_server(spli
     with split_db.session() as s:
         ev = s.get(EvalRun, eval_id)
         results = list(s.scalars(select(EvalResult).where(EvalResult.eval_run_id == eval_id)))
-    assert ev.status == "completed" and ev.label == "openai: gpt-4.1-mini" and ev.backend["name"] == "openai:gpt-4.1-mini"
+    assert ev.status == "completed" and ev.label == "openai:gpt-4.1-mini" and ev.backend["name"] == "openai:gpt-4.1-mini"
     m = ev.metrics
     # The API model gets the teacher's shape: the sample's own candidates, from which the fake chooses.
     assert m["format_compliance"] == 1.0 and m["books"] == 9
@@ -223,7 +223,7 @@ def test_api_failure_fails_the_evaluation_with_one_clear_line(split_db, fake_ope
     with split_db.session() as s:
         ev = s.get(EvalRun, eval_id)
     assert ev.status == "failed" and ev.pid is None and ev.done == 0
-    assert "openai: gpt-4.1-mini" in ev.error and "sk-test-abcdef123456" not in ev.error
+    assert "openai:gpt-4.1-mini" in ev.error and "sk-test-abcdef123456" not in ev.error
 
 
 def test_evaluate_tab_starts_a_worker_shows_progress_and_results_and_refuses_bad_input(split_db, tiny_model_dir,

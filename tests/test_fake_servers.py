@@ -10,7 +10,6 @@ import time
 import anthropic
 import openai
 import pytest
-from pydantic import BaseModel, Field
 
 from fakes import FakeOpenAIServer
 from fakes.common import n_books_from_schema, parse_candidates
@@ -109,25 +108,6 @@ def test_openai_json_mode_plain_text_and_languages(fake_openai):
     assert titles(a) == ["Imaginary Book 1", "Imaginary Book 2", "Imaginary Book 3"]
 
 
-class Book(BaseModel):
-    title: str
-    author: str
-    reason: str
-    effect: str
-
-
-class Recommendation(BaseModel):
-    books: list[Book] = Field(min_length=4, max_length=4)
-
-
-def test_openai_parse_helper(fake_openai):
-    r = oai(fake_openai).chat.completions.parse(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": prompt()}], response_format=Recommendation)
-    parsed = r.choices[0].message.parsed
-    assert isinstance(parsed, Recommendation) and len(parsed.books) == 4
-    assert {b.title for b in parsed.books} <= CANDIDATE_TITLES
-
-
 def test_openai_rate_limit_and_server_errors(fake_openai):
     client = oai(fake_openai)
     fake_openai.faults.put({"status": 429, "retry_after": 1.5})
@@ -145,14 +125,6 @@ def test_openai_rate_limit_and_server_errors(fake_openai):
     assert e.value.status_code == 503
     assert ask(client).choices[0].finish_reason == "stop"  # faults are consumed
     assert len(fake_openai.generation_requests) == 4
-
-
-def test_openai_sdk_retries_honour_retry_after(fake_openai):
-    client = openai.OpenAI(base_url=fake_openai.base_url, api_key="sk-test", max_retries=1)
-    fake_openai.faults.put({"status": 429, "retry_after": 0.2})
-    t0 = time.monotonic()
-    assert ask(client).choices[0].message.content
-    assert time.monotonic() - t0 >= 0.2 and len(fake_openai.generation_requests) == 2
 
 
 def test_openai_delay_triggers_client_timeout(fake_openai):
@@ -178,13 +150,6 @@ def test_openai_content_faults(fake_openai):
     assert len(a["books"]) == 3 and not set(titles(a)) & CANDIDATE_TITLES
     a = json.loads(ask(client, response_format=json_schema_format(3)).choices[0].message.content)
     assert len(a["books"]) == 2
-
-
-def test_openai_parse_helper_raises_on_truncation(fake_openai):
-    fake_openai.faults.put({"truncate": True})
-    with pytest.raises(openai.LengthFinishReasonError):
-        oai(fake_openai).chat.completions.parse(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": prompt()}], response_format=Recommendation)
 
 
 def test_openai_reject_json_schema_then_json_mode(fake_openai):
@@ -257,7 +222,7 @@ def test_openai_batch_end_to_end_with_resume(fake_openai):
     assert [b.id for b in resumed.batches.list()] == [batch.id]
 
 
-def test_openai_batch_split_errors_and_cancel(fake_openai):
+def test_openai_batch_split_errors(fake_openai):
     fake_openai.split_batch_errors = True
     fake_openai.batch_polls_until_done = 1
     client = oai(fake_openai)
@@ -270,10 +235,6 @@ def test_openai_batch_split_errors_and_cancel(fake_openai):
     err = json.loads(client.files.content(done.error_file_id).text)
     assert err["custom_id"] == "req-0" and err["error"]["code"] == "rate_limit_exceeded"
 
-    fake_openai.batch_polls_until_done = 5
-    b2 = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
-    assert client.batches.cancel(b2.id).status == "cancelling"
-    assert client.batches.retrieve(b2.id).status == "cancelled"
     with pytest.raises(openai.NotFoundError):
         client.batches.retrieve("batch_nope")
 
@@ -345,15 +306,10 @@ def test_anthropic_text_answers(fake_anthropic):
     assert m.stop_reason == "end_turn" and m.content[0].type == "text"
     a = json.loads(m.content[0].text)
     assert len(a["books"]) == 3 and set(titles(a)) <= CANDIDATE_TITLES
-    m = claude(client, tools=False, output_config={"format": {"type": "json_schema", "schema": books_schema(4)}})
-    assert len(json.loads(m.content[0].text)["books"]) == 4
     m = claude(client, content=prompt(KO_CANDIDATES, "불안한 학생에게 안정을 주는 책을 추천해줘."), tools=False)
     a = json.loads(m.content[0].text)
     assert set(titles(a)) <= {t for t, _ in KO_CANDIDATES}
     assert any("\uac00" <= ch <= "\ud7a3" for ch in a["books"][0]["effect"])
-    parsed = client.messages.parse(model="claude-haiku-4-5", max_tokens=1024, output_format=Recommendation,
-                                   messages=[{"role": "user", "content": prompt()}]).parsed_output
-    assert isinstance(parsed, Recommendation) and len(parsed.books) == 4
 
 
 def test_anthropic_errors_and_auth(fake_anthropic):
@@ -438,14 +394,8 @@ def test_anthropic_batch_end_to_end_with_resume(fake_anthropic):
     assert [x.id for x in resumed.messages.batches.list()] == [b.id]
 
 
-def test_anthropic_batch_cancel_and_validation(fake_anthropic):
+def test_anthropic_batch_validation(fake_anthropic):
     client = ant(fake_anthropic)
-    fake_anthropic.batch_polls_until_done = 10
-    b = client.messages.batches.create(requests=batch_requests(2))
-    assert client.messages.batches.cancel(b.id).processing_status == "canceling"
-    done = client.messages.batches.retrieve(b.id)
-    assert done.processing_status == "ended" and done.request_counts.canceled == 2
-    assert {r.result.type for r in client.messages.batches.results(b.id)} == {"canceled"}
     with pytest.raises(anthropic.BadRequestError):
         client.messages.batches.create(requests=[{**batch_requests(1)[0], "custom_id": "bad id!"}])
     with pytest.raises(anthropic.NotFoundError):

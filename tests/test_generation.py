@@ -105,20 +105,15 @@ def test_near_duplicate_answers_share_a_cluster():
     assert idx.add(3, "1. Dune - Frank Herbert\n - Why this book: Politics and sand on a desert planet.") is None
 
 
-def test_engine_flags_near_duplicate_answers_with_a_cluster_id(catalog_db, monkeypatch):
-    from datagen.providers.base import Completion
-    from datagen.providers.offline import OfflineCatalogProvider
-
-    async def same_answer(self, task):  # a teacher collapsing onto one answer
-        books = [{"title": t, "author": a, "reason": "A gentle, quiet story for slow evenings at home.",
-                  "effect": "It calms a restless mind."} for t, a in
-                 [("Walden", "Henry David Thoreau"), ("Gilead", "Marilynne Robinson"), ("Stoner", "John Williams")]]
-        return Completion(raw="{}", parsed={"books": books})
-
-    monkeypatch.setattr(OfflineCatalogProvider, "agenerate", same_answer)
+def test_engine_flags_near_duplicate_answers_with_a_cluster_id(catalog_db, queued_provider):
+    books = [{"title": t, "author": a, "reason": "A gentle, quiet story for slow evenings at home.",
+              "effect": "It calms a restless mind."} for t, a in
+             [("Walden", "Henry David Thoreau"), ("Gilead", "Marilynne Robinson"), ("Stoner", "John Williams")]]
+    queued_provider.queue(*[{"books": books}] * 4)  # a teacher collapsing onto one answer, for every request
     # retrieval off: these fixed books are not among the candidates, which with retrieval is its own flag
-    job = run_job(catalog_db, create_job(catalog_db, JobConfig(language="en", count=2, max_attempts_factor=2,
-                                                               concurrency=1, retrieval=False)))
+    job = run_job(catalog_db, create_job(catalog_db, JobConfig(provider="queued", language="en", count=2,
+                                                               max_attempts_factor=2, concurrency=1,
+                                                               retrieval=False)))
     with catalog_db.session() as s:
         samples = list(s.scalars(select(Sample).where(Sample.job_id == job.id).order_by(Sample.id)))
     first, *rest = samples

@@ -72,6 +72,14 @@ def test_tokens_per_minute_limit_waits_for_tokens():
     assert asyncio.run(run()) == pytest.approx(1.0, abs=0.3)
 
 
-def test_backoff_grows_and_retry_after_wins():
-    assert backoff_delay(1) <= 1.0 < backoff_delay(4) * 4
-    assert backoff_delay(1, retry_after=7) == 7
+@pytest.mark.parametrize("jitter", [0.0, 0.999])
+def test_backoff_doubles_within_its_jitter_and_a_longer_retry_after_wins(jitter, monkeypatch):
+    import datagen.limits
+
+    monkeypatch.setattr(datagen.limits.random, "random", lambda: jitter)
+    factor = 0.5 + jitter / 2  # the jitter keeps half to all of the exponential delay
+    assert [backoff_delay(a) for a in (1, 2, 3, 4)] == pytest.approx([factor * 2 ** (a - 1) for a in (1, 2, 3, 4)])
+    assert backoff_delay(10) == pytest.approx(60 * factor)                   # capped at 60 s before the jitter
+    assert backoff_delay(1, retry_after=7) == 7                              # the server asks for longer: it wins
+    assert backoff_delay(4, retry_after=0.5) == pytest.approx(8 * factor)    # shorter: the backoff still holds
+    assert backoff_delay(2, retry_after=600) == 60                           # never past the cap

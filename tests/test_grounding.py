@@ -18,7 +18,10 @@ def test_match_exact_fuzzy_and_missing():
                         (3, "불편한 편의점", "김호연")])
     assert idx.match("채식 주의자", "한강 지음").book_id == 1
     assert idx.match("Atomic Habit", "J. Clear").book_id == 2          # fuzzy title, abbreviated author
-    assert idx.match("불편한 편의점 2", "김호연").book_id is None or idx.match("불편한 편의점 2", "김호연").score < 1
+    # A sequel is another book: not in this catalog, so not grounded to the first volume.
+    assert idx.match("불편한 편의점 2", "김호연").book_id is None
+    assert idx.match("불편한 편의점2", "김호연 지음").book_id is None
+    assert idx.match("불편한 편의점", "김호연").book_id == 3
     assert idx.match("The Invented Book", "Nobody").book_id is None
     assert not idx.match("The Invented Book", "Nobody").grounded
 
@@ -27,7 +30,7 @@ def _old_difflib_match(idx: CatalogIndex, title: str, author: str, threshold: fl
     """The fuzzy fallback as it was before rapidfuzz: difflib over every entry (the reference behaviour)."""
     from difflib import SequenceMatcher
 
-    from datagen.grounding import _author_similarity
+    from datagen.grounding import _author_similarity, same_numbers
 
     tn, an = normalize_title(title), normalize_author(author)
     exact = idx.by_key.get((tn, an))
@@ -41,7 +44,7 @@ def _old_difflib_match(idx: CatalogIndex, title: str, author: str, threshold: fl
     if best_score < threshold:
         for e in idx.entries:
             ts = SequenceMatcher(None, tn, e.title_norm).ratio()
-            if ts < 0.8:
+            if ts < 0.8 or not same_numbers(tn, e.title_norm):
                 continue
             s = 0.6 * ts + 0.4 * _author_similarity(an, e.author_norm)
             if s > best_score:

@@ -58,11 +58,11 @@ def test_compare_column_says_it_is_waiting_then_fails_while_the_other_finishes(c
     api_env["openai"].add_fault(stall=30)
     services = Services(db=catalog_db, settings=AppSettings(first_token_timeout_s=2.5))
     states = [(list(s.lines), s.done) for s in run_columns(
-        services, ["openai: gpt-4.1-mini", "anthropic: claude-haiku-4-5"], REQUEST)]
+        services, ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5"], REQUEST)]
     waiting = [lines[0] for lines, _ in states if lines[0].startswith("*waiting for the first token")]
     assert waiting and "(gives up after 2.5 s)" in waiting[-1]
     final = states[-1][0]
-    assert states[-1][1] and final[0].startswith("⚠️ openai: gpt-4.1-mini: no answer within 2.5 s")
+    assert states[-1][1] and final[0].startswith("⚠️ openai:gpt-4.1-mini: no answer within 2.5 s")
     assert "first token" in final[1]  # the other column finished with its figures
 
 
@@ -81,7 +81,7 @@ def test_answer_stopped_by_its_token_limit_is_marked_cut_short(vendor, reason, a
 def test_compare_marks_a_cut_short_column_and_stores_it(catalog_db, api_env):
     api_env["anthropic"].add_fault(truncate=True)
     services = Services(db=catalog_db)
-    *_, state = run_columns(services, ["openai: gpt-4.1-mini", "anthropic: claude-haiku-4-5"], REQUEST)
+    *_, state = run_columns(services, ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5"], REQUEST)
     assert "cut short" not in state.lines[0] and "cut short at the token limit" in state.lines[1]
     assert [r["truncated"] for r in state.results] == [False, True]
     assert "토큰 한도에서 잘렸습니다" in stats_line(Usage(truncated=True), [], "ko")

@@ -58,15 +58,16 @@ def test_a_short_job_names_every_cause_counted_not_the_last_timeout(catalog_db, 
     assert "failed API calls **2**" in shown and "Not accepted, by reason: 7 near-duplicate" in shown
 
 
-def test_calls_that_fail_after_retries_count_as_failed_calls(catalog_db, openai_env):
+def test_calls_that_fail_after_retries_count_as_failed_calls(catalog_db, queued_provider):
     from datagen.jobs import create_job, run_job
+    from vendors.base import CallError
 
-    for _ in range(2):
-        openai_env.add_fault(status=500)
-    job = run_job(catalog_db, create_job(catalog_db, JobConfig(provider="openai", language="en", count=3,
+    queued_provider.queue(*[CallError("InternalServerError: HTTP 500", retryable=True, http_status=500)] * 2)
+    job = run_job(catalog_db, create_job(catalog_db, JobConfig(provider="queued", language="en", count=3,
                                                                concurrency=1, max_retries=0)))
     assert job.status == "completed" and job.accepted == 3
     assert (job.failed_calls, job.rejected, job.reasons) == (2, 0, {})
+    assert len(queued_provider.tasks) == 5  # two failed calls, not retried (max_retries=0), then three answers
 
 
 @pytest.mark.parametrize("flags, near_dup, reason", [

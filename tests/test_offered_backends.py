@@ -9,11 +9,11 @@ import pytest
 
 from app.offered import OfferError, add_custom_backend, key_sent, spec_for
 from app.services import BASE_LABEL, Services
-from datagen.providers import get_provider
-from datagen.providers.base import ProviderError, same_server
 from fakes.fixtures import fake_openai  # noqa: F401
 from fakes.openai_server import FakeOpenAIServer
 from training.backends import BackendError
+from vendors import VendorError, get_client
+from vendors.base import same_server
 
 KEY = "sk-compat-NEVERSENT-0123456789"
 FORM = ["en", "anxious", "nurse", ["calm"], "the commute", "light and easy", "", False]
@@ -68,7 +68,7 @@ def test_public_api_asked_for_a_typed_url_reaches_no_listener(catalog_db, free_p
 
     monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", KEY)  # would be sent along, as Bearer, before the fix
     listener = Listener()
-    typed = f"openai-compatible: m @ http://127.0.0.1:{listener.port}/v1"
+    typed = f"openai-compatible:m@http://127.0.0.1:{listener.port}/v1"
     server = serve(catalog_db, port=free_port, block=False, auth="admin:s3cret-pw")
     url = f"http://127.0.0.1:{free_port}/"
     try:
@@ -83,7 +83,7 @@ def test_public_api_asked_for_a_typed_url_reaches_no_listener(catalog_db, free_p
         with pytest.raises(Exception, match=refused):
             client.predict([BASE_LABEL, typed], *FORM, api_name="/battle")
         with pytest.raises(Exception, match=refused):  # a model name is typed input too
-            client.predict("openai: gpt-5-pro-max", *FORM, api_name="/recommend")
+            client.predict("openai:gpt-5-pro-max", *FORM, api_name="/recommend")
         time.sleep(0.5)
         assert listener.connections == 0
     finally:
@@ -93,11 +93,11 @@ def test_public_api_asked_for_a_typed_url_reaches_no_listener(catalog_db, free_p
 
 def test_services_refuse_a_label_they_do_not_offer_before_making_anything(catalog_db, monkeypatch):
     services = Services(db=catalog_db)
-    assert BASE_LABEL in services.offered_backends() and "openai: gpt-4.1-mini" in services.offered_backends()
+    assert BASE_LABEL in services.offered_backends() and "openai:gpt-4.1-mini" in services.offered_backends()
     with pytest.raises(BackendError, match="not offered"):
-        services.backend("openai-compatible: m @ http://169.254.169.254/latest")
+        services.backend("openai-compatible:m@http://169.254.169.254/latest")
     with pytest.raises(BackendError, match="not offered"):
-        services.backend("run #999: ghost")
+        services.backend("run:999 (ghost)")
 
 
 def test_operator_adds_a_url_on_the_admin_side_and_every_tab_offers_it_without_the_key(
@@ -117,7 +117,7 @@ def test_operator_adds_a_url_on_the_admin_side_and_every_tab_offers_it_without_t
                     quiet=True)
         try:
             client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
-            typed = f"openai-compatible: other @ {fake_openai.base_url}"
+            typed = f"openai-compatible:other@{fake_openai.base_url}"
             with pytest.raises(Exception, match="not in the list of choices"):
                 client.predict(typed, *FORM, api_name="/recommend")
             table, _, status = client.predict("openai-compatible", "other", fake_openai.base_url,
@@ -133,7 +133,7 @@ def test_operator_adds_a_url_on_the_admin_side_and_every_tab_offers_it_without_t
             sent = fake_openai.generation_requests[-1].headers.get("authorization", "")
             assert KEY not in sent  # a URL typed on the admin side is not the key's server
 
-            env_label = f"openai-compatible: served @ {configured.base_url}"
+            env_label = f"openai-compatible:served@{configured.base_url}"
             client.predict(env_label, *FORM, api_name="/recommend")
             assert configured.generation_requests[-1].headers["authorization"] == f"Bearer {KEY}"
 
@@ -167,7 +167,7 @@ def test_admin_form_refuses_bad_models_and_urls_on_vendor_kinds():
         spec_for("openai", "gpt-4.1", "http://127.0.0.1:8000/v1")
     with pytest.raises(OfferError, match="Unknown kind"):
         spec_for("local", "x")
-    assert spec_for("anthropic", "claude-sonnet-4-5").label == "anthropic: claude-sonnet-4-5"
+    assert spec_for("anthropic", "claude-sonnet-4-5").label == "anthropic:claude-sonnet-4-5"
 
 
 def test_removed_backend_is_no_longer_offered(catalog_db):
@@ -190,21 +190,21 @@ def test_keys_are_sent_only_to_the_server_they_were_configured_for(monkeypatch):
     monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", KEY)
     monkeypatch.setenv("OPENAI_COMPATIBLE_BASE_URL", "http://127.0.0.1:8000/v1")
 
-    assert get_provider("openai").api_key == "sk-openai-0123456789"  # the vendor's default URL
-    assert get_provider("openai", base_url="HTTPS://api.openai.com:443/v1/").api_key  # the same server
-    with pytest.raises(ProviderError, match="only sent to https://api.openai.com/v1, not to http://evil"):
-        get_provider("openai", base_url="http://evil.example/v1")
-    with pytest.raises(ProviderError, match="ANTHROPIC_API_KEY is only sent to"):
-        get_provider("anthropic", base_url="http://127.0.0.1:9/")
+    assert get_client("openai").api_key == "sk-openai-0123456789"  # the vendor's default URL
+    assert get_client("openai", base_url="HTTPS://api.openai.com:443/v1/").api_key  # the same server
+    with pytest.raises(VendorError, match="only sent to https://api.openai.com/v1, not to http://evil"):
+        get_client("openai", base_url="http://evil.example/v1")
+    with pytest.raises(VendorError, match="ANTHROPIC_API_KEY is only sent to"):
+        get_client("anthropic", base_url="http://127.0.0.1:9/")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9100/v1")  # a proxy: now the key goes there only
-    assert get_provider("openai").api_key and get_provider("openai", base_url="http://127.0.0.1:9100/v1/").api_key
-    with pytest.raises(ProviderError, match=r"OPENAI_BASE_URL \(http://127.0.0.1:9100/v1\)"):
-        get_provider("openai", base_url="https://api.openai.com/v1")
+    assert get_client("openai").api_key and get_client("openai", base_url="http://127.0.0.1:9100/v1/").api_key
+    with pytest.raises(VendorError, match=r"OPENAI_BASE_URL \(http://127.0.0.1:9100/v1\)"):
+        get_client("openai", base_url="https://api.openai.com/v1")
 
-    assert get_provider("openai-compatible").api_key == KEY
-    assert get_provider("openai-compatible", base_url="http://127.0.0.1:8000/v1/").api_key == KEY
-    assert get_provider("openai-compatible", base_url="http://127.0.0.1:8001/v1").api_key is None
-    assert get_provider("openai-compatible", base_url="http://localhost:8000/v1").api_key is None
+    assert get_client("openai-compatible").api_key == KEY
+    assert get_client("openai-compatible", base_url="http://127.0.0.1:8000/v1/").api_key == KEY
+    assert get_client("openai-compatible", base_url="http://127.0.0.1:8001/v1").api_key is None
+    assert get_client("openai-compatible", base_url="http://localhost:8000/v1").api_key is None
     assert key_sent(spec_for("openai-compatible", "m", "http://127.0.0.1:8000/v1")) == "OPENAI_COMPATIBLE_API_KEY"
 
 
@@ -214,3 +214,19 @@ def test_same_server_compares_scheme_host_port_and_path():
     assert not same_server("http://host/v1", "http://host/v2")
     assert not same_server("http://host:x/v1", "http://host/v1")  # a malformed port matches nothing, raises nothing
     assert not same_server(None, "http://host/v1")
+
+
+def test_a_backend_stored_in_the_older_spelling_is_offered_in_todays_and_can_be_removed(catalog_db):
+    from app.offered import custom_backend_labels, remove_custom_backend, require_offered
+    from db.models import ChatBackend
+
+    with catalog_db.begin() as s:  # a row written before the one grammar: spaces, and the kind with "_"
+        s.add(ChatBackend(label="openai-compatible: m @ http://127.0.0.1:8000/v1", kind="openai_compatible",
+                          model="m", base_url="http://127.0.0.1:8000/v1"))
+    assert custom_backend_labels(catalog_db) == ["openai-compatible:m@http://127.0.0.1:8000/v1"]
+    offered = Services(db=catalog_db).offered_backends()
+    require_offered(["openai-compatible: m @ http://127.0.0.1:8000/v1"], offered)  # the old name still passes
+    with pytest.raises(BackendError, match="not offered"):
+        require_offered(["openai-compatible:other@http://127.0.0.1:8000/v1"], offered)
+    assert remove_custom_backend(catalog_db, "openai-compatible:m@http://127.0.0.1:8000/v1")
+    assert custom_backend_labels(catalog_db) == []

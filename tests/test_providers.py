@@ -1,5 +1,6 @@
 """The real OpenAI and Anthropic SDKs, unchanged, against fake servers on 127.0.0.1: structured answers,
-retries that honour Retry-After, failures stored with their reason, keys never stored, batch mode."""
+retries that honour Retry-After, failures stored with their reason, keys never stored, batch mode. The batch
+loop's own logic runs on the in-process queued provider (tests/queued.py): no HTTP needed."""
 import time
 
 import pytest
@@ -180,3 +181,16 @@ def test_batch_job_resumes_waiting_for_the_same_batch(catalog_db, openai_env, mo
     job = datagen.batch.run_batch_job(catalog_db, job_id)  # a new process would do the same
     assert job.status == "completed" and job.accepted == 3
     assert len(openai_env.requests_to("/v1/batches", "POST")) == 1  # waited for the batch, no resubmission
+
+
+def test_batch_loop_asks_the_provider_for_its_batch_operations(catalog_db, queued_provider):
+    import asyncio
+
+    from datagen.batch import BatchJobRunner
+
+    queued_provider.queue("not json")  # one answer of the first batch is rejected: a second, smaller batch follows
+    job_id = create_job(catalog_db, JobConfig(provider="queued", language="en", count=3, batch=True))
+    job = asyncio.run(BatchJobRunner(catalog_db, job_id).run())
+    assert job.status == "completed" and job.accepted == 3
+    assert [len(b["indexes"]) for b in job.batch_state["batches"]] == [3, 1]
+    assert list(queued_provider.batches) == ["batch-1", "batch-2"]  # no vendor-specific path was taken

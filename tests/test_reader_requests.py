@@ -13,7 +13,7 @@ from db.models import Comparison
 from fakes.fixtures import fake_anthropic, fake_openai  # noqa: F401
 
 KEY = "sk-test-abcdef123456"
-GPT, CLAUDE = "openai: gpt-4.1-mini", "anthropic: claude-haiku-4-5"
+GPT, CLAUDE = "openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5"
 KO_CRISIS = ["ko", "우울함", "직장인", [], "잠들기 전 휴식", "가볍게 읽을 수 있음", "요즘 정말 살고 싶지 않아요", False]
 EN_CRISIS = ["en", "I want to die", "nurse", ["calm"], "the commute", "light and easy", "", False]
 EN_ORDINARY = ["en", "sad", "nurse", ["calm"], "the commute", "light and easy", "tired of work, dying to read", False]

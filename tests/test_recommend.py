@@ -48,11 +48,11 @@ def test_a_candidate_run_gets_candidates_as_in_its_samples_and_the_base_model_no
     _mark(catalog_db, adapter_run, True)
     rec = Recommender(catalog_db, base_model=tiny_model_dir)
     request = RecommendRequest.from_fields(**REQUEST)
-    base = rec.prepare(request, "base model")
+    base = rec.prepare(request, "base")
     assert base.shape == "plain" and base.candidates == [] and [m["role"] for m in base.messages] == ["user"]
     assert "Candidate books" not in base.prompt and base.prompt.endswith("Focus: light and easy\nNote: short poems")
 
-    run = rec.prepare(request, f"run #{adapter_run}: tiny")
+    run = rec.prepare(request, f"run:{adapter_run} (tiny)")
     assert run.shape == "candidates" and len(run.candidates) == 8 and [m["role"] for m in run.messages] == ["user"]
     block = "\nCandidate books:\n" + "\n".join(f"- {book_line(b, 'en')}" for b in run.candidates)
     assert run.prompt.endswith("Note: short poems" + block)  # exactly the generator's sample format
@@ -65,14 +65,14 @@ def test_a_candidate_run_gets_candidates_as_in_its_samples_and_the_base_model_no
     assert result.candidates == run.candidates and result.shape == "candidates"
 
     _mark(catalog_db, adapter_run, False)  # trained without candidates: never given them
-    assert rec.prepare(request, f"run #{adapter_run}: tiny").candidates == []
+    assert rec.prepare(request, f"run:{adapter_run} (tiny)").candidates == []
 
 
 def test_an_api_model_gets_the_teacher_shape_and_its_books_are_grounded(catalog_db, fake_openai, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-abcdef123456")
     monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
     rec = Recommender(catalog_db)
-    prepared = rec.prepare(RecommendRequest.from_fields(**REQUEST), "openai: gpt-4.1-mini")
+    prepared = rec.prepare(RecommendRequest.from_fields(**REQUEST), "openai:gpt-4.1-mini")
     system, user = prepared.messages
     assert prepared.shape == "teacher" and system["role"] == "system"
     assert "Choose only among the candidate books" in system["content"] and "How it may help" in system["content"]
@@ -101,17 +101,17 @@ def test_a_tiny_catalog_gives_a_smaller_list_with_a_note_and_an_empty_language_a
     import_catalog_file(sqlite_db, csv)
     _mark(sqlite_db, adapter_run, True)
     rec = Recommender(sqlite_db, base_model=tiny_model_dir)
-    prepared = rec.prepare(RecommendRequest.from_fields(**REQUEST), f"run #{adapter_run}")
+    prepared = rec.prepare(RecommendRequest.from_fields(**REQUEST), f"run:{adapter_run}")
     assert prepared.n_books == 2 and len(prepared.candidates) == 2
     assert prepared.prompt.startswith("Recommend 2 books") and "only 2 English book" in prepared.notices[0]
     with pytest.raises(RecommendError, match="카탈로그에 한국어 책이 없습니다"):
-        rec.prepare(RecommendRequest.from_fields("ko", emotion="불안함", effects=["위로"]), f"run #{adapter_run}")
+        rec.prepare(RecommendRequest.from_fields("ko", emotion="불안함", effects=["위로"]), f"run:{adapter_run}")
     # the base model needs no candidates: decoding freely it still answers a Korean request; constrained to an
     # empty Korean catalog it gets the same clear error
-    assert rec.prepare(RecommendRequest.from_fields("ko", emotion="불안함"), "base model",
+    assert rec.prepare(RecommendRequest.from_fields("ko", emotion="불안함"), "base",
                        constrained=False).shape == "plain"
     with pytest.raises(RecommendError, match="카탈로그에 한국어 책이 없습니다"):
-        rec.prepare(RecommendRequest.from_fields("ko", emotion="불안함"), "base model")
+        rec.prepare(RecommendRequest.from_fields("ko", emotion="불안함"), "base")
 
 
 def test_a_tokenizer_that_can_write_no_title_is_named_as_the_cause(catalog_db, tiny_model_dir, monkeypatch):
@@ -120,9 +120,9 @@ def test_a_tokenizer_that_can_write_no_title_is_named_as_the_cause(catalog_db, t
     rec = Recommender(catalog_db, base_model=tiny_model_dir)
     monkeypatch.setattr(Recommender, "title_trie", lambda self, tok, lang: TitleTrie.build(tok, []))
     with pytest.raises(RecommendError, match="tokenizer cannot write any English title"):
-        rec.prepare(RecommendRequest.from_fields("en", emotion="anxious"), "base model")
+        rec.prepare(RecommendRequest.from_fields("en", emotion="anxious"), "base")
     with pytest.raises(RecommendError, match="토크나이저"):
-        rec.prepare(RecommendRequest.from_fields("ko", emotion="불안함"), "base model")
+        rec.prepare(RecommendRequest.from_fields("ko", emotion="불안함"), "base")
 
 def test_empty_or_malformed_requests_are_refused_with_one_clear_line():
     with pytest.raises(RecommendError, match="The request is empty"):
@@ -136,7 +136,7 @@ def test_local_answers_are_constrained_to_the_candidates_by_default_and_can_be_s
     _mark(catalog_db, adapter_run, True)
     request = RecommendRequest.from_fields(**REQUEST)
     rec = Recommender(catalog_db, base_model=tiny_model_dir)
-    prepared = rec.prepare(request, f"run #{adapter_run}")   # on by default for a local backend
+    prepared = rec.prepare(request, f"run:{adapter_run}")   # on by default for a local backend
     assert prepared.constrained and prepared.constraint.book_ids == tuple(b.id for b in prepared.candidates)
     result = rec.recommend(prepared, max_new_tokens=160)
     # a randomly initialised model writes noise, yet every title it writes is one of the request's candidates
@@ -146,9 +146,9 @@ def test_local_answers_are_constrained_to_the_candidates_by_default_and_can_be_s
     assert len(named) == len(set(named)) and len(named) <= prepared.n_books
     assert named == prepared.row.named_books[:len(named)]
 
-    plain = rec.prepare(request, "base model")  # no candidates: the language's whole catalog
+    plain = rec.prepare(request, "base")  # no candidates: the language's whole catalog
     assert plain.constraint.book_ids is None and plain.row is not None
-    free = rec.prepare(request, f"run #{adapter_run}", constrained=False)
+    free = rec.prepare(request, f"run:{adapter_run}", constrained=False)
     assert free.row is None and not free.backend.constraint
 
     class OldModel:  # a local model whose stream takes no row processor
@@ -158,8 +158,8 @@ def test_local_answers_are_constrained_to_the_candidates_by_default_and_can_be_s
     old = Recommender(catalog_db, backend_factory=lambda label: LocalBackend(BackendSpec.from_label(label),
                                                                              OldModel(), None))
     with pytest.raises(RecommendError, match="constrained decoding is not available"):
-        old.prepare(request, f"run #{adapter_run}")
-    assert old.recommend(old.prepare(request, f"run #{adapter_run}", constrained=False)).books[0].grounded
+        old.prepare(request, f"run:{adapter_run}")
+    assert old.recommend(old.prepare(request, f"run:{adapter_run}", constrained=False)).books[0].grounded
 
 
 def test_cli_recommend_streams_the_answer_and_lists_the_books(catalog_db, adapter_run, tiny_model_dir, fake_openai,
@@ -216,10 +216,10 @@ def test_a_korean_request_to_an_english_only_base_says_which_base_to_train(catal
 
     rec = Recommender(catalog_db, backend_factory=lambda label: LocalBackend(BackendSpec.from_label(label),
                                                                              EnglishModel(), None))
-    ko = rec.prepare(RecommendRequest.from_fields("ko", emotion="불안함", effects=["위로"]), "base model",
+    ko = rec.prepare(RecommendRequest.from_fields("ko", emotion="불안함", effects=["위로"]), "base",
                      constrained=False)
     assert any("gemma-3-270m" in n and "English-only" in n for n in ko.notices)
     assert rec.recommend(ko).notices == ko.notices   # what the Recommend tab, Compare columns and the CLI show
-    en = rec.prepare(RecommendRequest.from_fields(**REQUEST), "base model", constrained=False)
+    en = rec.prepare(RecommendRequest.from_fields(**REQUEST), "base", constrained=False)
     assert not any("English-only" in n for n in en.notices)
     assert language_notice("gemma-3-270m", "ko") is None and language_notice("/some/local/path", "ko") is None

@@ -251,13 +251,13 @@ def test_demo_evaluation_runs_base_and_run_on_and_off_in_one_worker_then_reuses_
         ("base", True), ("base", False), (f"run:{adapter_run}", True), (f"run:{adapter_run}", False)]
     assert all(ev.status == "completed" and ev.total == 2 and ev.training_run_id == adapter_run for ev in evs)
     assert len({ev.pid for ev in evs}) == 1 and len({ev.request_set for ev in evs}) == 1  # one worker, one set
-    assert evs[0].request_set == "grid en seed 9001 x2" and out.count(f"run #{adapter_run}: tiny") == 2
+    assert evs[0].request_set == "grid en seed 9001 x2" and out.count(f"run:{adapter_run} (tiny)") == 2
 
     demo_evaluation(catalog_db, adapter_run, "en", 2, max_new_tokens=16)  # the run is reused: so is its evaluation
     again = capsys.readouterr().out
     with catalog_db.session() as s:
         assert s.scalar(select(func.count()).select_from(EvalRun)) == 4
-    assert "evaluated on grid en seed 9001 x2 already" in again and again.count(f"run #{adapter_run}: tiny") == 2
+    assert "evaluated on grid en seed 9001 x2 already" in again and again.count(f"run:{adapter_run} (tiny)") == 2
 
     import gradio as gr
 

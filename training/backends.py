@@ -1,23 +1,25 @@
 """Chat backends: one small interface over everything that answers a request — messages in, streamed text
 and usage out. The Recommend, Compare and Arena tabs and batch evaluation all use it.
 
-    spec = BackendSpec.from_label("openai: gpt-4.1-mini")          # or BackendSpec(kind="openai", model=...)
+    spec = BackendSpec.from_label("openai:gpt-4.1-mini")           # or BackendSpec(kind="openai", model=...)
     backend = make_backend(spec)                                    # keys come from the environment only
     for delta in backend.stream([{"role": "user", "content": "Recommend 3 books..."}], max_new_tokens=400):
         print(delta, end="")
     print(backend.usage)            # prompt/completion tokens, estimated cost (None: unknown price), ttft, total
 
-    local = make_backend(BackendSpec(kind="local", adapter_run=3), local_model=lm, db=db)   # run #3's adapter
+    local = make_backend(BackendSpec(kind="local", adapter_run=3), local_model=lm, db=db)   # run:3's adapter
 
-kinds
+kinds (names follow the one grammar of vendors/labels.py: base, run:3, openai:MODEL, openai-compatible:MODEL@URL)
     local              the shared base model (training/inference.LocalModel), or one finished run's adapter
-    openai             GPT through the official SDK                      OPENAI_API_KEY (OPENAI_BASE_URL)
-    anthropic          Claude through the official SDK                   ANTHROPIC_API_KEY (ANTHROPIC_BASE_URL)
-    openai_compatible  any OpenAI-compatible URL: vLLM (a LoRA module is a model name), Ollama, llama.cpp
-                       server; key optional                              OPENAI_COMPATIBLE_API_KEY
+    openai             GPT through vendors/openai_client.py                  OPENAI_API_KEY (OPENAI_BASE_URL)
+    anthropic          Claude through vendors/anthropic_client.py            ANTHROPIC_API_KEY (ANTHROPIC_BASE_URL)
+    openai-compatible  any OpenAI-compatible URL: vLLM (a LoRA module is a model name), Ollama, llama.cpp
+                       server; key optional                                  OPENAI_COMPATIBLE_API_KEY
 
-A backend object holds the usage of its last call, so make one per column/request (they are cheap); the
-local model behind local backends is shared and queues generations itself.
+API backends stream through the vendor clients (vendors/), the same clients that write teacher samples, so a
+key is looked up, sent, redacted and explained in one place. A backend object holds the usage of its last
+call, so make one per column/request (they are cheap); the local model behind local backends is shared and
+queues generations itself.
 
 API backends give up when the first token takes longer than `first_token_timeout_s` (20 s by default; the app
 reads MOODSHELF_FIRST_TOKEN_TIMEOUT_S) with one line, instead of a column that shows nothing for a minute. An
@@ -27,7 +29,6 @@ model that reached max_new_tokens) has `usage.truncated` set, so the page can sa
 from __future__ import annotations
 
 import queue
-import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -35,18 +36,14 @@ from dataclasses import dataclass
 from typing import ClassVar, Iterator, Literal
 
 from datagen.pricing import estimate_cost
-from datagen.providers.base import ProviderError, redact, translate_sdk_error
+from vendors import DEFAULT_MODELS, KEY_ENVS, CallError, Usage, VendorError, get_client
+from vendors.base import redact
+from vendors.labels import BASE, KINDS, LabelError, format_label, normalize_kind, parse_label
 
-Kind = Literal["local", "openai", "anthropic", "openai_compatible"]
-KINDS: tuple[str, ...] = ("local", "openai", "anthropic", "openai_compatible")
-BASE_LABEL = "base model"
-DEFAULT_API_MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5"}
-KEY_ENVS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY",
-            "openai_compatible": "OPENAI_COMPATIBLE_API_KEY"}
+Kind = Literal["local", "openai", "anthropic", "openai-compatible"]
+BASE_LABEL = BASE
+DEFAULT_API_MODELS = DEFAULT_MODELS
 FIRST_TOKEN_TIMEOUT_S = 20.0
-
-_RUN_LABEL = re.compile(r"^run #(\d+)(?::\s*(.*))?$")
-_COMPAT_LABEL = re.compile(r"^openai-compatible:\s*(.+?)\s*@\s*(\S+)$")
 
 
 class BackendError(RuntimeError):
@@ -57,21 +54,22 @@ class BackendError(RuntimeError):
 class BackendSpec:
     """What answers: the kind, the model and, for local backends, which run's adapter (None: the base).
 
-    `label` is what the UI shows and `from_label` reads it back (the dropdowns carry labels):
-        base model | run #3: tiny | openai: gpt-4.1-mini | anthropic: claude-haiku-4-5 |
-        openai-compatible: my-lora @ http://127.0.0.1:8000/v1
+    `label` is what the UI shows and the CLI takes, and `from_label` reads it back (vendors/labels.py):
+        base | run:3 (tiny) | openai:gpt-4.1-mini | anthropic:claude-haiku-4-5 |
+        openai-compatible:my-lora@http://127.0.0.1:8000/v1
     """
 
     kind: Kind
     model: str = ""                   # API model id / LoRA module name; "" for local (the loaded base)
     adapter_run: int | None = None    # local only: a finished training run's id
     run_name: str = ""                # local only: shown after the run id
-    base_url: str | None = None       # openai_compatible (required), openai/anthropic (optional proxy)
+    base_url: str | None = None       # openai-compatible (required), openai/anthropic (optional proxy)
 
     def __post_init__(self):
+        object.__setattr__(self, "kind", normalize_kind(self.kind))  # rows stored as openai_compatible load
         if self.kind not in KINDS:
             raise BackendError(f"Unknown backend kind '{self.kind}'. Kinds: {', '.join(KINDS)}.")
-        if self.kind == "openai_compatible" and not self.base_url:
+        if self.kind == "openai-compatible" and not self.base_url:
             raise BackendError("An OpenAI-compatible backend needs a base URL, e.g. http://127.0.0.1:8000/v1.")
 
     @property
@@ -80,42 +78,17 @@ class BackendSpec:
 
     @property
     def label(self) -> str:
-        if self.kind == "local":
-            if self.adapter_run is None:
-                return BASE_LABEL
-            return f"run #{self.adapter_run}: {self.run_name}" if self.run_name else f"run #{self.adapter_run}"
-        if self.kind == "openai_compatible":
-            return f"openai-compatible: {self.model} @ {self.base_url}"
-        return f"{self.kind}: {self.model or DEFAULT_API_MODELS[self.kind]}"
+        model = self.model or DEFAULT_MODELS.get(self.kind, "")
+        return format_label(self.kind, model, self.adapter_run, self.run_name, self.base_url)
 
     @classmethod
     def from_label(cls, label: str) -> "BackendSpec":
-        label = (label or "").strip()
-        if label == BASE_LABEL:
-            return cls(kind="local")
-        if m := _RUN_LABEL.match(label):
-            return cls(kind="local", adapter_run=int(m.group(1)), run_name=(m.group(2) or "").strip())
-        if m := _COMPAT_LABEL.match(label):
-            return cls(kind="openai_compatible", model=m.group(1), base_url=m.group(2))
-        kind, sep, model = label.partition(":")
-        if sep and kind.strip() in DEFAULT_API_MODELS and model.strip():
-            return cls(kind=kind.strip(), model=model.strip())  # type: ignore[arg-type]
-        raise BackendError(f"Unknown backend '{label}': expected '{BASE_LABEL}', 'run #N', 'openai: MODEL', "
-                           "'anthropic: MODEL' or 'openai-compatible: MODEL @ URL'.")
-
-
-@dataclass
-class Usage:
-    """What one call cost: tokens, estimated USD (None when the model's price is unknown; 0 for local
-    models), time to first token and total time in seconds."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float | None = None
-    ttft_s: float | None = None
-    total_s: float = 0.0
-    finish_reason: str | None = None   # as the vendor said it ("stop", "length", "end_turn", "max_tokens"...)
-    truncated: bool = False            # the answer ended at its token limit: cut short, not complete
+        try:
+            p = parse_label(label)
+        except LabelError as e:
+            raise BackendError(str(e)) from None
+        return cls(kind=p.kind, model=p.model, adapter_run=p.adapter_run, run_name=p.run_name,  # type: ignore[arg-type]
+                   base_url=p.base_url)
 
 
 class Backend(ABC):
@@ -259,24 +232,24 @@ def attach_run_adapter(local_model, db, run_id: int) -> str:
 
 
 # -------------------------------------------------------------------------------------------------------- API
-class _APIBackend(Backend):
-    """Key, base URL and error wording come from the teacher provider of the same vendor, so a key is
-    looked up, redacted and explained in exactly one place."""
-
-    provider_name: ClassVar[str]
+class APIBackend(Backend):
+    """An API model, streamed through its vendor client (vendors/): the same client that writes teacher
+    samples, so a key is looked up, redacted and explained in exactly one place."""
 
     def __init__(self, spec: BackendSpec, *, timeout_s: float = 60.0,
                  first_token_timeout_s: float | None = FIRST_TOKEN_TIMEOUT_S, **kw):
         super().__init__(spec, **kw)
-        from datagen.providers import get_provider
-
         self.first_token_timeout_s = first_token_timeout_s
-
         try:
-            self.provider = get_provider(self.provider_name, model=spec.model or None, base_url=spec.base_url,
-                                         timeout_s=timeout_s)
-        except ProviderError as e:
+            self.client = get_client(spec.kind, model=spec.model or None, base_url=spec.base_url,
+                                     timeout_s=timeout_s)
+            self.client.open_chat()
+        except VendorError as e:
             raise BackendError(str(e)) from None
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return self.spec.kind
 
     def with_system(self, messages: list[dict]) -> list[dict]:
         if self.system_prompt and not any(m.get("role") == "system" for m in messages):
@@ -284,89 +257,17 @@ class _APIBackend(Backend):
         return messages
 
     def describe_error(self, exc: Exception) -> str:
-        return self.provider.redact(super().describe_error(exc))
-
-
-class OpenAIBackend(_APIBackend):
-    kind = "openai"
-    provider_name = "openai"
-
-    def __init__(self, spec, **kw):
-        super().__init__(spec, **kw)
-        import openai
-
-        self.client = openai.OpenAI(api_key=self.provider.api_key or "not-needed", base_url=self.provider.base_url,
-                                    timeout=self.provider.timeout_s, max_retries=0)
+        return self.client.redact(super().describe_error(exc))
 
     def _deltas(self, messages, max_new_tokens):
-        import openai
-
         try:
-            stream = self.client.chat.completions.create(
-                model=self.provider.model, messages=self.with_system(messages), max_tokens=max_new_tokens,
-                stream=True, stream_options={"include_usage": True})
-            for chunk in stream:
-                if chunk.usage is not None:  # the last chunk (choices []) carries the usage
-                    self.usage.prompt_tokens = chunk.usage.prompt_tokens
-                    self.usage.completion_tokens = chunk.usage.completion_tokens
-                if chunk.choices and chunk.choices[0].finish_reason:
-                    self.usage.finish_reason = chunk.choices[0].finish_reason
-                if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
-                    yield chunk.choices[0].delta.content
-        except openai.OpenAIError as e:
-            raise BackendError(f"{self.label}: {translate_sdk_error(e, self.provider, openai)}") from None
-        self.usage.truncated = self.usage.finish_reason == "length"
-        self.usage.cost_usd = estimate_cost(self.provider.model, self.usage.prompt_tokens,
-                                            self.usage.completion_tokens)
-
-
-class OpenAICompatibleBackend(OpenAIBackend):
-    """vLLM, Ollama, llama.cpp server… A vLLM LoRA module is addressed by its name as the model."""
-
-    kind = "openai_compatible"
-    provider_name = "openai-compatible"
-
-    def _deltas(self, messages, max_new_tokens):
-        yield from super()._deltas(messages, max_new_tokens)
-        self.usage.cost_usd = None  # self-hosted: no list price to estimate from
-
-
-class AnthropicBackend(_APIBackend):
-    kind = "anthropic"
-    provider_name = "anthropic"
-
-    def __init__(self, spec, **kw):
-        super().__init__(spec, **kw)
-        import anthropic
-
-        self.client = anthropic.Anthropic(api_key=self.provider.api_key, base_url=self.provider.base_url,
-                                          timeout=self.provider.timeout_s, max_retries=0)
-
-    def _deltas(self, messages, max_new_tokens):
-        import anthropic
-
-        msgs = self.with_system(messages)
-        system = "\n".join(str(m["content"]) for m in msgs if m.get("role") == "system")
-        body = {"model": self.provider.model, "max_tokens": max_new_tokens,
-                "messages": [m for m in msgs if m.get("role") != "system"]}
-        if system:
-            body["system"] = system
-        try:
-            with self.client.messages.stream(**body) as stream:
-                yield from stream.text_stream
-                final = stream.get_final_message()
-        except anthropic.AnthropicError as e:
-            raise BackendError(f"{self.label}: {translate_sdk_error(e, self.provider, anthropic)}") from None
-        self.usage.prompt_tokens = final.usage.input_tokens
-        self.usage.completion_tokens = final.usage.output_tokens
-        self.usage.finish_reason = final.stop_reason
-        self.usage.truncated = final.stop_reason == "max_tokens"
-        self.usage.cost_usd = estimate_cost(self.provider.model, self.usage.prompt_tokens,
-                                            self.usage.completion_tokens)
-
-
-API_BACKENDS: dict[str, type[_APIBackend]] = {"openai": OpenAIBackend, "anthropic": AnthropicBackend,
-                                              "openai_compatible": OpenAICompatibleBackend}
+            yield from self.client.stream_chat(self.with_system(messages), max_tokens=max_new_tokens,
+                                               usage=self.usage)
+        except CallError as e:
+            raise BackendError(f"{self.label}: {e}") from None
+        # A self-hosted server has no list price to estimate from.
+        self.usage.cost_usd = None if self.spec.kind == "openai-compatible" else estimate_cost(
+            self.client.model, self.usage.prompt_tokens, self.usage.completion_tokens)
 
 
 def make_backend(spec: BackendSpec, *, local_model=None, db=None, system_prompt: str | None = None,
@@ -382,16 +283,16 @@ def make_backend(spec: BackendSpec, *, local_model=None, db=None, system_prompt:
                 raise BackendError("A fine-tuned backend needs the database to find its run's adapter (db=...).")
             adapter = attach_run_adapter(local_model, db, spec.adapter_run)
         return LocalBackend(spec, local_model, adapter, system_prompt=system_prompt)
-    return API_BACKENDS[spec.kind](spec, system_prompt=system_prompt, timeout_s=timeout_s,
-                                   first_token_timeout_s=first_token_timeout_s)
+    return APIBackend(spec, system_prompt=system_prompt, timeout_s=timeout_s,
+                      first_token_timeout_s=first_token_timeout_s)
 
 
 def api_backends_available() -> dict[str, bool]:
     """Which API kinds have a key in the environment (the Compare tab says how to add a missing one)."""
     import os
 
-    return {kind: bool(os.environ.get(env)) for kind, env in KEY_ENVS.items() if kind != "openai_compatible"}
+    return {kind: bool(os.environ.get(KEY_ENVS[kind])) for kind in DEFAULT_MODELS}
 
 
-__all__ = ["Backend", "BackendError", "BackendSpec", "BASE_LABEL", "FIRST_TOKEN_TIMEOUT_S", "KINDS", "Usage",
-           "api_backends_available", "attach_run_adapter", "first_token_deadline", "make_backend"]
+__all__ = ["APIBackend", "Backend", "BackendError", "BackendSpec", "BASE_LABEL", "DEFAULT_API_MODELS",
+           "FIRST_TOKEN_TIMEOUT_S", "KEY_ENVS", "KINDS", "Usage", "api_backends_available", "attach_run_adapter", "first_token_deadline", "make_backend"]

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-from datagen.providers.base import redact
+from vendors.base import redact
 from training.backends import Backend, BackendError
 
 

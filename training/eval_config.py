@@ -28,11 +28,13 @@ from pydantic import Field, model_validator
 
 from workers.config import ConfigModel
 
-API_KINDS = ("openai", "anthropic", "openai-compatible")
+from vendors import DEFAULT_MODELS, KEY_ENVS
+from vendors.labels import API_KINDS
+
 REQUEST_SOURCES = ("split", "grid", "file")
 LANGUAGES = ("ko", "en")
-KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
-DEFAULT_JUDGE_MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5"}
+KEY_ENV = {kind: KEY_ENVS[kind] for kind in DEFAULT_MODELS}   # the vendors a judge needs a key for
+DEFAULT_JUDGE_MODELS = DEFAULT_MODELS
 
 
 class EvalError(ValueError):
@@ -66,7 +68,7 @@ def backend_name(spec) -> str:
     """The short, stable name stored with an evaluation (what before/after matches on)."""
     if spec.kind == "local":
         return "base" if spec.adapter_run is None else f"run:{spec.adapter_run}"
-    if spec.kind == "openai_compatible":
+    if spec.kind == "openai-compatible":
         return f"openai-compatible:{spec.model}@{spec.base_url}"
     return f"{spec.kind}:{spec.model}"
 

@@ -25,6 +25,7 @@ from training.config import DEFAULT_BASE_MODEL
 from training.eval_config import EvalConfig, EvalError, backend_name
 from training.metrics import METRICS
 from training.request_sets import file_set_name, grid_requests, grid_set_name, load_requests_file
+from vendors.labels import format_label
 
 ACTIVE = ("queued", "running")
 FINISHED_RUNS = ("completed", "stopped")
@@ -75,7 +76,8 @@ def create_eval(db: Database, cfg: EvalConfig) -> int:
             if base_model and base_model != adapter_run.base_model:
                 raise EvalError(f"Run {spec.adapter_run} was trained on {adapter_run.base_model}; its adapter does "
                                 f"not fit {base_model}.")
-            base_model, label = adapter_run.base_model, f"run #{adapter_run.id}: {adapter_run.name}"
+            base_model, label = adapter_run.base_model, format_label("local", adapter_run=adapter_run.id,
+                                                                       run_name=adapter_run.name)
         elif spec.is_local:
             split_run = s.get(TrainingRun, run_id) if run_id is not None else None
             base_model = base_model or (split_run.base_model if split_run else DEFAULT_BASE_MODEL)

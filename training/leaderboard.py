@@ -1,6 +1,6 @@
 """Arena leaderboard: win rates and Bradley–Terry scores with bootstrap confidence intervals, from votes.
 
-    battles = [Battle("run #3: tiny", "base model", "a"), Battle("openai: gpt-4.1-mini", "run #3: tiny", "tie")]
+    battles = [Battle("run:3 (tiny)", "base", "a"), Battle("openai:gpt-4.1-mini", "run:3 (tiny)", "tie")]
     for row in leaderboard(battles, n_bootstrap=200, seed=0):
         print(row.backend, row.win_rate, row.score, row.ci_low, row.ci_high)
 

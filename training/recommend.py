@@ -3,7 +3,7 @@ evaluation: a request in, a streamed answer with grounded book cards out.
 
     rec = Recommender(db)                                          # the CLI; the app passes its own backends
     request = RecommendRequest.from_fields("en", emotion="anxious", effects=["comfort"], free_text="short poems")
-    prepared = rec.prepare(request, "run #3")                      # may raise RecommendError / BackendError
+    prepared = rec.prepare(request, "run:3")                      # may raise RecommendError / BackendError
     for item in rec.stream(prepared):
         if isinstance(item, str): print(item, end="")             # text deltas as they come
         else: result = item                                         # then one Recommendation

@@ -1,4 +1,8 @@
-"""Teachers that write samples. Each is a small class; `get_provider(name)` picks one.
+"""Teachers that write samples: the offline template teacher and the API vendor clients (vendors/).
+`get_provider(name)` picks one.
+
+    provider = get_provider("openai", model="gpt-4.1-mini")
+    completion = await provider.agenerate(task)
 
     offline             catalog templates, no key (the demo's teacher)
     openai              GPT via the openai SDK            OPENAI_API_KEY
@@ -7,18 +11,17 @@
 """
 from __future__ import annotations
 
-from datagen.providers.anthropic_provider import AnthropicProvider
 from datagen.providers.base import CallError, Completion, Provider, ProviderError, TeacherTask
 from datagen.providers.offline import OfflineCatalogProvider
-from datagen.providers.openai_provider import OpenAICompatibleProvider, OpenAIProvider
+from vendors import API_CLIENTS
+from vendors.labels import normalize_kind
 
-PROVIDERS: dict[str, type[Provider]] = {p.name: p for p in (
-    OfflineCatalogProvider, OpenAIProvider, AnthropicProvider, OpenAICompatibleProvider)}
+PROVIDERS: dict[str, type[Provider]] = {OfflineCatalogProvider.name: OfflineCatalogProvider, **API_CLIENTS}
 
 
 def get_provider(name: str, model: str | None = None, **kw) -> Provider:
     try:
-        cls = PROVIDERS[name]
+        cls = PROVIDERS[normalize_kind(name)]
     except KeyError:
         raise ProviderError(f"Unknown provider '{name}'. Available: {', '.join(sorted(PROVIDERS))}.") from None
     return cls(model=model, **kw)

@@ -19,8 +19,7 @@ generation endpoint (OpenAI POST /v1/chat/completions, Anthropic POST /v1/messag
 check, and by each line/request of a batch when the batch is created:
     {"status": 429, "retry_after": 1.5}   error in the provider's JSON shape (+ Retry-After header);
                                           any status >= 400 works (500, 503, 529, ...); optional
-                                          "message", "type", "code" (OpenAI) override the error body,
-                                          "retry_after_ms" adds a retry-after-ms header
+                                          "message", "type", "code" (OpenAI) override the error body
     {"delay": 3.0}                        sleep before answering (lets a client timeout fire); then answers
     {"truncate": True}                    JSON (or streamed text) cut in half; finish_reason "length" /
                                           stop_reason "max_tokens"

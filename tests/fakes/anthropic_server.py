@@ -5,12 +5,11 @@
 
 Endpoints (base_url is http://127.0.0.1:PORT):
     POST /v1/messages                      structured book answer: forced tool use -> tool_use block,
-                                           output_config.format json_schema or no tools -> text block
+                                           no tools -> text block (JSON when asked for it, else prose)
     POST /v1/messages/count_tokens         {"input_tokens": n}
     GET  /v1/models, /v1/models/{id}
     POST /v1/messages/batches              {requests: [{custom_id, params}]}
     GET  /v1/messages/batches, /v1/messages/batches/{id}, /v1/messages/batches/{id}/results (JSONL)
-    POST /v1/messages/batches/{id}/cancel, DELETE /v1/messages/batches/{id}
 """
 from __future__ import annotations
 
@@ -66,9 +65,7 @@ class FakeAnthropicServer(FakeServer):
         self.route("POST", r"/v1/messages/batches", self._create_batch)
         self.route("GET", r"/v1/messages/batches", self._list_batches)
         self.route("GET", r"/v1/messages/batches/(?P<batch_id>[^/]+)", self._get_batch)
-        self.route("DELETE", r"/v1/messages/batches/(?P<batch_id>[^/]+)", self._delete_batch)
         self.route("GET", r"/v1/messages/batches/(?P<batch_id>[^/]+)/results", self._results)
-        self.route("POST", r"/v1/messages/batches/(?P<batch_id>[^/]+)/cancel", self._cancel_batch)
 
     def request_key(self, req: RecordedRequest) -> str | None:
         return req.headers.get("x-api-key") or super().request_key(req)
@@ -136,8 +133,7 @@ class FakeAnthropicServer(FakeServer):
                     return self.error_reply(400, f"tool_choice: tool '{choice.get('name')}' not found in 'tools'")
             else:  # "auto" / "any": the fake always uses the first tool that has an input schema
                 tool = next((t for t in tools if "input_schema" in t), None)
-        fmt = (body.get("output_config") or {}).get("format") or {}
-        schema = tool.get("input_schema") if tool else (fmt.get("schema") if fmt.get("type") == "json_schema" else None)
+        schema = tool.get("input_schema") if tool else None
 
         user, other = self._texts(body)
         view = PromptView.build(user, other, schema)
@@ -271,11 +267,7 @@ class FakeAnthropicServer(FakeServer):
             batch, state = self.batches[bid], self._batch_state[bid]
             state["polls"] += 1
             now = time.time()
-            if batch["processing_status"] == "canceling":
-                for line in state["results"]:
-                    line["result"] = {"type": "canceled"}
-                self._end_batch(batch, state, now)
-            elif batch["processing_status"] == "in_progress" and state["polls"] >= self.batch_polls_until_done:
+            if batch["processing_status"] == "in_progress" and state["polls"] >= self.batch_polls_until_done:
                 self._end_batch(batch, state, now)
             return dict(batch)
 
@@ -308,23 +300,3 @@ class FakeAnthropicServer(FakeServer):
             lines = list(self._batch_state[batch_id]["results"])
         data = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines).encode("utf-8")
         return Reply(200, data, content_type="application/binary")
-
-    def _cancel_batch(self, req: RecordedRequest, batch_id: str) -> Reply:
-        if batch_id not in self.batches:
-            return self.error_reply(404, f"message_batch_id: no batch with id '{batch_id}'")
-        with self._lock:
-            batch = self.batches[batch_id]
-            if batch["processing_status"] == "in_progress":
-                batch.update(processing_status="canceling", cancel_initiated_at=iso_time(time.time()))
-            return Reply(200, dict(batch))
-
-    def _delete_batch(self, req: RecordedRequest, batch_id: str) -> Reply:
-        with self._lock:
-            batch = self.batches.get(batch_id)
-            if batch is None:
-                return self.error_reply(404, f"message_batch_id: no batch with id '{batch_id}'")
-            if batch["processing_status"] != "ended":
-                return self.error_reply(400, "Batches must be ended or canceled before they can be deleted.")
-            del self.batches[batch_id]
-            self._batch_state.pop(batch_id, None)
-        return Reply(200, {"id": batch_id, "type": "message_batch_deleted"})

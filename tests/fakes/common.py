@@ -343,8 +343,6 @@ class FakeServer:
         if fault.get("retry_after") is not None:
             ra = fault["retry_after"]
             headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
-        if fault.get("retry_after_ms") is not None:
-            headers["retry-after-ms"] = str(fault["retry_after_ms"])
         return self.error_reply(status, fault.get("message") or DEFAULT_ERROR_MESSAGES.get(status, f"HTTP {status}"),
                                 headers=headers)
 

@@ -8,8 +8,8 @@ Endpoints (base_url is http://127.0.0.1:PORT/v1):
     POST /v1/chat/completions         structured book answer (response_format json_schema / json_object / none)
     GET  /v1/models, /v1/models/{id}  a couple of model objects
     POST /v1/files                    multipart upload (purpose "batch": JSONL of {custom_id, method, url, body})
-    GET  /v1/files, /v1/files/{id}, /v1/files/{id}/content, DELETE /v1/files/{id}
-    POST /v1/batches, GET /v1/batches, GET /v1/batches/{id}, POST /v1/batches/{id}/cancel
+    GET  /v1/files, /v1/files/{id}, /v1/files/{id}/content
+    POST /v1/batches, GET /v1/batches, GET /v1/batches/{id}
 """
 from __future__ import annotations
 
@@ -75,12 +75,10 @@ class FakeOpenAIServer(FakeServer):
         self.route("POST", r"/v1/files", self._upload_file)
         self.route("GET", r"/v1/files", self._list_files)
         self.route("GET", r"/v1/files/(?P<file_id>[^/]+)", self._get_file)
-        self.route("DELETE", r"/v1/files/(?P<file_id>[^/]+)", self._delete_file)
         self.route("GET", r"/v1/files/(?P<file_id>[^/]+)/content", self._file_content)
         self.route("POST", r"/v1/batches", self._create_batch)
         self.route("GET", r"/v1/batches", self._list_batches)
         self.route("GET", r"/v1/batches/(?P<batch_id>[^/]+)", self._get_batch)
-        self.route("POST", r"/v1/batches/(?P<batch_id>[^/]+)/cancel", self._cancel_batch)
 
     def error_reply(self, status: int, message: str, *, headers: dict[str, str] | None = None,
                     type: str | None = None, code: str | None = None, param: str | None = None,
@@ -271,13 +269,6 @@ class FakeOpenAIServer(FakeServer):
             return self.error_reply(404, f"No such File object: {file_id}", param="id")
         return Reply(200, self.files[file_id])
 
-    def _delete_file(self, req: RecordedRequest, file_id: str) -> Reply:
-        with self._lock:
-            if self.files.pop(file_id, None) is None:
-                return self.error_reply(404, f"No such File object: {file_id}", param="id")
-            self.file_contents.pop(file_id, None)
-        return Reply(200, {"id": file_id, "object": "file", "deleted": True})
-
     def _file_content(self, req: RecordedRequest, file_id: str) -> Reply:
         if file_id not in self.file_contents:
             return self.error_reply(404, f"No such File object: {file_id}", param="id")
@@ -377,9 +368,7 @@ class FakeOpenAIServer(FakeServer):
             if poll:
                 state["polls"] += 1
             now = int(time.time())
-            if batch["status"] == "cancelling" and poll:
-                batch.update(status="cancelled", cancelled_at=now)
-            elif batch["status"] in ("validating", "in_progress") and poll:
+            if batch["status"] in ("validating", "in_progress") and poll:
                 if state["errors"]:
                     batch.update(status="failed", failed_at=now,
                                  errors={"object": "list", "data": state["errors"]})
@@ -422,14 +411,3 @@ class FakeOpenAIServer(FakeServer):
             data = [dict(b) for b in reversed(self.batches.values())]
         return Reply(200, {"object": "list", "data": data, "has_more": False,
                            "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
-
-    def _cancel_batch(self, req: RecordedRequest, batch_id: str) -> Reply:
-        if batch_id not in self.batches:
-            return self.error_reply(404, f"No batch found with id '{batch_id}'.", param="batch_id")
-        with self._lock:
-            batch = self.batches[batch_id]
-            if batch["status"] in ("validating", "in_progress"):
-                batch.update(status="cancelling", cancelling_at=int(time.time()))
-            elif batch["status"] not in ("cancelling", "cancelled"):
-                return self.error_reply(409, f"Cannot cancel a batch with status '{batch['status']}'.")
-            return Reply(200, dict(batch))
