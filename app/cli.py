@@ -45,7 +45,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_job_flags(p: argparse.ArgumentParser) -> None:
     """One flag per JobConfig field (lists as comma-separated values)."""
-    from datagen.jobs import JobConfig
+    from datagen.job_config import JobConfig
 
     for name, f in JobConfig.model_fields.items():
         flag = "--" + name.replace("_", "-")
@@ -117,7 +117,7 @@ def eval_configs_from_args(args: argparse.Namespace) -> list:
 
 
 def job_config_from_args(args: argparse.Namespace):
-    from datagen.jobs import JobConfig
+    from datagen.job_config import JobConfig
 
     values = {}
     for name, f in JobConfig.model_fields.items():

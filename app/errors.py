@@ -18,7 +18,7 @@ def user_facing_types() -> tuple[type[BaseException], ...]:
     from db.curation import CurationError
     from datagen.providers.base import ProviderError
     from db.engine import DatabaseError
-    from db.processes import WorkerBusy
+    from workers.supervisor import WorkerBusy
     from db.settings import SettingsError
     from training.base_model import ModelLoadError
     from training.config import ConfigError

@@ -10,12 +10,13 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from datagen.grid import Grid
-from datagen.jobs import JobConfig, JobError, create_job, request_stop
+from datagen.job_config import JobConfig
+from datagen.jobs import JobError, create_job, request_stop
 from datagen.outcomes import not_accepted_summary
 from datagen.providers import PROVIDERS, ProviderError
 from datagen.worker import reconcile_jobs, start_job
 from db.models import GenerationJob
-from db.processes import WorkerBusy
+from workers.supervisor import WorkerBusy
 
 from app.services import Services
 

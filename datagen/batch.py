@@ -15,7 +15,7 @@ import io
 import json
 import os
 
-from datagen.engine import JobRunner, now
+from datagen.job_runner import JobRunner, now
 from datagen.pricing import estimate_cost
 from datagen.providers.anthropic_provider import completion_from_message, translate_anthropic_error
 from datagen.providers.base import CallError, Completion, ProviderError, TeacherTask, parse_answer
@@ -232,7 +232,3 @@ class BatchJobRunner(JobRunner):
                        "ok" if c else "error", 200 if c else None, error or (c.parse_error if c else None),
                        c.input_tokens if c else 0, c.output_tokens if c else 0, None, c.cost_usd if c else None,
                        batch=True)
-
-
-def run_batch_job(db, job_id: int, on_progress=None) -> GenerationJob:
-    return asyncio.run(BatchJobRunner(db, job_id, on_progress=on_progress).run())

@@ -2,7 +2,8 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from datagen.jobs import JobConfig, create_job, run_job
+from datagen.job_config import JobConfig
+from datagen.jobs import create_job, run_job
 from db.models import GenerationJob, Sample
 
 

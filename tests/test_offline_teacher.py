@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from datagen.grid import Grid
-from datagen.jobs import JobConfig, create_job, run_job
+from datagen.job_config import JobConfig
+from datagen.jobs import create_job, run_job
 from datagen.prompts import PROMPT_VERSION, book_line, split_candidates
 from datagen.providers.base import TeacherTask
 from datagen.providers.offline import OfflineCatalogProvider, fit_score

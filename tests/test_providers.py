@@ -6,7 +6,8 @@ import pytest
 from fakes.fixtures import fake_anthropic, fake_openai  # noqa: F401
 from sqlalchemy import func, select
 
-from datagen.jobs import JobConfig, create_job, run_job
+from datagen.job_config import JobConfig
+from datagen.jobs import create_job, run_job
 from datagen.prompts import TEACHER_PROMPT_VERSION
 from datagen.providers import ProviderError
 from db.models import ApiCall, GenerationJob, Sample
@@ -158,7 +159,7 @@ def test_batch_job_submits_polls_and_ingests(catalog_db, openai_env, anthropic_e
     server = openai_env if provider == "openai" else anthropic_env
     server.add_fault(ungrounded=True)  # one line of the first batch: the job needs a second, smaller batch
     job_id = create_job(catalog_db, JobConfig(provider=provider, language="en", count=5, batch=True))
-    job = datagen.batch.run_batch_job(catalog_db, job_id)
+    job = run_job(catalog_db, job_id)
     assert job.status == "completed" and job.accepted == 5 and job.ungrounded == 1
     assert [len(b["indexes"]) for b in job.batch_state["batches"]] == [5, 1]
     calls = _calls(catalog_db, job_id)
@@ -176,7 +177,7 @@ def test_batch_job_resumes_waiting_for_the_same_batch(catalog_db, openai_env, mo
         raise KeyboardInterrupt
 
     with pytest.raises(BaseException):
-        datagen.batch.run_batch_job(catalog_db, job_id, on_progress=crash_while_waiting)
-    job = datagen.batch.run_batch_job(catalog_db, job_id)  # a new process would do the same
+        run_job(catalog_db, job_id, on_progress=crash_while_waiting)
+    job = run_job(catalog_db, job_id)  # a new process would do the same
     assert job.status == "completed" and job.accepted == 3
     assert len(openai_env.requests_to("/v1/batches", "POST")) == 1  # waited for the batch, no resubmission

@@ -15,10 +15,13 @@ import pytest
 from sqlalchemy import func, select
 
 from app.cli import main
-from datagen.jobs import JobConfig, create_job
+from datagen.job_config import JobConfig
+from datagen.jobs import create_job
+from datagen.job_runner import GENERATION
 from datagen.worker import reconcile_jobs, start_job
 from db.models import EvalRun, GenerationJob, Sample, TrainingRun
-from db.processes import WorkerBusy, claim_worker, log_tail, worker_env
+from workers.process import log_tail, worker_env
+from workers.supervisor import WorkerBusy, claim
 
 
 @pytest.fixture
@@ -150,14 +153,14 @@ def test_two_workers_started_at_once_for_one_job_never_overshoot_its_target(cata
 
 def test_claim_is_a_compare_and_swap_on_the_owner(catalog_db, live_owner):
     job_id = _offline_job(catalog_db)
-    assert claim_worker(catalog_db, GenerationJob, job_id) == os.getpid()   # free: taken
-    assert claim_worker(catalog_db, GenerationJob, job_id) == os.getpid()   # already ours
+    assert claim(catalog_db, GENERATION, job_id) == os.getpid()   # free: taken
+    assert claim(catalog_db, GENERATION, job_id) == os.getpid()   # already ours
     _set(catalog_db, GenerationJob, job_id, pid=live_owner)
     with pytest.raises(WorkerBusy):
-        claim_worker(catalog_db, GenerationJob, job_id)                      # a live owner keeps it
+        claim(catalog_db, GENERATION, job_id)                      # a live owner keeps it
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     _set(catalog_db, GenerationJob, job_id, pid=int(dead.stdout))
-    assert claim_worker(catalog_db, GenerationJob, job_id) == os.getpid()   # a dead owner's row is free
+    assert claim(catalog_db, GENERATION, job_id) == os.getpid()   # a dead owner's row is free
 
 
 # -- log sections --------------------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""One supervisor for every long job: launch, own, stop, reconcile, log per attempt."""
