@@ -202,3 +202,67 @@ def test_a_worker_started_from_a_directory_with_inspect_py_still_runs(catalog_db
         time.sleep(0.2)
     job = _row(catalog_db, GenerationJob, job_id)
     assert (job["status"], job["accepted"]) == ("completed", 3), job["error"]
+
+
+# -- the supervisor's contract, on any kind ------------------------------------------------------------------------
+def test_a_worker_that_ignores_its_stop_is_ended_after_the_grace_period(catalog_db):
+    from workers import supervisor
+
+    job_id = _offline_job(catalog_db)
+    deaf = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    _set(catalog_db, GenerationJob, job_id, status="running", pid=deaf.pid)
+    t0 = time.monotonic()
+    supervisor.stop(catalog_db, GENERATION, job_id, grace_s=0.5)
+    assert deaf.wait(timeout=10) == -signal.SIGTERM  # its process group was ended, after the grace period
+    assert time.monotonic() - t0 >= 0.5
+    job = _row(catalog_db, GenerationJob, job_id)
+    assert (job["status"], job["pid"], job["stop_requested"]) == ("cancelled", None, False)
+
+
+def test_run_worker_main_never_leaves_a_row_running(catalog_db):
+    from workers.supervisor import StopRequested, run_worker_main
+
+    def crash(db, job_id):
+        _set(db, GenerationJob, job_id, status="running")
+        raise RuntimeError("boom")
+
+    def stopped(db, job_id):
+        _set(db, GenerationJob, job_id, status="running")
+        raise StopRequested("stopped at a safe point")
+
+    job_id = _offline_job(catalog_db)
+    assert run_worker_main(GENERATION, crash, ["--job-id", str(job_id)]) == 1
+    job = _row(catalog_db, GenerationJob, job_id)
+    assert (job["status"], job["error"], job["pid"]) == ("failed", "RuntimeError: boom", None)
+    assert run_worker_main(GENERATION, stopped, ["--job-id", str(job_id)]) == 1
+    assert _row(catalog_db, GenerationJob, job_id)["status"] == "cancelled"
+
+
+def test_second_sweep_worker_for_a_live_sweep_exits_and_changes_nothing(sqlite_db, live_owner):
+    from training.config import TrainConfig
+    from training.sweep_worker import create_sweep
+    from db.models import Sweep
+
+    sweep_id = create_sweep(sqlite_db, TrainConfig(), {"lora_r": [4, 8]}, name="rank")
+    _set(sqlite_db, Sweep, sweep_id, status="running", pid=live_owner)
+    before = _row(sqlite_db, Sweep, sweep_id)
+    out = _run_worker(sqlite_db, "training.sweep_worker", "--sweep-id", str(sweep_id))
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert f"Sweep {sweep_id} is already running in process {live_owner}" in out.stdout
+    assert _row(sqlite_db, Sweep, sweep_id) == before
+
+
+def test_a_sweep_stopped_before_it_starts_runs_nothing(sqlite_db):
+    from training.config import TrainConfig
+    from training.sweep_worker import SWEEP, create_sweep, start_sweep
+    from workers import supervisor
+    from db.models import Sweep
+
+    sweep_id = create_sweep(sqlite_db, TrainConfig(), {"lora_r": [4, 8]}, name="rank")
+    supervisor.request_stop(sqlite_db, SWEEP, sweep_id)
+    start_sweep(sqlite_db, sweep_id)  # a worker process of its own, like a job's or a run's
+    (sweep,) = supervisor.wait(sqlite_db, SWEEP, [sweep_id], poll_s=0.2)
+    assert sweep.status == "stopped", sweep.error
+    assert "===== attempt 1 · pid" in open(sweep.log_path, encoding="utf-8").read()
+    with sqlite_db.session() as s:
+        assert s.scalars(select(TrainingRun)).first() is None
