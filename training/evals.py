@@ -26,7 +26,6 @@ from training.request_sets import file_set_name, grid_requests, grid_set_name, l
 from workers import supervisor
 from workers.supervisor import WorkerBusy
 
-ACTIVE = EVALUATION.active
 FINISHED_RUNS = ("completed", "stopped")
 
 

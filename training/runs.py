@@ -23,8 +23,6 @@ from training.sft import TRAINING
 from workers import supervisor
 from workers.supervisor import WorkerBusy
 
-ACTIVE = TRAINING.active
-
 
 class RunError(RuntimeError):
     """A run that cannot be created or started, worded for the user."""

@@ -21,7 +21,7 @@ from db.settings import get_settings
 
 _children: dict[int, subprocess.Popen] = {}  # our own children, reaped so they don't linger as zombies
 
-# The directory that holds the app, datagen, db and training packages (the checkout, or site-packages).
+# The directory that holds the app, training, datagen, workers and db packages (the checkout, or site-packages).
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ATTEMPT_HEADER = re.compile(r"^===== attempt (\d+) · pid (\d+) · .* =====$", re.MULTILINE)
 
