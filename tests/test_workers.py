@@ -266,3 +266,13 @@ def test_a_sweep_stopped_before_it_starts_runs_nothing(sqlite_db):
     assert "===== attempt 1 · pid" in open(sweep.log_path, encoding="utf-8").read()
     with sqlite_db.session() as s:
         assert s.scalars(select(TrainingRun)).first() is None
+
+
+def test_the_web_ui_starts_workers_never_the_cli():
+    """A sweep from the Train tab used to run `python -m app.cli sweep`: the UI launching the CLI."""
+    from pathlib import Path
+
+    app_dir = Path(__file__).resolve().parents[1] / "app"
+    launches_cli = [p.name for p in app_dir.glob("*.py")
+                    if '"app.cli"' in p.read_text(encoding="utf-8") or "-m app.cli" in p.read_text(encoding="utf-8")]
+    assert launches_cli == []
