@@ -4,9 +4,9 @@
     python -m training.evaluate --eval-id 4 --eval-id 5      # several, one after another, one model load
 
 It never runs inside the web server: the supervisor (workers/supervisor.py) launches, owns, stops and
-reconciles it as the EVALUATION kind; a stop request is honoured between two answers. Every answer is stored (eval_results) with its scores as it arrives,
-so progress is visible and a restarted evaluation skips what is already scored; the aggregate figures
-(training/metrics.py) go on the EvalRun at the end.
+reconciles it as the EVALUATION kind; a stop request is honoured between two answers. Every answer is stored
+(eval_results) with its scores as it arrives, so progress is visible and a restarted evaluation skips what is
+already scored; the aggregate figures (training/metrics.py) go on the EvalRun at the end.
 
 An evaluation on a request set (mode 'requests') sends each request through the recommendation pipeline
 (training/recommend.Recommender: the model's trained prompt shape, retrieval, constrained decoding, grounding),
