@@ -1,5 +1,5 @@
-"""The runner of a generation job's live calls: bounded concurrency, rate limits, retries with backoff, and one transaction per
-sample, so that a job killed at any moment resumes to exactly its target with no duplicates.
+"""The runner of a generation job's live calls: bounded concurrency, rate limits, retries with backoff, and one
+transaction per sample, so that a job killed at any moment resumes to exactly its target with no duplicates.
 
 How exactness works: request i is derived from (seed, i) and stored on its sample (unique per job), so a
 resumed job skips every index already answered; and the dispatcher never has more requests in flight than
