@@ -47,7 +47,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_job_flags(p: argparse.ArgumentParser) -> None:
     """One flag per JobConfig field (lists as comma-separated values)."""
-    from datagen.jobs import JobConfig
+    from datagen.job_config import JobConfig
 
     add_flags(p, JobConfig, flags={"auto_approve": ("--approve",), "timeout_s": ("--timeout", "--timeout-s")})
 

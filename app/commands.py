@@ -621,7 +621,8 @@ def demo_evaluation(db: Database, run_id: int, language: str, count: int, max_ne
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from datagen.catalog import count_books, load_builtin_catalog
-    from datagen.jobs import JobConfig, create_job
+    from datagen.job_config import JobConfig
+    from datagen.jobs import create_job
     from training.base_model import resolve_base_model
     from training.config import DEMO_PRESET, TrainConfig
 

@@ -78,7 +78,7 @@ def train_config_from_args(args: argparse.Namespace, **defaults: Any) -> TrainCo
 
 
 def job_config_from_args(args: argparse.Namespace):
-    from datagen.jobs import JobConfig
+    from datagen.job_config import JobConfig
 
     return config_from_args(JobConfig, args)
 

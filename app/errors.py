@@ -17,7 +17,7 @@ def user_facing_types() -> tuple[type[BaseException], ...]:
     from datagen.review import ReviewError
     from db.curation import CurationError
     from db.engine import DatabaseError
-    from db.processes import WorkerBusy
+    from workers.supervisor import WorkerBusy
     from db.settings import SettingsError
     from training.base_model import ModelLoadError
     from training.config import ConfigError
@@ -25,9 +25,9 @@ def user_facing_types() -> tuple[type[BaseException], ...]:
     from training.eval_config import EvalError
     from training.recommend import RecommendError
     from training.runs import RunError
-    from vendors.base import VendorError as ProviderError
+    from vendors.base import VendorError as VendorError
 
-    return (UserError, CatalogError, ProviderError, DatabaseError, SettingsError, ModelLoadError, ConfigError,
+    return (UserError, CatalogError, VendorError, DatabaseError, SettingsError, ModelLoadError, ConfigError,
             DatasetError, RunError, ExchangeError, ReviewError, CurationError,
             EvalError, JobError, RecommendError, WorkerBusy)
 

@@ -10,12 +10,14 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from datagen.grid import Grid
-from datagen.jobs import JobConfig, JobError, create_job, request_stop
+from datagen.job_config import JobConfig
+from datagen.jobs import JobError, create_job, request_stop
 from datagen.outcomes import not_accepted_summary
-from datagen.providers import PROVIDERS, ProviderError
+from datagen.providers import PROVIDERS
 from datagen.worker import reconcile_jobs, start_job
 from db.models import GenerationJob
-from db.processes import WorkerBusy
+from vendors.base import VendorError
+from workers.supervisor import WorkerBusy
 
 from app.services import Services
 
@@ -134,7 +136,7 @@ def build_generate_tab(services: Services) -> None:
                 new_id = create_job(services.db, cfg)
             except ValidationError as e:
                 raise gr.Error("; ".join(er["msg"].removeprefix("Value error, ") for er in e.errors()))
-            except (ProviderError, ValueError) as e:
+            except (VendorError, ValueError) as e:
                 raise gr.Error(str(e))
             start_job(services.db, new_id)
             return new_id, refresh(new_id)[0], jobs_table(services)

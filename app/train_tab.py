@@ -17,13 +17,13 @@ from sqlalchemy import select
 from app import config_views
 from app.services import Services
 from db.models import RunMetric, TrainingRun
-from db.processes import log_tail
 from training.config import ConfigError, TrainConfig
 from training.data import DatasetError, check_prompt_lengths, chat_example
 from training.sweep import COLUMNS as SWEEP_COLUMNS
-from training.sweep import parse_grid, sweep_configs, sweep_names, sweep_table
+from training.sweep import parse_grid, sweep_names, sweep_table
 from training.runs import (RunError, active_run, cancel_run, create_run, reconcile_runs, request_stop, resume_run,
                            start_run)
+from workers.process import log_tail
 
 FIELDS = list(TrainConfig.model_fields)  # the form's components, in this order
 
@@ -230,20 +230,17 @@ def build_train_tab(services: Services) -> None:
         timer = gr.Timer(2.0)
 
         def on_sweep(grid_text, *values):
-            from db.processes import launch_worker
-            from db.settings import get_settings
+            from training.sweep_worker import create_sweep, start_sweep
 
             specs = [ln.strip() for ln in grid_text.splitlines() if ln.strip()]
+            name = f"sweep {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M:%S}"
             try:
                 cfg = config_from_form(values).validate()
-                sweep_configs(cfg, parse_grid(specs))  # refuse a bad grid here, not in the background
+                # A bad grid is refused here, not in the background; the sweep runs as a worker of its own.
+                sweep_id = create_sweep(services.db, cfg, parse_grid(specs), name)
             except ConfigError as e:
                 raise gr.Error(str(e))
-            name = f"sweep {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M:%S}"
-            args = ["sweep", "--name", name, *cfg.command_line().split()[2:]]
-            for spec in specs:
-                args += ["--grid", spec]
-            launch_worker("app.cli", args, get_settings().logs_dir / "sweeps.log", services.db.url)
+            start_sweep(services.db, sweep_id)
             return gr.Dropdown(choices=[name, *sweep_names(services.db)], value=name)
 
         def show_sweep(name):

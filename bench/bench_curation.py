@@ -37,7 +37,8 @@ def seed_texts(db, count: int) -> list[dict]:
     from sqlalchemy import select
 
     from datagen.catalog import load_builtin_catalog
-    from datagen.jobs import JobConfig, create_job, run_job
+    from datagen.job_config import JobConfig
+    from datagen.jobs import create_job, run_job
     from db.models import Sample
 
     load_builtin_catalog(db)

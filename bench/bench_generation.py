@@ -53,9 +53,10 @@ def main() -> None:
     os.environ.update(MOODSHELF_HOME=home, OPENAI_API_KEY="sk-bench-000000")
     os.environ.pop("DATABASE_URL", None)
     import openai  # noqa: F401 - imports are outside both timings
-    from datagen import engine  # noqa: F401
+    from datagen import job_runner  # noqa: F401
     from datagen.catalog import load_builtin_catalog
-    from datagen.jobs import JobConfig, create_job, run_job
+    from datagen.job_config import JobConfig
+    from datagen.jobs import create_job, run_job
     from db.engine import open_db
 
     db = open_db()
@@ -70,7 +71,7 @@ def main() -> None:
         ours = time.perf_counter() - t0
         assert job.accepted == args.count, job.error
 
-        from datagen.engine import JobRunner
+        from datagen.job_runner import JobRunner
 
         runner = JobRunner(db, job_id)
         _, _, uses = runner._load_state()

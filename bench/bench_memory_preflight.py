@@ -88,7 +88,8 @@ def main() -> None:
     from transformers import AutoConfig
 
     from datagen.catalog import load_builtin_catalog
-    from datagen.jobs import JobConfig, create_job, run_job
+    from datagen.job_config import JobConfig
+    from datagen.jobs import create_job, run_job
     from db.engine import open_db
     from db.models import RunMetric, TrainingRun
     from training.base_model import load_tokenizer

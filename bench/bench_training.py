@@ -100,7 +100,8 @@ def main() -> None:
     os.environ["MOODSHELF_HOME"] = home
     os.environ.pop("DATABASE_URL", None)
     from datagen.catalog import load_builtin_catalog
-    from datagen.jobs import JobConfig, create_job, run_job
+    from datagen.job_config import JobConfig
+    from datagen.jobs import create_job, run_job
     from db.engine import open_db
     from training.base_model import resolve_base_model
     from training.config import TrainConfig

@@ -17,15 +17,16 @@ import asyncio
 import json
 import os
 
-from datagen.engine import JobRunner, now
+from datagen.job_runner import JobRunner, now
 from datagen.pricing import estimate_cost
-from datagen.providers.base import Completion, ProviderError, TeacherTask
+from datagen.providers.base import TeacherTask
 from db.models import GenerationJob
+from vendors.base import Completion, VendorError
 
 POLL_S = float(os.environ.get("MOODSHELF_BATCH_POLL_S", "30"))
 
 
-class BatchRefused(ProviderError):
+class BatchRefused(VendorError):
     """The vendor's batch endpoint answered with an error (no batch API at this URL, a refused batch...)."""
 
 
@@ -168,7 +169,3 @@ class BatchJobRunner(JobRunner):
                        "ok" if c else "error", 200 if c else None, error or (c.parse_error if c else None),
                        c.input_tokens if c else 0, c.output_tokens if c else 0, None, c.cost_usd if c else None,
                        batch=True)
-
-
-def run_batch_job(db, job_id: int, on_progress=None) -> GenerationJob:
-    return asyncio.run(BatchJobRunner(db, job_id, on_progress=on_progress).run())

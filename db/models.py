@@ -91,7 +91,7 @@ class GenerationJob(Base):
     tokens_in: Mapped[int] = mapped_column(Integer, default=0)
     tokens_out: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[Optional[float]] = mapped_column(Float, default=0.0)  # None: a model with no known price
-    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    stop_requested: Mapped[bool] = mapped_column(default=False)  # the worker's cooperative stop (workers/)
     # Batch mode: {"kind": "openai"|"anthropic", "batches": [{"id", "indexes", "status", "ingested"}]}
     batch_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
     log_path: Mapped[Optional[str]] = mapped_column(String(1000))
@@ -221,6 +221,7 @@ class TrainingRun(Base):
     adapter_path: Mapped[Optional[str]] = mapped_column(String(1000))
     log_path: Mapped[Optional[str]] = mapped_column(String(1000))
     pid: Mapped[Optional[int]] = mapped_column(Integer)
+    stop_requested: Mapped[bool] = mapped_column(default=False)  # Stop & save: the worker saves and stops
     error: Mapped[Optional[str]] = mapped_column(Text)
     final_loss: Mapped[Optional[float]] = mapped_column(Float)
     eval_loss: Mapped[Optional[float]] = mapped_column(Float)
@@ -240,6 +241,27 @@ class TrainingRun(Base):
     metrics: Mapped[list["RunMetric"]] = relationship(
         back_populates="run", order_by="RunMetric.step", cascade="all, delete-orphan"
     )
+
+
+class Sweep(Base):
+    """A grid of training runs, run one after another by one worker (training/sweep_worker.py). Each run is
+    an ordinary TrainingRun whose `sweep` is this sweep's name."""
+
+    __tablename__ = "sweeps"
+    __table_args__ = (CheckConstraint(f"status IN {RUN_STATUSES}", name="sweep_status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)     # the base TrainConfig
+    grid: Mapped[dict[str, Any]] = mapped_column(default=dict)       # setting -> values (training/sweep.py)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    pid: Mapped[Optional[int]] = mapped_column(Integer)
+    stop_requested: Mapped[bool] = mapped_column(default=False)  # no further run starts; the current one stops
+    log_path: Mapped[Optional[str]] = mapped_column(String(1000))
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
 
 
 class RunMetric(Base):
@@ -310,6 +332,7 @@ class EvalRun(Base):
     sample_ids: Mapped[list[Any]] = mapped_column(default=list)
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     pid: Mapped[Optional[int]] = mapped_column(Integer)
+    stop_requested: Mapped[bool] = mapped_column(default=False)  # the worker stops between answers
     done: Mapped[int] = mapped_column(Integer, default=0)
     total: Mapped[int] = mapped_column(Integer, default=0)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)   # training.metrics.aggregate()

@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import select
 
 from app.services import BASE_LABEL, Services, form_request
-from datagen.jobs import JobConfig, create_job, run_job
+from datagen.job_config import JobConfig
+from datagen.jobs import create_job, run_job
 from db.models import Comparison
 from training.config import TrainConfig
 from training.runs import create_run, start_run, wait_for_run

@@ -31,7 +31,8 @@ def curate_app(catalog_db, free_port):
     """The whole app on a free port, over a fresh MOODSHELF_HOME with 12 pending offline samples."""
     from app.services import Services
     from app.ui import build_app
-    from datagen.jobs import JobConfig, create_job, run_job
+    from datagen.job_config import JobConfig
+    from datagen.jobs import create_job, run_job
 
     run_job(catalog_db, create_job(catalog_db, JobConfig(language="en", count=12, seed=5)))
     demo = build_app(Services(db=catalog_db))

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from app.services import Services
-from datagen.jobs import JobConfig, create_job, run_job
+from datagen.job_config import JobConfig
+from datagen.jobs import create_job, run_job
 from db.models import Sample
 
 NO_FILTER = [[], [], [], [], [], None, None, None, "any", "any", None, "", "", "any", "any"]

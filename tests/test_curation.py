@@ -9,7 +9,8 @@ import json
 import pytest
 from sqlalchemy import select, update
 
-from datagen.jobs import JobConfig, create_job, run_job
+from datagen.job_config import JobConfig
+from datagen.jobs import create_job, run_job
 from datagen.prompts import student_prompt
 from db.curation import (CurationError, SampleFilter, bulk_set_status, clusters, count, keep_one, page,
                          undo_last_bulk)

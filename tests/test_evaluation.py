@@ -9,7 +9,8 @@ import time
 import pytest
 from sqlalchemy import select
 
-from datagen.jobs import JobConfig, create_job, run_job
+from datagen.job_config import JobConfig
+from datagen.jobs import create_job, run_job
 from fakes.fixtures import fake_openai  # noqa: F401
 from db.models import EvalResult, EvalRun
 from training.config import TrainConfig

@@ -2,7 +2,8 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from datagen.jobs import JobConfig, create_job, run_job
+from datagen.job_config import JobConfig
+from datagen.jobs import create_job, run_job
 from db.models import GenerationJob, Sample
 
 
@@ -78,9 +79,9 @@ def test_bad_job_settings_are_refused_with_a_clear_message(kwargs, message):
 
 
 def test_catalog_without_books_for_the_mood_is_refused_before_the_job_starts(sqlite_db):
-    from datagen.providers import ProviderError
+    from vendors.base import VendorError
 
-    with pytest.raises(ProviderError, match="fewer than 3 en books for the effect"):
+    with pytest.raises(VendorError, match="fewer than 3 en books for the effect"):
         create_job(sqlite_db, JobConfig(language="en", count=3))  # empty catalog
 
 

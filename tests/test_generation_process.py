@@ -9,7 +9,8 @@ import pytest
 from fakes.fixtures import fake_openai  # noqa: F401
 from sqlalchemy import func, select
 
-from datagen.jobs import JobConfig, create_job, run_job
+from datagen.job_config import JobConfig
+from datagen.jobs import create_job, run_job
 from datagen.limits import RateLimiter, backoff_delay
 from datagen.worker import reconcile_jobs, start_job
 from db.models import GenerationJob, Sample

@@ -288,7 +288,7 @@ def test_int8_served_model_answers_like_the_full_precision_one(tiny_model_dir, l
 
 
 def test_thread_split_gives_training_most_cores_and_generation_the_rest(monkeypatch):
-    from db.processes import worker_env
+    from workers.process import worker_env
     from training import threads
 
     assert threads.generation_threads(False, n_cores=2) == 2 and threads.generation_threads(True, n_cores=2) == 1

@@ -9,7 +9,7 @@ from fakes.fixtures import fake_openai  # noqa: F401
 from pydantic import ValidationError
 
 from app.cli import main
-from datagen.jobs import JobConfig
+from datagen.job_config import JobConfig
 from datagen.outcomes import not_accepted_summary, reason_for
 from db.models import GenerationJob
 

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from datagen.grid import Grid
-from datagen.jobs import JobConfig, create_job, run_job
+from datagen.job_config import JobConfig
+from datagen.jobs import create_job, run_job
 from datagen.prompts import PROMPT_VERSION, book_line, split_candidates
 from datagen.providers.base import TeacherTask
 from datagen.providers.offline import OfflineCatalogProvider, fit_score
@@ -48,7 +49,7 @@ def test_no_retrieval_keeps_the_request_only_input(catalog_db):
 
 
 def test_an_answer_outside_the_candidates_is_flagged_for_review(catalog_db, monkeypatch):
-    from datagen.providers.base import Completion
+    from vendors.base import Completion
 
     async def off_list(self, task):  # a teacher ignoring its candidates, naming real catalog books
         names = {b.title for b in task.candidates}

@@ -7,10 +7,11 @@ import pytest
 from fakes.fixtures import fake_anthropic, fake_openai  # noqa: F401
 from sqlalchemy import func, select
 
-from datagen.jobs import JobConfig, create_job, run_job
+from datagen.job_config import JobConfig
+from datagen.jobs import create_job, run_job
 from datagen.prompts import TEACHER_PROMPT_VERSION
-from datagen.providers import ProviderError
 from db.models import ApiCall, GenerationJob, Sample
+from vendors.base import VendorError
 
 OPENAI_KEY = "sk-test-openai-key-0123456789"
 ANTHROPIC_KEY = "sk-ant-test-key-0123456789"
@@ -136,11 +137,11 @@ def test_unknown_model_fails_with_the_model_named(catalog_db, openai_env):
 
 def test_missing_key_and_unreachable_server_are_refused_before_the_job(catalog_db, monkeypatch, free_port):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    with pytest.raises(ProviderError, match="No OPENAI_API_KEY set"):
+    with pytest.raises(VendorError, match="No OPENAI_API_KEY set"):
         create_job(catalog_db, JobConfig(provider="openai"))
-    with pytest.raises(ProviderError, match="needs a base URL"):
+    with pytest.raises(VendorError, match="needs a base URL"):
         create_job(catalog_db, JobConfig(provider="openai-compatible"))
-    with pytest.raises(ProviderError, match="Cannot reach"):
+    with pytest.raises(VendorError, match="Cannot reach"):
         create_job(catalog_db, JobConfig(provider="openai-compatible", base_url=f"http://127.0.0.1:{free_port}/v1"))
     with catalog_db.session() as s:
         assert s.scalar(select(func.count()).select_from(GenerationJob)) == 0
@@ -159,7 +160,7 @@ def test_batch_job_submits_polls_and_ingests(catalog_db, openai_env, anthropic_e
     server = openai_env if provider == "openai" else anthropic_env
     server.add_fault(ungrounded=True)  # one line of the first batch: the job needs a second, smaller batch
     job_id = create_job(catalog_db, JobConfig(provider=provider, language="en", count=5, batch=True))
-    job = datagen.batch.run_batch_job(catalog_db, job_id)
+    job = run_job(catalog_db, job_id)
     assert job.status == "completed" and job.accepted == 5 and job.ungrounded == 1
     assert [len(b["indexes"]) for b in job.batch_state["batches"]] == [5, 1]
     calls = _calls(catalog_db, job_id)
@@ -177,8 +178,8 @@ def test_batch_job_resumes_waiting_for_the_same_batch(catalog_db, openai_env, mo
         raise KeyboardInterrupt
 
     with pytest.raises(BaseException):
-        datagen.batch.run_batch_job(catalog_db, job_id, on_progress=crash_while_waiting)
-    job = datagen.batch.run_batch_job(catalog_db, job_id)  # a new process would do the same
+        run_job(catalog_db, job_id, on_progress=crash_while_waiting)
+    job = run_job(catalog_db, job_id)  # a new process would do the same
     assert job.status == "completed" and job.accepted == 3
     assert len(openai_env.requests_to("/v1/batches", "POST")) == 1  # waited for the batch, no resubmission
 

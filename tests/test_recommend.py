@@ -5,7 +5,8 @@ get the teacher's shape — answers stream and are grounded; a tiny catalog give
 import pytest
 from sqlalchemy import select
 
-from datagen.jobs import JobConfig, create_job, run_job
+from datagen.job_config import JobConfig
+from datagen.jobs import create_job, run_job
 from datagen.prompts import book_line
 from db.models import TrainingRun
 from fakes.fixtures import fake_openai  # noqa: F401

@@ -6,7 +6,8 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from datagen.jobs import JobConfig, create_job, run_job
+from datagen.job_config import JobConfig
+from datagen.jobs import create_job, run_job
 from db.models import Book, EvalResult, EvalRun, Sample
 from training.eval_config import EvalConfig, EvalError
 from training.evals import comparison_table, create_eval, request_set_evals

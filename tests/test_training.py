@@ -9,7 +9,8 @@ import time
 import pytest
 from sqlalchemy import select
 
-from datagen.jobs import JobConfig, create_job, run_job
+from datagen.job_config import JobConfig
+from datagen.jobs import create_job, run_job
 from db.models import RunMetric, TrainingRun
 from training.config import TrainConfig
 from training.data import DatasetError, assign_splits

@@ -15,10 +15,13 @@ import pytest
 from sqlalchemy import func, select
 
 from app.cli import main
-from datagen.jobs import JobConfig, create_job
+from datagen.job_config import JobConfig
+from datagen.job_runner import GENERATION
+from datagen.jobs import create_job
 from datagen.worker import reconcile_jobs, start_job
 from db.models import EvalRun, GenerationJob, Sample, TrainingRun
-from db.processes import WorkerBusy, claim_worker, log_tail, worker_env
+from workers.process import log_tail, worker_env
+from workers.supervisor import WorkerBusy, claim
 
 
 @pytest.fixture
@@ -150,14 +153,14 @@ def test_two_workers_started_at_once_for_one_job_never_overshoot_its_target(cata
 
 def test_claim_is_a_compare_and_swap_on_the_owner(catalog_db, live_owner):
     job_id = _offline_job(catalog_db)
-    assert claim_worker(catalog_db, GenerationJob, job_id) == os.getpid()   # free: taken
-    assert claim_worker(catalog_db, GenerationJob, job_id) == os.getpid()   # already ours
+    assert claim(catalog_db, GENERATION, job_id) == os.getpid()   # free: taken
+    assert claim(catalog_db, GENERATION, job_id) == os.getpid()   # already ours
     _set(catalog_db, GenerationJob, job_id, pid=live_owner)
     with pytest.raises(WorkerBusy):
-        claim_worker(catalog_db, GenerationJob, job_id)                      # a live owner keeps it
+        claim(catalog_db, GENERATION, job_id)                      # a live owner keeps it
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     _set(catalog_db, GenerationJob, job_id, pid=int(dead.stdout))
-    assert claim_worker(catalog_db, GenerationJob, job_id) == os.getpid()   # a dead owner's row is free
+    assert claim(catalog_db, GENERATION, job_id) == os.getpid()   # a dead owner's row is free
 
 
 # -- log sections --------------------------------------------------------------------------------------------------
@@ -181,8 +184,8 @@ def test_a_dead_workers_message_shows_its_own_attempt_not_an_earlier_traceback(c
     assert f"attempt 2 · pid {pid}" in job["error"]
     assert "OPENAI_API_KEY" not in job["error"] and "Traceback" not in job["error"]
     log = open(job["log_path"], encoding="utf-8").read()
-    assert "===== attempt 1 · pid" in log and "ProviderError" in log  # the first traceback is still there
-    assert "ProviderError" in log_tail(job["log_path"], 40, pid=int(log.split("attempt 1 · pid ")[1].split()[0]))
+    assert "===== attempt 1 · pid" in log and "VendorError" in log  # the first traceback is still there
+    assert "VendorError" in log_tail(job["log_path"], 40, pid=int(log.split("attempt 1 · pid ")[1].split()[0]))
 
 
 # -- imports -------------------------------------------------------------------------------------------------------
@@ -199,3 +202,77 @@ def test_a_worker_started_from_a_directory_with_inspect_py_still_runs(catalog_db
         time.sleep(0.2)
     job = _row(catalog_db, GenerationJob, job_id)
     assert (job["status"], job["accepted"]) == ("completed", 3), job["error"]
+
+
+# -- the supervisor's contract, on any kind ------------------------------------------------------------------------
+def test_a_worker_that_ignores_its_stop_is_ended_after_the_grace_period(catalog_db):
+    from workers import supervisor
+
+    job_id = _offline_job(catalog_db)
+    deaf = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    _set(catalog_db, GenerationJob, job_id, status="running", pid=deaf.pid)
+    t0 = time.monotonic()
+    supervisor.stop(catalog_db, GENERATION, job_id, grace_s=0.5)
+    assert deaf.wait(timeout=10) == -signal.SIGTERM  # its process group was ended, after the grace period
+    assert time.monotonic() - t0 >= 0.5
+    job = _row(catalog_db, GenerationJob, job_id)
+    assert (job["status"], job["pid"], job["stop_requested"]) == ("cancelled", None, False)
+
+
+def test_run_worker_main_never_leaves_a_row_running(catalog_db):
+    from workers.supervisor import StopRequested, run_worker_main
+
+    def crash(db, job_id):
+        _set(db, GenerationJob, job_id, status="running")
+        raise RuntimeError("boom")
+
+    def stopped(db, job_id):
+        _set(db, GenerationJob, job_id, status="running")
+        raise StopRequested("stopped at a safe point")
+
+    job_id = _offline_job(catalog_db)
+    assert run_worker_main(GENERATION, crash, ["--job-id", str(job_id)]) == 1
+    job = _row(catalog_db, GenerationJob, job_id)
+    assert (job["status"], job["error"], job["pid"]) == ("failed", "RuntimeError: boom", None)
+    assert run_worker_main(GENERATION, stopped, ["--job-id", str(job_id)]) == 1
+    assert _row(catalog_db, GenerationJob, job_id)["status"] == "cancelled"
+
+
+def test_second_sweep_worker_for_a_live_sweep_exits_and_changes_nothing(sqlite_db, live_owner):
+    from training.config import TrainConfig
+    from training.sweep_worker import create_sweep
+    from db.models import Sweep
+
+    sweep_id = create_sweep(sqlite_db, TrainConfig(), {"lora_r": [4, 8]}, name="rank")
+    _set(sqlite_db, Sweep, sweep_id, status="running", pid=live_owner)
+    before = _row(sqlite_db, Sweep, sweep_id)
+    out = _run_worker(sqlite_db, "training.sweep_worker", "--sweep-id", str(sweep_id))
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert f"Sweep {sweep_id} is already running in process {live_owner}" in out.stdout
+    assert _row(sqlite_db, Sweep, sweep_id) == before
+
+
+def test_a_sweep_stopped_before_it_starts_runs_nothing(sqlite_db):
+    from training.config import TrainConfig
+    from training.sweep_worker import SWEEP, create_sweep, start_sweep
+    from workers import supervisor
+    from db.models import Sweep
+
+    sweep_id = create_sweep(sqlite_db, TrainConfig(), {"lora_r": [4, 8]}, name="rank")
+    supervisor.request_stop(sqlite_db, SWEEP, sweep_id)
+    start_sweep(sqlite_db, sweep_id)  # a worker process of its own, like a job's or a run's
+    (sweep,) = supervisor.wait(sqlite_db, SWEEP, [sweep_id], poll_s=0.2)
+    assert sweep.status == "stopped", sweep.error
+    assert "===== attempt 1 · pid" in open(sweep.log_path, encoding="utf-8").read()
+    with sqlite_db.session() as s:
+        assert s.scalars(select(TrainingRun)).first() is None
+
+
+def test_the_web_ui_starts_workers_never_the_cli():
+    """A sweep from the Train tab used to run `python -m app.cli sweep`: the UI launching the CLI."""
+    from pathlib import Path
+
+    app_dir = Path(__file__).resolve().parents[1] / "app"
+    launches_cli = [p.name for p in app_dir.glob("*.py")
+                    if '"app.cli"' in p.read_text(encoding="utf-8") or "-m app.cli" in p.read_text(encoding="utf-8")]
+    assert launches_cli == []

@@ -5,29 +5,28 @@
     wait_for_evals(db, ids, on_progress=print)
     before_after(db, 3)            # base vs fine-tuned on run 3's eval split, metric by metric
 
-Like training runs, all state lives in the DB; a dead worker is marked failed with the tail of its log.
+Like training runs, all state lives in the DB and the supervisor (workers/supervisor.py, kind EVALUATION from
+training/evaluate.py) starts, stops and reconciles the worker; a dead one is marked failed with its log tail.
 """
 from __future__ import annotations
 
 import os
-import time
-from datetime import datetime, timezone
 from typing import Callable
 
 from sqlalchemy import select
 
 from db.engine import Database
 from db.models import EvalRun, Sample, TrainingRun
-from db.processes import (WorkerBusy, check_not_owned, claim_worker, kill_process_group, launch_worker,
-                          mark_worker_dead, pid_alive)
 from db.settings import get_settings
 from training.config import DEFAULT_BASE_MODEL
 from training.eval_config import EvalConfig, EvalError, backend_name
+from training.evaluate import EVALUATION
 from training.metrics import METRICS
 from training.request_sets import file_set_name, grid_requests, grid_set_name, load_requests_file
 from vendors.labels import format_label
+from workers import supervisor
+from workers.supervisor import WorkerBusy
 
-ACTIVE = ("queued", "running")
 FINISHED_RUNS = ("completed", "stopped")
 
 
@@ -112,71 +111,42 @@ def start_evals(db: Database, eval_ids: list[int]) -> int:
     """Launch one worker (no shell, its own session) for these evaluations, run one after another; its pid."""
     if not eval_ids:
         raise EvalError("Nothing to evaluate: pick at least one backend.")
-    with db.begin() as s:
+    with db.session() as s:
         evs = [s.get(EvalRun, i) for i in eval_ids]
-        missing = [i for i, ev in zip(eval_ids, evs) if ev is None]
-        if missing:
-            raise EvalError(f"No evaluation {missing[0]} (see `moodshelf evals`).")
-        try:
-            for ev in evs:
-                check_not_owned(ev, f"Evaluation {ev.id}")
-        except WorkerBusy as e:
-            raise EvalError(str(e)) from None
-        for ev in evs:
-            if ev.status in ("failed", "cancelled"):  # started again: the worker skips answers already scored
-                ev.status, ev.error, ev.finished_at = "queued", None, None
-        log_path = evs[0].log_path
-    args = [a for i in eval_ids for a in ("--eval-id", str(i))]
-    pid = launch_worker("training.evaluate", args, log_path, db.url)
+    missing = [i for i, ev in zip(eval_ids, evs) if ev is None]
+    if missing:
+        raise EvalError(f"No evaluation {missing[0]} (see `moodshelf evals`).")
     try:
-        for i in eval_ids:
-            if claim_worker(db, EvalRun, i, pid) != pid:
-                raise WorkerBusy(f"Evaluation {i} was claimed by another process.")
-    except WorkerBusy as e:  # another launcher won the race: ours must not run
-        kill_process_group(pid, grace_s=2)
+        for ev in evs:
+            supervisor.check_not_owned(EVALUATION, ev)
+    except WorkerBusy as e:
         raise EvalError(str(e)) from None
-    return pid
+    with db.begin() as s:
+        for i in eval_ids:
+            ev = s.get(EvalRun, i)
+            if ev.status in ("failed", "cancelled"):  # started again: the worker skips answers already scored
+                ev.status, ev.error, ev.finished_at, ev.stop_requested = "queued", None, None, False
+    try:
+        return supervisor.start(db, EVALUATION, eval_ids)
+    except WorkerBusy as e:
+        raise EvalError(str(e)) from None
 
 
 def reconcile_evals(db: Database) -> list[int]:
     """Mark evaluations whose process is gone as failed, with the tail of their log. Returns their ids."""
-    failed = []
-    with db.begin() as s:
-        for ev in s.scalars(select(EvalRun).where(EvalRun.status.in_(ACTIVE))):
-            if ev.pid is None:
-                continue  # created, not launched yet
-            if not pid_alive(ev.pid):
-                mark_worker_dead(ev, ev.error or "The evaluation process exited without reporting.")
-                failed.append(ev.id)
-    return failed
+    return supervisor.reconcile(db, EVALUATION)
 
 
 def cancel_eval(db: Database, eval_id: int, grace_s: float = 5.0) -> None:
-    """Kill the worker's process group (and so every evaluation it was running) and mark them cancelled."""
-    with db.session() as s:
-        ev = s.get(EvalRun, eval_id)
-        pid = ev.pid if ev else None
-    kill_process_group(pid, grace_s)
-    with db.begin() as s:
-        evs = s.scalars(select(EvalRun).where(EvalRun.status.in_(ACTIVE),
-                                              (EvalRun.id == eval_id) | ((EvalRun.pid == pid) & (EvalRun.pid.is_not(None)))))
-        for ev in evs:
-            ev.status, ev.pid, ev.finished_at = "cancelled", None, datetime.now(timezone.utc)
+    """Stop the worker (and so every evaluation it was running) and mark them cancelled: it stops between two
+    answers, or its process group is ended after grace_s."""
+    supervisor.stop(db, EVALUATION, eval_id, grace_s)
 
 
 def wait_for_evals(db: Database, eval_ids: list[int], on_progress: Callable[[EvalRun], None] | None = None,
                    poll_s: float = 1.0) -> list[EvalRun]:
     """Block until every evaluation leaves queued/running, calling on_progress with each one at each poll."""
-    while True:
-        reconcile_evals(db)
-        with db.session() as s:
-            evs = [s.get(EvalRun, i) for i in eval_ids]
-        for ev in evs:
-            if on_progress:
-                on_progress(ev)
-        if all(ev.status not in ACTIVE for ev in evs):
-            return evs
-        time.sleep(poll_s)
+    return supervisor.wait(db, EVALUATION, eval_ids, on_progress, poll_s)
 
 
 def list_evals(db: Database, limit: int = 100) -> list[EvalRun]:

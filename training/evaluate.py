@@ -3,9 +3,10 @@
     python -m training.evaluate --eval-id 4                  # what `moodshelf eval` and the Evaluate tab launch
     python -m training.evaluate --eval-id 4 --eval-id 5      # several, one after another, one model load
 
-It never runs inside the web server. Every answer is stored (eval_results) with its scores as it arrives,
-so progress is visible and a restarted evaluation skips what is already scored; the aggregate figures
-(training/metrics.py) go on the EvalRun at the end.
+It never runs inside the web server: the supervisor (workers/supervisor.py) launches, owns, stops and
+reconciles it as the EVALUATION kind; a stop request is honoured between two answers. Every answer is stored
+(eval_results) with its scores as it arrives, so progress is visible and a restarted evaluation skips what is
+already scored; the aggregate figures (training/metrics.py) go on the EvalRun at the end.
 
 An evaluation on a request set (mode 'requests') sends each request through the recommendation pipeline
 (training/recommend.Recommender: the model's trained prompt shape, retrieval, constrained decoding, grounding),
@@ -14,12 +15,9 @@ answers are scored and stored by the main thread as they finish.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import threading
 import time
-import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,15 +29,37 @@ from datagen.grid import EFFECTS
 from datagen.prompts import student_prompt
 from datagen.retrieval import Retriever
 from datagen.validation import parse_books
-from db.engine import Database, open_db
+from db.engine import Database
 from db.models import Book, EvalResult, EvalRun, Sample
-from db.processes import WorkerBusy, claim_worker
 from training.eval_config import EvalConfig, EvalError, backend_name
 from training.judge import JudgeError, judge_messages, parse_judge_reply
 from training.metrics import AnswerScore, aggregate, score_answer
 from training.recommend import sample_messages, shape_for
+from workers import supervisor
+from workers.supervisor import StopRequested, WorkerKind
 
 DEFAULT_N_BOOKS = 3
+
+
+def _user_error(e: BaseException) -> str:
+    from training.backends import BackendError
+    from training.base_model import ModelLoadError
+    from training.recommend import RecommendError
+
+    clean = (EvalError, BackendError, ModelLoadError, RecommendError)  # already worded for the user
+    return str(e) if isinstance(e, clean) else f"{type(e).__name__}: {e}"
+
+
+# The worker's rows are marked running one by one, as it reaches each (evaluate() below).
+EVALUATION = WorkerKind(label="Evaluation", model=EvalRun, module="training.evaluate", id_flag="--eval-id",
+                        dead_message=lambda ev: ev.error or "The evaluation process exited without reporting.",
+                        describe_error=_user_error, running_on_launch=False)
+
+
+def check_stop(db: Database, eval_id: int) -> None:
+    """A safe point between two answers: everything scored so far is stored, a restart skips it."""
+    if supervisor.stop_requested(db, EVALUATION, eval_id):
+        raise StopRequested(f"Evaluation {eval_id} was cancelled.")
 
 
 @dataclass
@@ -86,7 +106,7 @@ def _now() -> datetime:
 
 
 def evaluate(db: Database, eval_id: int, local: LocalModels) -> None:
-    claim_worker(db, EvalRun, eval_id)  # one owner per evaluation: a second worker stops here, changing nothing
+    check_stop(db, eval_id)  # cancelled while it waited for the evaluation before it
     with db.begin() as s:
         ev = s.get(EvalRun, eval_id)
         if ev is None:
@@ -125,6 +145,7 @@ def evaluate(db: Database, eval_id: int, local: LocalModels) -> None:
     for n, sid in enumerate(sample_ids, 1):
         if sid in done_ids:
             continue
+        check_stop(db, eval_id)
         sm = samples[sid]
         n_books = len(parse_books(sm.output, sm.language)) or DEFAULT_N_BOOKS
         messages = sample_messages(sm, shape, retriever, n_books=n_books)
@@ -187,6 +208,7 @@ def evaluate_requests(db: Database, eval_id: int, cfg: EvalConfig, backend: dict
     try:
         futures = {pool.submit(answer, i): i for i in todo}
         for n, future in enumerate(as_completed(futures), 1):
+            check_stop(db, eval_id)  # the pool's shutdown below cancels the answers not started
             i = futures[future]
             result = future.result()  # a request the pipeline refuses fails the evaluation, with its message
             if result.error:  # the backend failed mid-answer: answers stored so far are kept for a resume
@@ -222,36 +244,9 @@ def evaluate_requests(db: Database, eval_id: int, cfg: EvalConfig, backend: dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--eval-id", type=int, action="append", required=True)
-    args = ap.parse_args(argv)
-    db = open_db()
-    local = LocalModels()
-    from training.backends import BackendError
-    from training.base_model import ModelLoadError
-
-    from training.recommend import RecommendError
-
-    clean = (EvalError, BackendError, ModelLoadError, RecommendError)  # already worded for the user
-    code = 0
-    for eval_id in args.eval_id:
-        try:
-            evaluate(db, eval_id, local)
-        except WorkerBusy as e:  # another live worker owns it: leave it alone, go on with the others
-            print(f"moodshelf evaluation worker (pid {os.getpid()}): {e} Skipped; nothing was changed.", flush=True)
-            code = 3
-        except BaseException as e:  # an evaluation must never stay 'running'
-            traceback.print_exc()
-            with db.begin() as s:
-                ev = s.get(EvalRun, eval_id)
-                if ev is not None:
-                    ev.status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
-                    ev.error = str(e) if isinstance(e, clean) else f"{type(e).__name__}: {e}"
-                    ev.finished_at, ev.pid = _now(), None
-            if isinstance(e, KeyboardInterrupt):
-                return 130
-            code = 1
-    return code
+    local = LocalModels()  # shared by the evaluations of this worker: each base model loads once
+    return supervisor.run_worker_main(EVALUATION, lambda db, eval_id: evaluate(db, eval_id, local), argv,
+                                      description=__doc__)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ A request is a dict of RecommendRequest fields (training/recommend.py), one JSON
     {"language": "en", "emotion": "anxious", "effects": ["comfort"], "situation": "the commute"}
     {"language": "ko", "emotion": "외로움", "occupation": "간호사", "effects": "위로, 희망", "free_text": "짧은 글"}
 
-Why "unseen": a generation job draws its requests from the grid with its seed (datagen/engine.py), so the
+Why "unseen": a generation job draws its requests from the grid with its seed (datagen/job_runner.py), so the
 same seed would hand the model the very requests it was trained on. A drawn request that equals a stored
 sample's request fields (whatever job made it) is skipped too, and the draw goes on until the set is full.
 """

@@ -2,26 +2,48 @@
 
     python -m training.sft --run-id 3        # what `moodshelf train` and the Train button launch
 
-It never runs inside the web server. Metrics go to run_metrics at every logging step; the adapter is
-saved in standard PEFT format (PeftModel.from_pretrained loads it without moodshelf).
+It never runs inside the web server: the supervisor (workers/supervisor.py) launches, owns, stops and
+reconciles it as the TRAINING kind. Metrics go to run_metrics at every logging step; the adapter is saved in
+standard PEFT format (PeftModel.from_pretrained loads it without moodshelf).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
-import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from db.engine import Database, open_db
+from db.engine import Database
 from db.models import RunMetric, TrainingRun
-from db.processes import WorkerBusy, claim_worker
 from training.config import TrainConfig, resolve_compute_dtype
 from training.threads import training_threads
+from workers import supervisor
+from workers.supervisor import WorkerKind
 
-STOP_FILE = "STOP"  # written by request_stop(); the callback ends training cleanly and the adapter is saved
+
+def _user_error(e: BaseException) -> str:
+    import torch
+
+    if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
+        return ("Out of memory. Lower batch_size or max_length, turn on gradient_checkpointing, "
+                "or use 4-bit quantization (nf4).")
+    return f"{type(e).__name__}: {e}"
+
+
+def _command(runs: list[TrainingRun]) -> tuple[str, list[str]]:
+    (run,) = runs
+    cfg = TrainConfig.from_dict(run.config)
+    if cfg.num_processes > 1:
+        # One launcher, N ranks: accelerate starts them; the launcher's process group is what a stop ends.
+        return "accelerate.commands.launch", ["--config_file", str(cfg.accelerate_config_path()), "--num_processes",
+                                              str(cfg.num_processes), "-m", "training.sft", "--run-id", str(run.id)]
+    return "training.sft", ["--run-id", str(run.id)]
+
+
+TRAINING = WorkerKind(label="Training run", model=TrainingRun, module="training.sft", id_flag="--run-id",
+                      dead_message=lambda run: run.error or "The training process exited without reporting.",
+                      describe_error=_user_error, command=_command, launched_by_owner=True)
 
 
 def pick_dtype(cfg: TrainConfig):
@@ -116,7 +138,8 @@ class DBMetricsCallback:
                 self.last_tokens = 0.0
 
             def on_step_end(self, args, state, control, **kw):
-                if (self.run_dir / STOP_FILE).exists():
+                # Stop & save (runs.request_stop): one primary-key read a step, cheap next to a step.
+                if supervisor.stop_requested(self.db, TRAINING, self.run_id):
                     control.should_training_stop = True
                     control.should_save = args.save_strategy != "no"  # a checkpoint to resume from
                 return control
@@ -245,8 +268,7 @@ def train(db: Database, run_id: int) -> None:
     tokenizer.save_pretrained(str(adapter_dir))
     trainable, _ = trainer.model.get_nb_trainable_parameters()
     adapter_bytes = sum(f.stat().st_size for f in adapter_dir.glob("adapter_model.*"))
-    stopped = (run_dir / STOP_FILE).exists()
-    (run_dir / STOP_FILE).unlink(missing_ok=True)
+    stopped = supervisor.stop_requested(db, TRAINING, run_id)
     with db.begin() as s:
         run = s.get(TrainingRun, run_id)
         run.status = "stopped" if stopped else "completed"
@@ -309,40 +331,9 @@ def _now() -> datetime:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run-id", type=int, required=True)
-    args = ap.parse_args(argv)
-    db = open_db()
-    try:
-        if int(os.environ.get("RANK", "0")) == 0:
-            # One owner per run, checked before the heavy imports. Under accelerate the recorded owner is the
-            # launcher (whose group Cancel kills) and this rank runs under it; a second worker of a live run
-            # stops here, changing nothing.
-            claim_worker(db, TrainingRun, args.run_id, launched_by_owner=True)
-        train(db, args.run_id)
-        return 0
-    except WorkerBusy as e:  # a second worker for a live run: say so and leave the run to its owner
-        print(f"moodshelf training worker (pid {os.getpid()}): {e} This worker exits and changes nothing.",
-              flush=True)
-        return 3
-    except BaseException as e:  # the run must never stay 'running'
-        traceback.print_exc()
-        with db.begin() as s:
-            run = s.get(TrainingRun, args.run_id)
-            if run is not None:
-                run.status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
-                run.error = _user_error(e)
-                run.finished_at, run.pid = _now(), None
-        return 1
-
-
-def _user_error(e: BaseException) -> str:
-    import torch
-
-    if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
-        return ("Out of memory. Lower batch_size or max_length, turn on gradient_checkpointing, "
-                "or use 4-bit quantization (nf4).")
-    return f"{type(e).__name__}: {e}"
+    # One owner per run, claimed before the heavy imports. Under accelerate the recorded owner is the launcher
+    # (whose group a stop ends) and this rank runs under it; a second worker of a live run stops there.
+    return supervisor.run_worker_main(TRAINING, train, argv, description=__doc__)
 
 
 if __name__ == "__main__":

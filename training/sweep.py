@@ -4,7 +4,8 @@
     moodshelf sweep --grid target_modules=attention,all-linear --grid lora_r=8,64
 
 Every run is an ordinary training run (its own config.yaml, log and adapter) that carries the sweep's
-name, so the Train tab and `moodshelf runs` show them too.
+name, so the Train tab and `moodshelf runs` show them too. The Train tab starts a sweep as a worker of its
+own (training/sweep_worker.py); the CLI runs it in the foreground.
 """
 from __future__ import annotations
 
@@ -64,13 +65,17 @@ def sweep_configs(base: TrainConfig, grid: dict[str, list]) -> list[tuple[str, T
 
 
 def run_sweep(db: Database, base: TrainConfig, grid: dict[str, list], name: str | None = None,
-              run_one: Callable[[Database, TrainConfig, str], int] | None = None) -> str:
-    """Run every configuration of the grid, one after another; returns the sweep's name."""
+              run_one: Callable[[Database, TrainConfig, str], int] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> str:
+    """Run every configuration of the grid, one after another, until should_stop() says so; returns the sweep's
+    name. In the foreground (`moodshelf sweep`), or as the body of a sweep worker (training/sweep_worker.py)."""
     from training.runs import create_run, start_run, wait_for_run
 
     configs = sweep_configs(base, grid)  # all validated before the first run starts
     name = name or f"sweep {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S}"
     for label, cfg in configs:
+        if should_stop is not None and should_stop():
+            break
         run_id = create_run(db, cfg, name=f"{name}: {label}")
         with db.begin() as s:
             s.get(TrainingRun, run_id).sweep = name

@@ -11,20 +11,19 @@
 """
 from __future__ import annotations
 
-from datagen.providers.base import CallError, Completion, Provider, ProviderError, TeacherTask
 from datagen.providers.offline import OfflineCatalogProvider
 from vendors import API_CLIENTS
+from vendors.base import VendorClient, VendorError
 from vendors.labels import normalize_kind
 
-PROVIDERS: dict[str, type[Provider]] = {OfflineCatalogProvider.name: OfflineCatalogProvider, **API_CLIENTS}
+PROVIDERS: dict[str, type[VendorClient]] = {OfflineCatalogProvider.name: OfflineCatalogProvider, **API_CLIENTS}
 
 
-def get_provider(name: str, model: str | None = None, **kw) -> Provider:
+def get_provider(name: str, model: str | None = None, **kw) -> VendorClient:
     try:
         cls = PROVIDERS[normalize_kind(name)]
     except KeyError:
-        raise ProviderError(f"Unknown provider '{name}'. Available: {', '.join(sorted(PROVIDERS))}.") from None
+        raise VendorError(f"Unknown provider '{name}'. Available: {', '.join(sorted(PROVIDERS))}.") from None
     return cls(model=model, **kw)
 
 
-__all__ = ["CallError", "Completion", "Provider", "ProviderError", "TeacherTask", "get_provider", "PROVIDERS"]

@@ -1,6 +1,5 @@
 """The teacher task: what one generated sample asks a teacher (the request, its retrieved candidates, the
-prompt messages and the answer schema). Teachers are vendor clients (vendors/base.py); the names below are
-re-exported from there so generation code reads as one vocabulary.
+prompt messages and the answer schema). Teachers are vendor clients (vendors/base.py).
 
     task = TeacherTask(index=0, request=request, instruction=..., input_text=..., candidates=books, n_books=3,
                        seed=7, messages=messages, schema=schema)
@@ -12,9 +11,6 @@ from dataclasses import dataclass, field
 
 from datagen.grid import Request
 from db.models import Book
-from vendors.base import CallError, Completion, parse_answer, redact, same_server
-from vendors.base import VendorClient as Provider
-from vendors.base import VendorError as ProviderError
 
 
 @dataclass
@@ -32,6 +28,3 @@ class TeacherTask:
     # weighs it into its choice. Empty when the candidates came from elsewhere.
     candidate_scores: dict[int, float] = field(default_factory=dict)
 
-
-__all__ = ["CallError", "Completion", "Provider", "ProviderError", "TeacherTask", "parse_answer", "redact",
-           "same_server"]

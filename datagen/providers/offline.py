@@ -21,8 +21,9 @@ import random
 
 from datagen.grid import FOCUS_LEVELS, SITUATIONS
 from datagen.prompts import has_batchim
-from datagen.providers.base import CallError, Completion, Provider, TeacherTask
+from datagen.providers.base import TeacherTask
 from datagen.vocabulary import genre_name, mood_name
+from vendors.base import CallError, Completion, VendorClient
 
 # -- what fits where: genres that suit a situation or a kind of attention (index-aligned ko/en grid lists) -------
 _SITUATION_GENRES = [
@@ -276,7 +277,7 @@ def explain(book, task: TeacherTask, rng: random.Random) -> dict:
     return {"title": book.title, "author": book.author, "reason": " ".join(reason.split()), "effect": effect}
 
 
-class OfflineCatalogProvider(Provider):
+class OfflineCatalogProvider(VendorClient):
     name = "offline"
     label = "offline template"
     default_model = "offline-template"

@@ -1,11 +1,10 @@
-"""Worker processes that keep their state in the DB (generation jobs, training runs, evaluations): launch,
-ownership, liveness, logs.
+"""The operating-system side of a worker: start `python -m module` (no shell, its own session), tell whether a
+pid is alive, end a process group, and read one attempt's section of a worker log.
 
-The web server and the CLI only start and watch; a worker that died is found by its pid and marked
-failed with the tail of its own attempt's log.
+    pid = launch_worker("datagen.worker", ["--job-id", "3"], log_path, db.url)
+    pid_alive(pid); kill_process_group(pid, grace_s=2); log_tail(log_path, 20, pid=pid)
 
-    pid = launch_worker("datagen.worker", ["--job-id", "3"], log_path, db.url)   # launcher side
-    claim_worker(db, GenerationJob, 3)       # worker side, first thing: this process owns job 3, or WorkerBusy
+Ownership, stopping and reconciling rows in the DB are workers/supervisor.py's; this module knows no table.
 """
 from __future__ import annotations
 
@@ -18,21 +17,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import update
-
 from db.settings import get_settings
 
 _children: dict[int, subprocess.Popen] = {}  # our own children, reaped so they don't linger as zombies
 
-# The directory that holds the app, datagen, db and training packages (the checkout, or site-packages).
+# The directory that holds the app, training, datagen, workers and db packages (the checkout, or site-packages).
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ATTEMPT_HEADER = re.compile(r"^===== attempt (\d+) · pid (\d+) · .* =====$", re.MULTILINE)
-
-WORKER_LABELS = {"generation_jobs": "Generation job", "training_runs": "Training run", "eval_runs": "Evaluation"}
-
-
-class WorkerBusy(RuntimeError):
-    """Another live process already owns this job, run or evaluation; nothing was changed."""
 
 
 def worker_env(database_url: str) -> dict[str, str]:
@@ -109,45 +100,6 @@ def ancestors() -> set[int]:
     return found
 
 
-def claim_worker(db, model, row_id: int, pid: int | None = None, *, launched_by_owner: bool = False) -> int:
-    """Make process `pid` (default: this one) the one owner of a job, run or evaluation row, or raise
-    WorkerBusy and change nothing when another live process owns it. Returns the owner's pid.
-
-    Atomic without locks: read the owner, then compare-and-swap it, UPDATE ... SET pid = :me WHERE id = :id
-    AND pid IS <the owner read>. Two workers racing for one row cannot both match: the loser's UPDATE
-    finds a pid it did not read and it looks again, now seeing a live owner. `launched_by_owner`: a process
-    started under the recorded owner (accelerate's ranks under their launcher) counts as that owner.
-    """
-    me = pid or os.getpid()
-    mine = {me} | (ancestors() if launched_by_owner else set())
-    label = f"{WORKER_LABELS.get(model.__tablename__, model.__tablename__)} {row_id}"
-    for _ in range(5):
-        with db.session() as s:
-            row = s.get(model, row_id)
-            if row is None:
-                raise LookupError(f"No {label.lower()}.")
-            owner = row.pid
-        if owner in mine:
-            return owner
-        if owner is not None and pid_alive(owner):
-            raise WorkerBusy(f"{label} is already running in process {owner}; a second worker would duplicate "
-                             "its work. Wait for it to finish, or stop it first.")
-        with db.begin() as s:
-            same_owner = model.pid.is_(None) if owner is None else model.pid == owner
-            swapped = s.execute(update(model).where(model.id == row_id, same_owner).values(pid=me)
-                                .execution_options(synchronize_session=False)).rowcount == 1
-        if swapped:
-            return me
-    raise WorkerBusy(f"{label} is being claimed by another process at the same moment; try again.")
-
-
-def check_not_owned(row, label: str) -> None:
-    """Launcher side, before starting a process: refuse when the row's worker is still alive."""
-    if row.pid and row.pid != os.getpid() and pid_alive(row.pid):
-        raise WorkerBusy(f"{label} is already running in process {row.pid}; a second worker would duplicate its "
-                         "work. Wait for it to finish, or stop it first.")
-
-
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _PROGRESS_BAR = re.compile(r"^\s*[^|]*\d+%\|")
 
@@ -192,12 +144,3 @@ def kill_process_group(pid: int | None, grace_s: float) -> None:
         except ProcessLookupError:
             pass
     reap()
-
-
-def mark_worker_dead(row, message: str, tail_lines: int = 20) -> None:
-    """A job, run or evaluation whose worker process is gone: failed, with the message and the tail of that
-    worker's own attempt in the log."""
-    tail = log_tail(row.log_path, tail_lines, pid=row.pid)
-    row.status = "failed"
-    row.error = message + (f"\n--- log tail ---\n{tail}" if tail else "")
-    row.finished_at, row.pid = datetime.now(timezone.utc), None

@@ -1,11 +1,13 @@
-"""The generation engine: bounded concurrency, rate limits, retries with backoff, and one transaction per
-sample, so that a job killed at any moment resumes to exactly its target with no duplicates.
+"""The runner of a generation job's live calls: bounded concurrency, rate limits, retries with backoff, and one
+transaction per sample, so that a job killed at any moment resumes to exactly its target with no duplicates.
 
 How exactness works: request i is derived from (seed, i) and stored on its sample (unique per job), so a
 resumed job skips every index already answered; and the dispatcher never has more requests in flight than
 accepted samples still missing, so the job cannot overshoot.
 
     asyncio.run(JobRunner(db, job_id).run())     # or: datagen.jobs.run_job(db, job_id)
+
+GENERATION is how the supervisor (workers/) runs it in a process of its own (datagen/worker.py).
 """
 from __future__ import annotations
 
@@ -20,20 +22,28 @@ from sqlalchemy.exc import IntegrityError
 
 from datagen.catalog import catalog_index
 from datagen.dedup import NearDuplicateIndex
+from datagen.grounding import normalize_title
+from datagen.job_config import JobConfig
 from datagen.limits import RateLimiter, backoff_delay
 from datagen.outcomes import reason_for, stopped_short_message
 from datagen.pricing import estimate_cost
-from datagen.grounding import normalize_title
 from datagen.prompts import (answer_schema, format_book, input_for, instruction_for, retrieval_input, split_candidates,
                              teacher_messages)
-from datagen.providers.base import CallError, Completion, Provider, TeacherTask
+from datagen.providers.base import TeacherTask
 from datagen.retrieval import Retriever
 from datagen.validation import content_hash, status_for, validate_output
 from db.engine import Database
 from db.models import ApiCall, GenerationJob, Sample
-from db.processes import claim_worker
+from vendors.base import CallError, Completion, VendorClient
+from workers import supervisor
+from workers.supervisor import WorkerKind
 
 ACCEPTED = ("approved", "pending")
+
+GENERATION = WorkerKind(
+    label="Generation job", model=GenerationJob, module="datagen.worker", id_flag="--job-id",
+    active=("pending", "running"), tail_lines=10,
+    dead_message=lambda job: f"The worker (pid {job.pid}) died; resume with `moodshelf generate --resume {job.id}`.")
 
 
 def now() -> datetime:
@@ -64,8 +74,6 @@ def off_candidate_flags(items, input_text: str) -> list[str]:
 
 class JobRunner:
     def __init__(self, db: Database, job_id: int, on_progress: Callable[[GenerationJob], None] | None = None):
-        from datagen.jobs import JobConfig
-
         self.db, self.job_id, self.on_progress = db, job_id, on_progress
         with db.session() as s:
             job = s.get(GenerationJob, job_id)
@@ -83,12 +91,12 @@ class JobRunner:
     # -- setup -----------------------------------------------------------------------------------------------
     def _load_state(self) -> tuple[int, set[int], Counter]:
         # One owner per job: a second worker (or foreground resume) of a live job stops here, changing nothing.
-        claim_worker(self.db, GenerationJob, self.job_id)
+        supervisor.claim(self.db, GENERATION, self.job_id)
         with self.db.begin() as s:
             job = s.get(GenerationJob, self.job_id)
             job.status, job.error = "running", None
             job.started_at = job.started_at or now()
-            job.cancel_requested = False
+            job.stop_requested = False
             accepted = s.scalar(select(func.count()).select_from(Sample).where(
                 Sample.job_id == self.job_id, Sample.status.in_(ACCEPTED)))
             done = set(s.scalars(select(Sample.request_index).where(Sample.job_id == self.job_id,
@@ -239,7 +247,7 @@ class JobRunner:
             job = s.get(GenerationJob, self.job_id)
             if self.on_progress:
                 self.on_progress(job)
-            return job.cancel_requested
+            return job.stop_requested
 
     def _mark_interrupted(self, e: BaseException) -> None:
         """Ctrl-C / cancel -> cancelled, anything else -> failed; resumable either way, never left 'running'."""
