@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from app.errors import UserError
+from db.errors import UserError
 
 if TYPE_CHECKING:
     from db.engine import Database

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel
 
-from app.errors import UserError
+from db.errors import UserError
 from training.config import TrainConfig
 from workers.config import ConfigModel, field_choices, field_shape, flag_name
 

@@ -1,35 +1,12 @@
-"""Turn the errors our layers raise for users into one clean line on stderr and exit code 2."""
+"""Turn the errors our layers raise for users (db.errors.UserError and its subclasses in every package, plus
+pydantic's and the database's) into one clean line on stderr and exit code 2; anything else keeps its traceback."""
 from __future__ import annotations
 
 import contextlib
 import sys
 from dataclasses import dataclass
 
-
-class UserError(RuntimeError):
-    """Something the user can fix; printed without a traceback."""
-
-
-def user_facing_types() -> tuple[type[BaseException], ...]:
-    from datagen.catalog import CatalogError
-    from datagen.exchange import ExchangeError
-    from datagen.jobs import JobError
-    from datagen.review import ReviewError
-    from db.curation import CurationError
-    from db.engine import DatabaseError
-    from workers.supervisor import WorkerBusy
-    from db.settings import SettingsError
-    from training.base_model import ModelLoadError
-    from training.config import ConfigError
-    from training.data import DatasetError
-    from training.eval_config import EvalError
-    from training.recommend import RecommendError
-    from training.runs import RunError
-    from vendors.base import VendorError as VendorError
-
-    return (UserError, CatalogError, VendorError, DatabaseError, SettingsError, ModelLoadError, ConfigError,
-            DatasetError, RunError, ExchangeError, ReviewError, CurationError,
-            EvalError, JobError, RecommendError, WorkerBusy)
+from db.errors import UserError
 
 
 @dataclass
@@ -45,7 +22,7 @@ def user_errors():
     result = Result()
     try:
         yield result
-    except user_facing_types() as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         result.code = 2
     except ValidationError as e:

@@ -136,7 +136,7 @@ def check_bind(host: str, accounts: list[tuple[str, str]], allow_open_admin: boo
     machine unless the user says, with --allow-open-admin, that the network may use the admin tabs."""
     if accounts or allow_open_admin or is_loopback(host):
         return
-    from app.errors import UserError
+    from db.errors import UserError
 
     raise UserError(f"--host {host} would open the admin tabs (Generate, Curate, Train, Evaluate, Backends) to the "
                     "network without a login: set MOODSHELF_AUTH=user:password to put them behind one, or pass "

@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, func, select, update
 from datagen.csv_lines import CsvProblem, dict_records
 from datagen.grounding import CatalogIndex, book_key
 from db.engine import Database
+from db.errors import UserError
 from db.models import Book
 
 CATALOG_DIR = Path(__file__).parent / "catalog_data"
@@ -28,7 +29,7 @@ KNOWN_COLUMNS = ("title", "author", "translator", "publisher", "year", "language
                  "isbn", "genres", "moods", "description")
 
 
-class CatalogError(ValueError):
+class CatalogError(UserError, ValueError):
     """A catalog file that cannot be imported; `problems` lists every bad row."""
 
     def __init__(self, message: str, problems: list[str] | None = None):

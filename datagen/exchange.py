@@ -25,6 +25,7 @@ from datagen.prompts import LABELS, student_prompt
 from datagen.validation import content_hash, hangul_ratio, status_for, validate_output
 from db.curation import SampleFilter, conditions
 from db.engine import Database
+from db.errors import UserError
 from db.models import Sample
 
 FORMATS = ("alpaca", "chat", "openai")
@@ -33,7 +34,7 @@ ROLES = {"system", "user", "assistant"}
 IMPORT_PROVIDER = "import"
 
 
-class ExchangeError(ValueError):
+class ExchangeError(UserError, ValueError):
     """A file that cannot be imported or an export that cannot be written; `problems` lists every bad row."""
 
     def __init__(self, message: str, problems: list[str] | None = None):

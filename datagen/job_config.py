@@ -4,19 +4,22 @@ are views of it, and a job stores it (GenerationJob.config) so a resume runs exa
     cfg = JobConfig(provider="openai", model="gpt-4.1-mini", count=2000, concurrency=16, rpm=500)
     create_job(db, cfg)                      # datagen/jobs.py: every input checked, then the job recorded
 
-Invalid values are refused when the object is built (pydantic validators), before anything is written.
+Invalid values are refused when the object is built (pydantic validators), before anything is written. A job
+read back from its row goes through `JobConfig.stored(job.config)`, which drops settings this version no
+longer has, so a job written by an older version still resumes.
 """
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from datagen.grid import Grid
 from datagen.providers import PROVIDERS, get_provider
+from workers.config import ConfigModel
 
 
-class JobConfig(BaseModel):
+class JobConfig(ConfigModel):
     """Everything a generation job needs; the CLI flags and the Generate tab are views of it."""
 
     provider: str = Field("offline", description="offline, openai, anthropic or openai-compatible")

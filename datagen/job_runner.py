@@ -79,7 +79,7 @@ class JobRunner:
             job = s.get(GenerationJob, job_id)
             if job is None:
                 raise ValueError(f"No generation job {job_id}.")
-            self.cfg = JobConfig(**job.config)
+            self.cfg = JobConfig.stored(job.config)
         self.provider: Provider = self.cfg.make_provider()
         self.grid = self.cfg.grid()
         self.retriever = Retriever.for_db(db)

@@ -18,12 +18,13 @@ from datagen.job_config import JobConfig
 from datagen.job_runner import GENERATION
 from datagen.prompts import PROMPT_VERSION, TEACHER_PROMPT_VERSION
 from db.engine import Database
+from db.errors import UserError
 from db.models import GenerationJob
 from vendors.base import VendorError
 from workers import supervisor
 
 
-class JobError(ValueError):
+class JobError(UserError, ValueError):
     """A job that cannot be started or resumed as asked, worded for the user."""
 
 
@@ -89,7 +90,7 @@ def run_job(db: Database, job_id: int, on_progress=None) -> GenerationJob:
 
     with db.session() as s:
         job = s.get(GenerationJob, job_id)
-        batch = job is not None and JobConfig(**job.config).batch
+        batch = job is not None and JobConfig.stored(job.config).batch
     if batch:
         from datagen.batch import BatchJobRunner as Runner
     else:

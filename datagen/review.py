@@ -15,6 +15,7 @@ from sqlalchemy import select
 from datagen.grounding import CatalogIndex
 from datagen.validation import content_hash, status_for, validate_output
 from db.engine import Database
+from db.errors import UserError
 from db.models import GenerationJob, Sample, utcnow
 
 EDITABLE = ("instruction", "input", "output", "emotion", "occupation", "effect", "situation", "focus")
@@ -22,7 +23,7 @@ REQUIRED = ("instruction", "output")
 DEFAULT_N_BOOKS = 3
 
 
-class ReviewError(ValueError):
+class ReviewError(UserError, ValueError):
     """An edit that was refused; the sample is unchanged."""
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import Integer, String, and_, cast, delete, func, insert, litera
 from sqlalchemy.sql import ColumnElement
 
 from db.engine import Database
+from db.errors import UserError
 from db.models import SAMPLE_STATUSES, CurationAction, CurationActionRow, Sample, TrainingRun, utcnow
 
 SORTS = {
@@ -36,7 +37,7 @@ RUNS_THAT_LOCK_SPLITS = ("queued", "running", "completed", "stopped")
 UNDO_HISTORY = 10  # actions whose old statuses are kept; older ones lose their rows (and their undo)
 
 
-class CurationError(ValueError):
+class CurationError(UserError, ValueError):
     """A curation request that cannot be done, worded for the user."""
 
 

@@ -17,12 +17,13 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.errors import UserError
 from db.settings import Settings, SettingsError, get_settings
 
 BUSY_TIMEOUT_MS = 10_000
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(UserError, RuntimeError):
     """A database problem worded for the user (locked file, unreachable server...)."""
 
 

@@ -12,13 +12,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete
 
 from db.engine import Database
+from db.errors import UserError
 from db.models import Comparison
 
 UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 MAX_AGE = timedelta(days=36525)
 
 
-class RetentionError(ValueError):
+class RetentionError(UserError, ValueError):
     """An age the purge cannot use, worded for the user."""
 
 

@@ -13,8 +13,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from db.errors import UserError
 
-class SettingsError(RuntimeError):
+
+class SettingsError(UserError, RuntimeError):
     """A problem with the data directory or database location, worded for the user."""
 
 

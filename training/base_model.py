@@ -17,10 +17,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from db.errors import UserError
 from db.settings import Settings, get_settings
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
     """A base model that cannot be found or loaded, worded for the user."""
 
 

@@ -15,10 +15,11 @@ from sqlalchemy import select, update
 
 from datagen.prompts import student_prompt
 from db.engine import Database
+from db.errors import UserError
 from db.models import Sample
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """Not enough (or unusable) data to train on, worded for the user."""
 
 

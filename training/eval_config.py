@@ -28,6 +28,7 @@ from pydantic import Field, model_validator
 
 from workers.config import ConfigModel
 
+from db.errors import UserError
 from vendors import DEFAULT_MODELS, KEY_ENVS
 from vendors.labels import API_KINDS
 
@@ -37,7 +38,7 @@ KEY_ENV = {kind: KEY_ENVS[kind] for kind in DEFAULT_MODELS}   # the vendors a ju
 DEFAULT_JUDGE_MODELS = DEFAULT_MODELS
 
 
-class EvalError(ValueError):
+class EvalError(UserError, ValueError):
     """An evaluation that cannot be configured, created or started, worded for the user."""
 
     def __init__(self, problems: list[str] | str):

@@ -43,6 +43,7 @@ from datagen.retrieval import Retriever, catalog_version
 from datagen.safety import crisis_notice
 from datagen.validation import parse_books
 from db.engine import Database
+from db.errors import UserError
 from db.models import Book, TrainingRun
 from training.backends import Backend, BackendError, BackendSpec, Usage, make_backend
 
@@ -53,7 +54,7 @@ DEFAULT_N_BOOKS = 3
 SHAPES = ("plain", "candidates", "teacher")
 
 
-class RecommendError(ValueError):
+class RecommendError(UserError, ValueError):
     """A request the pipeline cannot answer, worded for the reader (empty request, no books in the catalog)."""
 
 

@@ -15,6 +15,7 @@ from typing import Callable
 from sqlalchemy import select
 
 from db.engine import Database
+from db.errors import UserError
 from db.models import RunMetric, TrainingRun
 from db.settings import get_settings
 from training.config import TrainConfig
@@ -24,7 +25,7 @@ from workers import supervisor
 from workers.supervisor import WorkerBusy
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """A run that cannot be created or started, worded for the user."""
 
 

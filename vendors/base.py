@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Protocol, Sequence
 from urllib.parse import urlsplit
 
+from db.errors import UserError
 
-class VendorError(RuntimeError):
+
+class VendorError(UserError, RuntimeError):
     """A vendor problem worded for the user (unknown model, missing key, unreachable server)."""
 
 

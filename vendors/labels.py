@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from db.errors import UserError
+
 LOCAL = "local"
 COMPATIBLE = "openai-compatible"
 API_KINDS = ("openai", "anthropic", COMPATIBLE)
@@ -28,7 +30,7 @@ GRAMMAR = f"'{BASE}', 'run:N', 'openai:MODEL', 'anthropic:MODEL' or '{COMPATIBLE
 _RUN = re.compile(r"^run\s*(?::\s*#?|#)\s*(\d+)(?:\s*\((.*)\)|:\s*(.*))?$")
 
 
-class LabelError(ValueError):
+class LabelError(UserError, ValueError):
     """A backend name that does not follow the grammar, worded for the user."""
 
 

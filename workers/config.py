@@ -11,7 +11,7 @@
 A config is a typed pydantic model whose fields carry their help text; the CLI flags (app/config_views.py), the
 Gradio form (same module) and the YAML file (here) are views of it. Construction only checks types, so a form or a
 flag set with several wrong values still reaches validate() and gets every problem listed at once (as litgpt's
-args do). It lives in workers/ because every worker takes one; it imports nothing of the project.
+args do). It lives in workers/ because every worker takes one; of the project it imports only db/errors.py.
 """
 from __future__ import annotations
 
@@ -23,15 +23,19 @@ from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from db.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """Every problem of a config, listed."""
 
     title = "Invalid config"
 
     def __init__(self, problems: list[str] | str):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
-        super().__init__(f"{self.title}:\n" + "\n".join(f"  - {p}" for p in self.problems))
+        # One problem reads as one line (the CLI prints it as `error: ...`); several as a list under the title.
+        listed = self.problems[0] if len(self.problems) == 1 else "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{self.title}: {listed}")
 
 
 def field_shape(annotation: Any) -> tuple[Any, bool, tuple]:
@@ -133,6 +137,12 @@ class ConfigModel(BaseModel):
             return cls(**d)
         except ValidationError as e:
             raise cls.error(validation_problems(e)) from None
+
+    @classmethod
+    def stored(cls, d: dict[str, Any]):
+        """The config a row stored when its work was created: settings this version no longer has are dropped, so
+        a row written by an older version still loads (a user's file or flags go through from_dict instead)."""
+        return cls(**{k: v for k, v in d.items() if k in cls.model_fields})
 
     def replace(self, **changes: Any):
         """A copy with some fields changed, checked like from_dict (pydantic's model_copy checks nothing)."""

@@ -28,6 +28,7 @@ from typing import Any, Callable
 from sqlalchemy import select, update
 
 from db.engine import Database, open_db
+from db.errors import UserError
 from workers.process import ancestors, kill_process_group, launch_worker, log_tail, pid_alive
 
 
@@ -59,7 +60,7 @@ class WorkerKind:
         return f"{self.label} {row_id}"
 
 
-class WorkerBusy(RuntimeError):
+class WorkerBusy(UserError, RuntimeError):
     """Another live process already owns this job, run, evaluation or sweep; nothing was changed."""
 
 
