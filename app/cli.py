@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app import commands
+from app import commands, demo
 from app.config_views import add_flags
 from app.errors import user_errors
 from training.config import DEMO_PRESET, TrainConfig
@@ -66,7 +66,7 @@ def _add_eval_flags(p: argparse.ArgumentParser) -> None:
 
 def add_serve_commands(sub) -> None:
     """demo and serve: the app, with or without the offline pipeline before it."""
-    p = _command(sub, "demo", commands.cmd_demo,
+    p = _command(sub, "demo", demo.cmd_demo,
                  help="run the whole pipeline offline on embedded defaults, then serve the app",
                  description="Load the catalog, generate samples with the offline catalog provider, approve "
                              "the valid ones, run a short QLoRA fine-tune of the embedded SmolLM2-135M, and "

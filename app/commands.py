@@ -12,8 +12,8 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from tqdm import tqdm
-
+from app.progress import (fmt_number, print_comparison, print_eval_table, run_generation, run_training, watch_evals,
+                          watch_run)
 from db.errors import UserError
 
 if TYPE_CHECKING:
@@ -134,50 +134,6 @@ def cmd_db(args: argparse.Namespace) -> None:
 
 
 # -- generate --------------------------------------------------------------------------------------------------
-def run_generation(db: Database, job_id: int) -> None:
-    from datagen.providers import PROVIDERS
-    from datagen.worker import reconcile_jobs
-    from db.models import GenerationJob
-
-    reconcile_jobs(db)
-    with db.session() as s:
-        job = s.get(GenerationJob, job_id)
-        if job is None:
-            raise UserError(f"No generation job {job_id} (see `moodshelf jobs`).")
-        if job.status == "running":
-            raise UserError(f"Job {job_id} is already running (pid {job.pid}).")
-        if job.status == "completed":
-            print(f"job {job_id} is already complete ({job.accepted} samples).")
-            return
-        provider = PROVIDERS.get(job.provider)
-        target, label = job.target_count, f"generate #{job_id} ({provider.label if provider else job.provider})"
-    bar = tqdm(total=target, desc=label, unit="sample", initial=job.accepted)
-
-    def progress(j) -> None:
-        bar.n = min(j.accepted, target)
-        post = {"rejected": j.rejected, "dup": j.duplicates, "ungrounded": j.ungrounded}
-        if j.failed_calls:
-            post["failed calls"] = j.failed_calls
-        if j.tokens_in or j.tokens_out:
-            post["tokens"] = j.tokens_in + j.tokens_out
-            post["cost"] = f"${j.cost_usd:.4f}" if j.cost_usd is not None else "unknown"
-        bar.set_postfix(post)
-        bar.refresh()
-
-    from datagen.jobs import run_job
-
-    try:
-        job = run_job(db, job_id, on_progress=progress)
-    finally:
-        bar.close()
-    cost = "" if not (job.tokens_in or job.tokens_out) else (
-        f", {job.tokens_in}+{job.tokens_out} tokens, " + (f"~${job.cost_usd:.4f}" if job.cost_usd is not None
-                                                          else "cost unknown (no price for this model)"))
-    print(f"job {job_id}: {job.status} — {job_counts(job)}{cost}")
-    if job.status != "completed":
-        raise UserError(job.error or f"job {job_id} did not complete")
-
-
 def cmd_generate(args: argparse.Namespace) -> None:
     from app.config_views import job_config_from_args
     from datagen.catalog import count_books, load_builtin_catalog
@@ -207,16 +163,6 @@ def cmd_generate(args: argparse.Namespace) -> None:
     run_generation(db, job_id)
 
 
-def job_counts(job) -> str:
-    """"12 accepted, 3 rejected, ...", then every reason an answer was not accepted, counted."""
-    from datagen.outcomes import not_accepted_summary
-
-    counts = (f"{job.accepted} accepted, {job.rejected} rejected, {job.duplicates} duplicates, "
-              f"{job.ungrounded} ungrounded, {job.failed_calls} failed API calls")
-    why = not_accepted_summary(job.reasons)
-    return counts + (f" (not accepted: {why})" if why else "")
-
-
 def cmd_jobs(args: argparse.Namespace) -> None:
     from sqlalchemy import select
 
@@ -239,53 +185,6 @@ def cmd_jobs(args: argparse.Namespace) -> None:
 
 
 # -- train -----------------------------------------------------------------------------------------------------
-def run_training(db: Database, cfg, name: str | None = None, wait: bool = True) -> int:
-    from db.models import TrainingRun
-    from training.runs import create_run, start_run
-
-    run_id = create_run(db, cfg, name)
-    with db.session() as s:
-        run = s.get(TrainingRun, run_id)
-        n_train, n_eval, out = len(run.sample_ids), len(run.eval_sample_ids), run.output_dir
-    print(f"run {run_id}: {n_train} train / {n_eval} eval samples, config {out}/config.yaml, log {out}/train.log")
-    start_run(db, run_id)
-    if wait:
-        watch_run(db, run_id, cfg.max_steps if cfg.max_steps > 0 else None)
-    return run_id
-
-
-def watch_run(db: Database, run_id: int, total: int | None) -> None:
-    """A progress bar fed from run_metrics until the worker finishes; Ctrl-C cancels the run."""
-    from training.runs import cancel_run, wait_for_run
-
-    bar = tqdm(total=total, desc=f"train #{run_id}", unit="step")
-
-    def on_metric(m, run) -> None:
-        bar.n = m.step
-        post = {}
-        if m.loss is not None:
-            post["loss"] = f"{m.loss:.3f}"
-        if m.eval_loss is not None:
-            post["eval_loss"] = f"{m.eval_loss:.3f}"
-        if m.tokens_per_second:
-            post["tok/s"] = f"{m.tokens_per_second:.0f}"
-        bar.set_postfix(post)
-        bar.refresh()
-
-    try:
-        run = wait_for_run(db, run_id, on_metric)
-    except KeyboardInterrupt:
-        bar.close()
-        print(f"cancelling run {run_id}...", file=sys.stderr)
-        cancel_run(db, run_id)
-        raise
-    bar.close()
-    if run.status not in ("completed", "stopped"):
-        raise UserError(f"run {run_id} {run.status}: {run.error}")
-    print(f"run {run_id}: {run.status} in {run.runtime_seconds:.0f} s, train loss {run.final_loss:.3f}; "
-          f"adapter at {run.adapter_path}")
-
-
 def cmd_train(args: argparse.Namespace) -> None:
     from app.config_views import train_config_from_args
 
@@ -399,80 +298,6 @@ def cmd_runs(args: argparse.Namespace) -> None:
 
 
 # -- eval ------------------------------------------------------------------------------------------------------
-def _fmt(v) -> str:
-    return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
-
-
-def watch_evals(db: Database, eval_ids: list[int]) -> None:
-    """One progress bar per evaluation, fed from the DB until the worker finishes; Ctrl-C cancels."""
-    from training.evals import cancel_eval, wait_for_evals
-
-    bars = {i: tqdm(desc=f"eval #{i}", unit="sample", position=n) for n, i in enumerate(eval_ids)}
-
-    def on_progress(ev) -> None:
-        bar = bars[ev.id]
-        bar.total, bar.n = ev.total, ev.done
-        bar.set_description(f"eval #{ev.id} {ev.label[:30]}")
-        bar.set_postfix(status=ev.status)
-        bar.refresh()
-
-    try:
-        evs = wait_for_evals(db, eval_ids, on_progress)
-    except KeyboardInterrupt:
-        for bar in bars.values():
-            bar.close()
-        print("cancelling the evaluation...", file=sys.stderr)
-        cancel_eval(db, eval_ids[0])
-        raise
-    for bar in bars.values():
-        bar.close()
-    split = [ev for ev in evs if ev.mode != "requests"]
-    if split:
-        print_eval_table(split)
-    if len(split) < len(evs):
-        print_comparison([ev for ev in evs if ev.mode == "requests"])
-    failed = [ev for ev in evs if ev.status != "completed"]
-    if failed:
-        raise UserError("; ".join(f"eval {ev.id} {ev.status}: {(ev.error or '').splitlines()[0] if ev.error else ''}"
-                                  for ev in failed))
-
-
-EVAL_COLUMNS = ("format_compliance", "grounding_rate", "hallucination_rate", "mood_fit", "distinct_2",
-                "unique_title_share", "rouge_l", "judge_score", "latency_mean_s")
-
-
-def print_eval_table(evs) -> None:
-    short = {"format_compliance": "format", "grounding_rate": "grounded", "hallucination_rate": "invented",
-             "mood_fit": "mood", "distinct_2": "dist-2", "unique_title_share": "uniq-title", "rouge_l": "rouge-l",
-             "judge_score": "judge", "latency_mean_s": "s/answer"}
-    print(f"{'id':<5}{'status':<11}{'n':>7}  " + "".join(f"{short[c]:>11}" for c in EVAL_COLUMNS) + "  backend")
-    for ev in evs:
-        print(f"#{ev.id:<4}{ev.status:<11}{f'{ev.done}/{ev.total}':>7}  "
-              + "".join(f"{_fmt(ev.metrics.get(c)):>11}" for c in EVAL_COLUMNS) + f"  {ev.label}")
-
-
-def format_table(headers: list[str], rows: list[list]) -> str:
-    """Columns as wide as their widest cell, numbers right-aligned (as rounded by the caller), '-' for a missing
-    figure."""
-    cells = [["-" if v is None else str(v) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    left = [all(isinstance(r[i], str) for r in rows) for i in range(len(headers))]
-    def line(values):
-        return "  ".join(v.ljust(w) if l else v.rjust(w) for v, w, l in zip(values, widths, left)).rstrip()
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])
-
-
-def print_comparison(evs) -> None:
-    """The request-set comparison (training/evals.comparison_table): backend × constrained decoding."""
-    from training.evals import comparison_table
-
-    if not evs:
-        return
-    sets = sorted({ev.request_set for ev in evs if ev.request_set})
-    print(f"request set: {', '.join(sets)}  (rates in %; coverage: distinct grounded books / catalog books)")
-    print(format_table(*comparison_table(evs)))
-
-
 def cmd_eval(args: argparse.Namespace) -> None:
     from app.config_views import eval_configs_from_args
     from training.evals import create_eval, start_evals
@@ -517,7 +342,7 @@ def cmd_evals(args: argparse.Namespace) -> None:
         print(f"{'metric':<22}{'base':>10}{'fine-tuned':>12}{'change':>10}")
         for r in rows:
             mark = {True: "  better", False: "  worse", None: ""}[r["better"]]
-            print(f"{r['metric']:<22}{_fmt(r['base']):>10}{_fmt(r['fine_tuned']):>12}{_fmt(r['delta']):>10}{mark}")
+            print(f"{r['metric']:<22}{fmt_number(r['base']):>10}{fmt_number(r['fine_tuned']):>12}{fmt_number(r['delta']):>10}{mark}")
         return
     if args.compare is not None:
         from training.evals import request_set_evals
@@ -573,100 +398,3 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(_db(), host=args.host, port=args.port, base_model=args.base_model, allow_open_admin=args.allow_open_admin)
 
 
-def _approved_offline_samples(db: Database, language: str) -> int:
-    from sqlalchemy import func, select
-
-    from db.models import Sample
-
-    with db.session() as s:
-        return s.scalar(select(func.count()).select_from(Sample).where(
-            Sample.provider == "offline", Sample.language == language, Sample.status == "approved"))
-
-
-def _completed_run(db: Database, name: str) -> int | None:
-    from sqlalchemy import select
-
-    from db.models import TrainingRun
-
-    with db.session() as s:
-        return s.scalar(select(TrainingRun.id).where(TrainingRun.name == name, TrainingRun.status == "completed")
-                        .order_by(TrainingRun.id.desc()).limit(1))
-
-
-def demo_evaluation(db: Database, run_id: int, language: str, count: int, max_new_tokens: int = 320) -> None:
-    """The base model and the demo run on `count` grid requests no generation job drew, constrained decoding on
-    and off, in one worker; printed as the comparison table. A finished evaluation of the same run on the same
-    request set is shown again instead of being run twice."""
-    from training.eval_config import EvalConfig
-    from training.evals import create_eval, request_set_evals, start_evals
-    from training.request_sets import grid_set_name, unused_seed
-
-    request_set = grid_set_name([language], count, unused_seed(db))
-    wanted = [(backend, constrained) for backend in ("base", f"run:{run_id}") for constrained in (True, False)]
-    done = {(ev.backend["name"], bool(ev.config.get("constrained"))): ev for ev in request_set_evals(db, request_set)
-            if ev.training_run_id == run_id}
-    if all(key in done for key in wanted):
-        print(f"      run {run_id} was evaluated on {request_set} already: showing that (--retrain to train and "
-              "evaluate again)")
-        print_comparison([done[key] for key in wanted])
-        return
-    # run_id on the base model's evaluations too: the base is the run's own, so the rows compare like with like.
-    ids = [create_eval(db, EvalConfig(backend=backend, run_id=run_id, requests="grid", language=language,
-                                      count=count, constrained=constrained, max_new_tokens=max_new_tokens))
-           for backend, constrained in wanted if (backend, constrained) not in done]
-    start_evals(db, ids)
-    watch_evals(db, ids)
-    print("      (the Evaluate tab shows this table; again: moodshelf evals --compare)")
-
-
-def cmd_demo(args: argparse.Namespace) -> None:
-    from datagen.catalog import count_books, load_builtin_catalog
-    from datagen.job_config import JobConfig
-    from datagen.jobs import create_job
-    from training.base_model import resolve_base_model
-    from training.config import DEMO_PRESET, TrainConfig
-
-    # The run's settings are a preset (training/config_hub/demo.yaml); --max-steps and --language override it.
-    preset = TrainConfig.from_yaml(DEMO_PRESET)
-    max_steps = args.max_steps if args.max_steps is not None else preset.max_steps
-    if not args.no_serve:  # fail before minutes of work, not after
-        check_serve_settings(args.port)
-        _check_bind(args)
-        check_port_free(args.host, args.port)
-    evaluate = not args.no_train and args.eval_count > 0
-    steps = 4 + (not args.no_train) + evaluate
-    db = _db()
-    print(f"[1/{steps}] catalog")
-    report = load_builtin_catalog(db)
-    print(f"      {report.summary()} — " + ", ".join(f"{k}: {v}" for k, v in sorted(count_books(db).items())))
-    print(f"[2/{steps}] embedded base model (SmolLM2-135M-Instruct, converted once from GGUF)")
-    print(f"      {resolve_base_model('smollm2-135m')}")
-    print(f"[3/{steps}] {args.count} samples from the offline catalog provider (\"offline template\", seed {args.seed})")
-    have = _approved_offline_samples(db, args.language)
-    if have >= args.count:
-        print(f"      {have} approved offline-template samples ({args.language}) from an earlier demo: reusing them")
-    else:
-        cfg = JobConfig(provider="offline", language=args.language, count=args.count - have, seed=args.seed + have,
-                        auto_approve=True)
-        run_generation(db, create_job(db, cfg))
-    if not args.no_train:
-        print(f"[4/{steps}] QLoRA fine-tune: 4-bit NF4 base + LoRA, {max_steps} steps (own process)")
-        name = f"demo ({args.language}, {max_steps} steps)"
-        earlier = _completed_run(db, name)
-        run_id = earlier
-        if earlier is not None and not args.retrain:
-            print(f"      run {earlier} ({name}) already completed: reusing its adapter (--retrain to train again)")
-        else:
-            train_cfg = preset.replace(max_steps=max_steps, language=args.language).validate()
-            run_id = run_training(db, train_cfg, name=name)
-        if evaluate:
-            print(f"[5/{steps}] evaluation: base model and run {run_id} on {args.eval_count} unseen {args.language} "
-                  "grid requests, constrained decoding on and off (one worker)")
-            demo_evaluation(db, run_id, args.language, args.eval_count)
-    if args.no_serve:
-        print("done (--no-serve).")
-        return
-    print(f"[{steps}/{steps}] app at http://{args.host}:{args.port} — Recommend, Compare, Arena; admin: Generate, Curate, Train, Evaluate (Ctrl-C to stop)")
-    from app.ui import serve
-
-    serve(db, host=args.host, port=args.port, allow_open_admin=args.allow_open_admin)

@@ -80,7 +80,7 @@ class JobRunner:
             if job is None:
                 raise ValueError(f"No generation job {job_id}.")
             self.cfg = JobConfig.stored(job.config)
-        self.provider: Provider = self.cfg.make_provider()
+        self.provider: VendorClient = self.cfg.make_provider()
         self.grid = self.cfg.grid()
         self.retriever = Retriever.for_db(db)
         self.index = None

@@ -205,7 +205,7 @@ def test_comparison_keeps_the_newest_evaluation_of_each_backend_and_setting(cata
     assert rows[0][headers.index("median TTFT s")] == 0.12 and rows[0][headers.index("tokens/s")] == 12.3
     assert [ev.id for ev in request_set_evals(catalog_db)] == [newer, api]
 
-    from app.commands import format_table
+    from app.progress import format_table
 
     text = format_table(headers, rows).splitlines()
     assert text[0].startswith("backend") and "grounded %" in text[0] and len(text) == 4
@@ -240,7 +240,7 @@ def test_cli_evaluates_grid_requests_in_a_worker_and_prints_the_comparison(catal
 
 # -- the demo's evaluation step, and the Evaluate tab on first open -------------------------------------------------
 def test_demo_evaluation_runs_base_and_run_on_and_off_in_one_worker_then_reuses_it(catalog_db, adapter_run, capsys):
-    from app.commands import demo_evaluation
+    from app.demo import demo_evaluation
     from app.eval_tab import build_eval_tab
     from app.services import Services
 

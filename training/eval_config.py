@@ -26,11 +26,10 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from workers.config import ConfigModel
-
 from db.errors import UserError
 from vendors import DEFAULT_MODELS, KEY_ENVS
-from vendors.labels import API_KINDS
+from vendors.labels import GRAMMAR, format_label
+from workers.config import ConfigModel
 
 REQUEST_SOURCES = ("split", "grid", "file")
 LANGUAGES = ("ko", "en")
@@ -49,29 +48,20 @@ class EvalError(UserError, ValueError):
 
 
 def parse_backend(name: str):
-    """A BackendSpec (training/backends.py) from a backend name: the app's labels ("base model", "run #3",
-    "openai: gpt-4.1-mini", "openai-compatible: m @ URL") or the short CLI forms (base, run:3, openai:MODEL)."""
+    """A BackendSpec (training/backends.py) from a backend name in the one grammar (vendors/labels.py: base,
+    run:3, openai:MODEL, anthropic:MODEL, openai-compatible:MODEL@URL; older stored spellings still parse)."""
     from training.backends import BackendError, BackendSpec
 
-    name = (name or "").strip()
-    if name == "base":
-        name = "base model"
-    elif name.startswith("run:") and name[4:].strip().lstrip("#").isdigit():
-        name = f"run #{name[4:].strip().lstrip('#')}"
     try:
         return BackendSpec.from_label(name)
     except BackendError:
-        raise EvalError(f"Unknown backend {name!r}: use base, run:N, openai:MODEL, anthropic:MODEL or "
-                        "openai-compatible:MODEL@URL.") from None
+        raise EvalError(f"Unknown backend {(name or '').strip()!r}: use {GRAMMAR}.") from None
 
 
 def backend_name(spec) -> str:
-    """The short, stable name stored with an evaluation (what before/after matches on)."""
-    if spec.kind == "local":
-        return "base" if spec.adapter_run is None else f"run:{spec.adapter_run}"
-    if spec.kind == "openai-compatible":
-        return f"openai-compatible:{spec.model}@{spec.base_url}"
-    return f"{spec.kind}:{spec.model}"
+    """The short, stable name stored with an evaluation (what before/after matches on): the label without a
+    run's display name."""
+    return format_label(spec.kind, spec.model, spec.adapter_run, "", spec.base_url)
 
 
 def missing_key(spec) -> str | None:
