@@ -242,7 +242,8 @@ def cmd_recommend(args: argparse.Namespace) -> None:
     """Stream one recommendation through the pipeline (training/recommend.py), then list its books."""
     from training.backends import BackendError
     from training.eval_config import parse_backend
-    from training.recommend import Recommender, RecommendRequest
+    from training.reader_request import RecommendRequest
+    from training.recommend import Recommender
 
     effects = [e for group in args.effects or [] for e in group.split(",")]
     request = RecommendRequest.from_fields(args.language, args.emotion, args.occupation, effects, args.situation,

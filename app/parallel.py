@@ -16,7 +16,8 @@ from app.answer_view import result_record, stats_line, waiting_line
 from app.escape import html_text
 from app.services import Services, cards_of
 from training.backends import BackendError
-from training.recommend import Prepared, RecommendRequest
+from training.reader_request import RecommendRequest
+from training.recommend import Prepared
 
 MIN_UPDATE_S = 0.08
 TICK_S = 0.5   # how often a column that has not started says how long it has waited

@@ -23,7 +23,8 @@ from db.models import Book, TrainingRun
 from training.backends import (BASE_LABEL, KEY_ENVS, Backend, BackendError, BackendSpec,
                                attach_run_adapter, make_backend)
 from training.config import DEFAULT_BASE_MODEL
-from training.recommend import Recommendation, Recommender, RecommendRequest
+from training.reader_request import RecommendRequest
+from training.recommend import Recommendation, Recommender
 
 NO_KEY_HELP = ("No {env} set: to add this column, `export {env}=...` in the shell that runs `moodshelf serve` "
                "and restart the app (keys are read from the environment only). The other columns still run.")

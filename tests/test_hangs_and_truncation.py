@@ -11,7 +11,7 @@ from app.services import Services
 from app.settings import AppSettings, SettingsError
 from fakes.fixtures import fake_anthropic, fake_openai  # noqa: F401
 from training.backends import FIRST_TOKEN_TIMEOUT_S, BackendError, BackendSpec, Usage, make_backend
-from training.recommend import RecommendRequest
+from training.reader_request import RecommendRequest
 
 KEY = "sk-test-abcdef123456"
 MESSAGES = [{"role": "user", "content": "Recommend 3 books for a tired nurse looking for calm."}]

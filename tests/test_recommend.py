@@ -11,7 +11,8 @@ from datagen.prompts import book_line
 from db.models import TrainingRun
 from fakes.fixtures import fake_openai  # noqa: F401
 from training.backends import BackendSpec, LocalBackend
-from training.recommend import (Recommendation, RecommendError, Recommender, RecommendRequest, shape_for)
+from training.reader_request import RecommendError, RecommendRequest, shape_for
+from training.recommend import Recommendation, Recommender
 
 REQUEST = dict(language="en", emotion="anxious", occupation="nurse", effects=["calm"], situation="the commute",
                focus="light and easy", free_text="short poems")
@@ -192,16 +193,17 @@ def test_cli_recommend_streams_the_answer_and_lists_the_books(catalog_db, adapte
 
 def test_evaluation_gives_each_model_its_trained_shape(catalog_db):
     from datagen.retrieval import Retriever
+    from datagen.prompts import student_prompt
     from db.models import Sample
-    from training.recommend import sample_messages
+    from training.reader_request import sample_messages
 
     run_job(catalog_db, create_job(catalog_db, JobConfig(language="en", count=2, seed=1)))
     with catalog_db.session() as s:
         sm = s.scalars(select(Sample)).first()
     retriever = Retriever.for_db(catalog_db)
     plain = sample_messages(sm, "plain", retriever)
-    assert plain == [{"role": "user", "content": sm.prompt.split("\nCandidate books:\n")[0]}]
-    assert sample_messages(sm, "candidates", retriever) == [{"role": "user", "content": sm.prompt}]
+    assert plain == [{"role": "user", "content": student_prompt(sm.instruction, sm.input).split("\nCandidate books:\n")[0]}]
+    assert sample_messages(sm, "candidates", retriever) == [{"role": "user", "content": student_prompt(sm.instruction, sm.input)}]
     teacher = sample_messages(sm, "teacher", retriever)
     assert teacher[0]["role"] == "system" and sm.input.split("Candidate books:\n")[1] in teacher[1]["content"]
 

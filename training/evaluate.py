@@ -34,7 +34,7 @@ from db.models import Book, EvalResult, EvalRun, Sample
 from training.eval_config import EvalConfig, EvalError, backend_name
 from training.judge import JudgeError, judge_messages, parse_judge_reply
 from training.metrics import AnswerScore, aggregate, score_answer
-from training.recommend import sample_messages, shape_for
+from training.reader_request import sample_messages, shape_for
 from workers import supervisor
 from workers.supervisor import StopRequested, WorkerKind
 
@@ -44,7 +44,7 @@ DEFAULT_N_BOOKS = 3
 def _user_error(e: BaseException) -> str:
     from training.backends import BackendError
     from training.base_model import ModelLoadError
-    from training.recommend import RecommendError
+    from training.reader_request import RecommendError
 
     clean = (EvalError, BackendError, ModelLoadError, RecommendError)  # already worded for the user
     return str(e) if isinstance(e, clean) else f"{type(e).__name__}: {e}"
@@ -178,7 +178,8 @@ def evaluate(db: Database, eval_id: int, local: LocalModels) -> None:
 
 def evaluate_requests(db: Database, eval_id: int, cfg: EvalConfig, backend: dict, local: LocalModels) -> None:
     """Answer every request not yet scored through the pipeline, `cfg.concurrency` at a time, and score them."""
-    from training.recommend import Recommender, RecommendRequest
+    from training.reader_request import RecommendRequest
+    from training.recommend import Recommender
 
     with db.session() as s:
         requests = list(s.get(EvalRun, eval_id).requests or [])

@@ -27,7 +27,7 @@ from datagen.grid import Grid
 from db.engine import Database
 from db.models import GenerationJob, Sample
 from training.eval_config import EvalError
-from training.recommend import RecommendError, RecommendRequest
+from training.reader_request import RecommendError, RecommendRequest
 
 FIELDS = ("language", "emotion", "occupation", "effects", "situation", "focus", "free_text")
 OPTIONAL_FIELDS = ("n_books",)
