@@ -19,6 +19,7 @@ from db.models import GenerationJob
 from vendors.base import VendorError
 from workers.supervisor import WorkerBusy
 
+from app.config_views import form_values
 from app.services import Services
 
 GRID_FIELDS = ("emotions", "occupations", "effects", "situations", "focus_levels")
@@ -126,13 +127,12 @@ def build_generate_tab(services: Services) -> None:
         def start_job_clicked(provider, model, base_url, language, count, seed, n_books, max_per_title,
                               concurrency, rpm, tpm, auto_approve, retrieval, batch, timeout, *grid):
             try:
-                cfg = JobConfig(provider=provider, model=model or None, base_url=base_url or None, language=language,
-                                count=int(count or 0), seed=int(seed or 0), n_books=int(n_books or 0),
-                                max_per_title=int(max_per_title or 0), concurrency=int(concurrency or 0),
-                                rpm=int(rpm) if rpm else None, tpm=int(tpm) if tpm else None,
-                                auto_approve=auto_approve, retrieval=retrieval, batch=batch,
-                                timeout_s=float(timeout if timeout is not None else 0),
-                                **{name: [v for v in text.splitlines()] for name, text in zip(GRID_FIELDS, grid)})
+                values = form_values(JobConfig, provider=provider, model=model or None, base_url=base_url or None,
+                                     language=language, count=count, seed=seed, n_books=n_books,
+                                     max_per_title=max_per_title, concurrency=concurrency,
+                                     rpm=rpm or None, tpm=tpm or None,  # 0 in these boxes: no limit
+                                     auto_approve=auto_approve, retrieval=retrieval, batch=batch, timeout_s=timeout)
+                cfg = JobConfig(**values, **{name: text.splitlines() for name, text in zip(GRID_FIELDS, grid)})
                 new_id = create_job(services.db, cfg)
             except ValidationError as e:
                 raise gr.Error("; ".join(er["msg"].removeprefix("Value error, ") for er in e.errors()))
