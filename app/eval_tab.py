@@ -10,6 +10,7 @@ backend, all run by one worker so the base model is loaded once.
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 import gradio as gr
 import pandas as pd
@@ -32,7 +33,8 @@ DEFAULTS = EvalConfig()  # the form starts from the model's defaults
 def backend_choices(services: Services) -> list[tuple[str, str]]:
     """(label, backend name): the base model, every finished run's adapter, the API models whose key is set."""
     choices = [(f"base model ({services.base_model})", "base")]
-    choices += [(format_label("local", adapter_run=r.id, run_name=r.name), f"run:{r.id}") for r in services.finished_runs()]
+    choices += [(format_label("local", adapter_run=r.id, run_name=r.name), f"run:{r.id}")
+                for r in services.finished_runs()]
     for kind, model in DEFAULT_JUDGE_MODELS.items():
         if os.environ.get(KEY_ENV[kind]):
             choices.append((f"{kind}:{model}", f"{kind}:{model}"))
@@ -121,151 +123,175 @@ def _ids(text: str) -> list[int]:
 
 def build_eval_tab(services: Services) -> None:
     with gr.Tab("Evaluate", id="evaluate") as tab:
-        gr.Markdown("Score backends on the held-out eval split: format, grounding, invented books, mood fit, "
-                    "diversity, ROUGE-L against the reference, latency, and an LLM judge when an API key is set. "
-                    "It runs in its own process: close the page and come back.")
-        with gr.Row():
-            backends = gr.CheckboxGroup(backend_choices(services), value=["base"], label="Backends",
-                                        elem_id="eval_backends")
-            other = gr.Textbox(label="Other backend (optional)", placeholder="openai-compatible:MODEL@URL",
-                               elem_id="eval_other")
-        with gr.Row():
-            split = gr.Dropdown(split_choices(services), value=None, label="Eval split of training run",
-                                elem_id="eval_split")
-            limit = gr.Number(DEFAULTS.limit, precision=0, label="Sample limit (0: all)", elem_id="eval_limit")
-            max_tokens = gr.Number(DEFAULTS.max_new_tokens, precision=0, label="Max new tokens",
-                                   elem_id="eval_max_tokens")
-            judge = gr.Dropdown(["", "auto"], value="", allow_custom_value=True,
-                                label="LLM judge (auto: the API whose key is set)", elem_id="eval_judge")
-        with gr.Row():
-            start = gr.Button("Evaluate", variant="primary", elem_id="eval_start")
-            cancel = gr.Button("Cancel", variant="stop", elem_id="eval_cancel")
-        eval_ids = gr.Textbox(label="Evaluations", elem_id="eval_ids", interactive=False)
-        status = gr.Markdown(progress_markdown([]), elem_id="eval_status")
-        table = gr.Dataframe(headers=TABLE_COLUMNS, value=results_table(list_evals(services.db)), interactive=False,
-                             elem_id="eval_table")
-        metric = gr.Dropdown(list(METRICS), value="grounding_rate", label="Chart metric", elem_id="eval_metric")
-        chart = gr.BarPlot(metric_frame([], "grounding_rate"), x="backend", y="value", y_lim=[0, None],
-                           color="backend",
-                           title="Chart metric by backend", height=260, x_label_angle=-20, elem_id="eval_chart")
-        with gr.Accordion("Before / after: base model vs fine-tuned, per training run", open=True):
-            ba_run = gr.Dropdown([str(i) for i in runs_with_before_after(services.db)], label="Training run",
-                                 allow_custom_value=True, elem_id="eval_ba_run")
-            ba_table = gr.Dataframe(headers=["metric", "base", "fine-tuned", "change", ""], interactive=False,
-                                    elem_id="eval_ba_table")
-            ba_chart = gr.BarPlot(pd.DataFrame({"metric": [], "change": []}), x="metric", y="change",
-                                  title="Change from base to fine-tuned (higher-is-better metrics)", height=260,
-                                  x_label_angle=-30, elem_id="eval_ba_chart")
-        with gr.Accordion("Request set: unseen requests, no reference answers, backends side by side", open=True):
-            gr.Markdown("Requests drawn from the request grid with a seed no generation job used (none equal to a "
-                        "stored sample), or a JSONL file (language, emotion, occupation, effects, situation, focus, "
-                        "free_text), each answered through the recommendation pipeline. Scores: format, grounded, "
-                        "invented and repeated books, mood fit, catalog coverage, unique titles, right language, "
-                        "time to first token and tokens/s. Uses the backends picked above.")
-            with gr.Row():
-                req_source = gr.Radio(["grid", "file"], value="grid", label="Requests", elem_id="req_source")
-                req_languages = gr.CheckboxGroup(["en", "ko"], value=["en"], label="Languages (grid)",
-                                                 elem_id="req_languages")
-                req_count = gr.Number(DEFAULTS.count, precision=0, label="Requests per language (grid)",
-                                      elem_id="req_count")
-                req_seed = gr.Number(None, precision=0, label="Seed (empty: the first unused one)",
-                                     elem_id="req_seed")
-            with gr.Row():
-                req_file = gr.File(label="Request file (JSONL)", file_types=[".jsonl", ".json", ".txt"],
-                                   type="filepath", elem_id="req_file")
-                req_constrained = gr.Radio(["on and off", "on", "off"], value="on and off",
-                                           label="Constrained decoding (local backends)", elem_id="req_constrained")
-                req_concurrency = gr.Number(DEFAULTS.concurrency, precision=0, label="Answers at a time",
-                                            elem_id="req_concurrency")
-            req_start = gr.Button("Evaluate on requests", variant="primary", elem_id="req_start")
-            sets = request_sets(services)
-            req_set = gr.Dropdown(sets, value=sets[0] if sets else None, label="Request set", allow_custom_value=True,
-                                  elem_id="req_set")
-            compare = gr.Dataframe(comparison_frame(request_set_evals(services.db, latest_request_set(services.db))),
-                                   interactive=False, elem_id="req_compare")
+        # One namespace of components, built section by section; the events are wired below.
+        ui = SimpleNamespace(**vars(_split_layout(services)), **vars(_before_after_layout(services)),
+                             **vars(_request_set_layout(services)))
         timer = gr.Timer(2.0)
 
-        def start_evaluation(picked, other_backend, split_run, sample_limit, new_tokens, judge_name):
-            names = list(picked or []) + ([other_backend.strip()] if other_backend and other_backend.strip() else [])
-            if not names:
-                raise gr.Error("Pick at least one backend.")
-            try:
-                # The base model of a run's split is the run's own (before/after compares like with like).
-                shared = form_values(EvalConfig, run_id=split_run, limit=sample_limit, max_new_tokens=new_tokens,
-                                     judge=judge_name)
-                configs = [EvalConfig.from_dict({**shared, "backend": n, "base_model": services.base_model
-                                                 if n == "base" and not split_run else ""}).validate() for n in names]
-                ids = [create_eval(services.db, cfg) for cfg in configs]
-                start_evals(services.db, ids)
-            except EvalError as e:
-                raise gr.Error(str(e))
-            text = ", ".join(map(str, ids))
-            return (text, *refresh_progress(text, "grounding_rate"))
+    def start_evaluation(picked, other_backend, split_run, sample_limit, new_tokens, judge_name):
+        names = list(picked or []) + ([other_backend.strip()] if other_backend and other_backend.strip() else [])
+        if not names:
+            raise gr.Error("Pick at least one backend.")
+        try:
+            # The base model of a run's split is the run's own (before/after compares like with like).
+            shared = form_values(EvalConfig, run_id=split_run, limit=sample_limit, max_new_tokens=new_tokens,
+                                 judge=judge_name)
+            configs = [EvalConfig.from_dict({**shared, "backend": n, "base_model": services.base_model
+                                             if n == "base" and not split_run else ""}).validate() for n in names]
+            ids = [create_eval(services.db, cfg) for cfg in configs]
+            start_evals(services.db, ids)
+        except EvalError as e:
+            raise gr.Error(str(e))
+        text = ", ".join(map(str, ids))
+        return (text, *refresh_progress(text, "grounding_rate"))
 
-        def start_request_evaluation(picked, other_backend, source, languages, count, seed, file_path, constrained,
-                                     concurrency, new_tokens):
-            names = list(picked or []) + ([other_backend.strip()] if other_backend and other_backend.strip() else [])
-            if not names:
-                raise gr.Error("Pick at least one backend.")
-            if source == "file" and not file_path:
-                raise gr.Error("Upload a JSONL file of requests, or draw them from the grid.")
-            try:
-                configs = request_configs(names, source, languages, count, seed, file_path, constrained,
-                                          concurrency, new_tokens, services.base_model)
-                ids = [create_eval(services.db, cfg) for cfg in configs]
-                start_evals(services.db, ids)
-            except EvalError as e:
-                raise gr.Error(str(e))
-            text = ", ".join(map(str, ids))
-            return (text, *refresh_progress(text, "grounding_rate"), comparison_frame(request_set_evals(
-                services.db, eval_ids=ids)))
+    def start_request_evaluation(picked, other_backend, source, languages, count, seed, file_path, constrained,
+                                 concurrency, new_tokens):
+        names = list(picked or []) + ([other_backend.strip()] if other_backend and other_backend.strip() else [])
+        if not names:
+            raise gr.Error("Pick at least one backend.")
+        if source == "file" and not file_path:
+            raise gr.Error("Upload a JSONL file of requests, or draw them from the grid.")
+        try:
+            configs = request_configs(names, source, languages, count, seed, file_path, constrained,
+                                      concurrency, new_tokens, services.base_model)
+            ids = [create_eval(services.db, cfg) for cfg in configs]
+            start_evals(services.db, ids)
+        except EvalError as e:
+            raise gr.Error(str(e))
+        text = ", ".join(map(str, ids))
+        return (text, *refresh_progress(text, "grounding_rate"), comparison_frame(request_set_evals(
+            services.db, eval_ids=ids)))
 
-        def show_comparison(ids_text, set_name):
-            """While this page's request-set evaluations run: theirs; otherwise the chosen (or latest) set."""
-            with services.db.session() as s:
-                mine = [ev for ev in (s.get(EvalRun, i) for i in _ids(ids_text)) if ev is not None
-                        and ev.mode == "requests"]
-            if mine and any(ev.status in ("queued", "running") for ev in mine):
-                return comparison_frame(mine)
-            return comparison_frame(request_set_evals(services.db, set_name or None))
+    def show_comparison(ids_text, set_name):
+        """While this page's request-set evaluations run: theirs; otherwise the chosen (or latest) set."""
+        with services.db.session() as s:
+            mine = [ev for ev in (s.get(EvalRun, i) for i in _ids(ids_text)) if ev is not None
+                    and ev.mode == "requests"]
+        if mine and any(ev.status in ("queued", "running") for ev in mine):
+            return comparison_frame(mine)
+        return comparison_frame(request_set_evals(services.db, set_name or None))
 
-        def refresh_progress(ids_text, metric_name):
-            reconcile_evals(services.db)
-            ids = _ids(ids_text)
-            with services.db.session() as s:
-                current = [ev for ev in (s.get(EvalRun, i) for i in ids) if ev is not None]
-            everything = list_evals(services.db)
-            shown = current or [ev for ev in everything if ev.status == "completed"][:8]
-            return progress_markdown(current), results_table(everything), metric_frame(shown, metric_name)
+    def refresh_progress(ids_text, metric_name):
+        reconcile_evals(services.db)
+        ids = _ids(ids_text)
+        with services.db.session() as s:
+            current = [ev for ev in (s.get(EvalRun, i) for i in ids) if ev is not None]
+        everything = list_evals(services.db)
+        shown = current or [ev for ev in everything if ev.status == "completed"][:8]
+        return progress_markdown(current), results_table(everything), metric_frame(shown, metric_name)
 
-        def cancel_evaluation(ids_text):
-            ids = _ids(ids_text)
-            if not ids:
-                raise gr.Error("No evaluation is running from this page.")
-            cancel_eval(services.db, ids[0])
-            return refresh_progress(ids_text, "grounding_rate")
+    def cancel_evaluation(ids_text):
+        ids = _ids(ids_text)
+        if not ids:
+            raise gr.Error("No evaluation is running from this page.")
+        cancel_eval(services.db, ids[0])
+        return refresh_progress(ids_text, "grounding_rate")
 
-        def show_before_after(run_id):
-            return before_after_views(services, run_id)
+    def show_before_after(run_id):
+        return before_after_views(services, run_id)
 
-        def refresh_choices(run_id, set_name):
-            # New runs and finished evaluations appear when the tab is opened, without a restart.
-            runs = [str(i) for i in runs_with_before_after(services.db)]
-            names = request_sets(services)
-            return (gr.CheckboxGroup(choices=backend_choices(services)), gr.Dropdown(choices=split_choices(services)),
-                    gr.Dropdown(choices=runs, value=run_id or (runs[0] if runs else None)),
-                    gr.Dropdown(choices=names, value=set_name or (names[0] if names else None)))
+    def refresh_choices(run_id, set_name):
+        # New runs and finished evaluations appear when the tab is opened, without a restart.
+        runs = [str(i) for i in runs_with_before_after(services.db)]
+        names = request_sets(services)
+        return (gr.CheckboxGroup(choices=backend_choices(services)), gr.Dropdown(choices=split_choices(services)),
+                gr.Dropdown(choices=runs, value=run_id or (runs[0] if runs else None)),
+                gr.Dropdown(choices=names, value=set_name or (names[0] if names else None)))
 
-        progress_outputs = [status, table, chart]
-        start.click(start_evaluation, [backends, other, split, limit, max_tokens, judge], [eval_ids, *progress_outputs])
-        cancel.click(cancel_evaluation, eval_ids, progress_outputs)
-        metric.change(refresh_progress, [eval_ids, metric], progress_outputs)
-        timer.tick(refresh_progress, [eval_ids, metric], progress_outputs)
-        timer.tick(show_before_after, ba_run, [ba_table, ba_chart])
-        ba_run.change(show_before_after, ba_run, [ba_table, ba_chart])
-        req_start.click(start_request_evaluation,
-                        [backends, other, req_source, req_languages, req_count, req_seed, req_file, req_constrained,
-                         req_concurrency, max_tokens], [eval_ids, *progress_outputs, compare])
-        timer.tick(show_comparison, [eval_ids, req_set], compare)
-        req_set.change(show_comparison, [eval_ids, req_set], compare)
-        tab.select(refresh_choices, [ba_run, req_set], [backends, split, ba_run, req_set])
+    progress_outputs = [ui.status, ui.table, ui.chart]
+    ui.start.click(start_evaluation, [ui.backends, ui.other, ui.split, ui.limit, ui.max_tokens, ui.judge],
+                   [ui.eval_ids, *progress_outputs])
+    ui.cancel.click(cancel_evaluation, ui.eval_ids, progress_outputs)
+    ui.metric.change(refresh_progress, [ui.eval_ids, ui.metric], progress_outputs)
+    timer.tick(refresh_progress, [ui.eval_ids, ui.metric], progress_outputs)
+    timer.tick(show_before_after, ui.ba_run, [ui.ba_table, ui.ba_chart])
+    ui.ba_run.change(show_before_after, ui.ba_run, [ui.ba_table, ui.ba_chart])
+    ui.req_start.click(start_request_evaluation,
+                       [ui.backends, ui.other, ui.req_source, ui.req_languages, ui.req_count, ui.req_seed, ui.req_file,
+                        ui.req_constrained, ui.req_concurrency, ui.max_tokens],
+                       [ui.eval_ids, *progress_outputs, ui.compare])
+    timer.tick(show_comparison, [ui.eval_ids, ui.req_set], ui.compare)
+    ui.req_set.change(show_comparison, [ui.eval_ids, ui.req_set], ui.compare)
+    tab.select(refresh_choices, [ui.ba_run, ui.req_set], [ui.backends, ui.split, ui.ba_run, ui.req_set])
+
+
+def _split_layout(services: Services) -> SimpleNamespace:
+    """Backends, the eval-split settings, progress, the results table and chart."""
+    gr.Markdown("Score backends on the held-out eval split: format, grounding, invented books, mood fit, "
+                "diversity, ROUGE-L against the reference, latency, and an LLM judge when an API key is set. "
+                "It runs in its own process: close the page and come back.")
+    with gr.Row():
+        backends = gr.CheckboxGroup(backend_choices(services), value=["base"], label="Backends",
+                                    elem_id="eval_backends")
+        other = gr.Textbox(label="Other backend (optional)", placeholder="openai-compatible:MODEL@URL",
+                           elem_id="eval_other")
+    with gr.Row():
+        split = gr.Dropdown(split_choices(services), value=None, label="Eval split of training run",
+                            elem_id="eval_split")
+        limit = gr.Number(DEFAULTS.limit, precision=0, label="Sample limit (0: all)", elem_id="eval_limit")
+        max_tokens = gr.Number(DEFAULTS.max_new_tokens, precision=0, label="Max new tokens",
+                               elem_id="eval_max_tokens")
+        judge = gr.Dropdown(["", "auto"], value="", allow_custom_value=True,
+                            label="LLM judge (auto: the API whose key is set)", elem_id="eval_judge")
+    with gr.Row():
+        start = gr.Button("Evaluate", variant="primary", elem_id="eval_start")
+        cancel = gr.Button("Cancel", variant="stop", elem_id="eval_cancel")
+    eval_ids = gr.Textbox(label="Evaluations", elem_id="eval_ids", interactive=False)
+    status = gr.Markdown(progress_markdown([]), elem_id="eval_status")
+    table = gr.Dataframe(headers=TABLE_COLUMNS, value=results_table(list_evals(services.db)), interactive=False,
+                         elem_id="eval_table")
+    metric = gr.Dropdown(list(METRICS), value="grounding_rate", label="Chart metric", elem_id="eval_metric")
+    chart = gr.BarPlot(metric_frame([], "grounding_rate"), x="backend", y="value", y_lim=[0, None],
+                       color="backend",
+                       title="Chart metric by backend", height=260, x_label_angle=-20, elem_id="eval_chart")
+    return SimpleNamespace(backends=backends, other=other, split=split, limit=limit, max_tokens=max_tokens,
+                           judge=judge, start=start, cancel=cancel, eval_ids=eval_ids, status=status, table=table,
+                           metric=metric, chart=chart)
+
+
+def _before_after_layout(services: Services) -> SimpleNamespace:
+    """Base model vs fine-tuned, per training run."""
+    with gr.Accordion("Before / after: base model vs fine-tuned, per training run", open=True):
+        ba_run = gr.Dropdown([str(i) for i in runs_with_before_after(services.db)], label="Training run",
+                             allow_custom_value=True, elem_id="eval_ba_run")
+        ba_table = gr.Dataframe(headers=["metric", "base", "fine-tuned", "change", ""], interactive=False,
+                                elem_id="eval_ba_table")
+        ba_chart = gr.BarPlot(pd.DataFrame({"metric": [], "change": []}), x="metric", y="change",
+                              title="Change from base to fine-tuned (higher-is-better metrics)", height=260,
+                              x_label_angle=-30, elem_id="eval_ba_chart")
+    return SimpleNamespace(ba_run=ba_run, ba_table=ba_table, ba_chart=ba_chart)
+
+
+def _request_set_layout(services: Services) -> SimpleNamespace:
+    """Unseen requests, backends side by side."""
+    with gr.Accordion("Request set: unseen requests, no reference answers, backends side by side", open=True):
+        gr.Markdown("Requests drawn from the request grid with a seed no generation job used (none equal to a "
+                    "stored sample), or a JSONL file (language, emotion, occupation, effects, situation, focus, "
+                    "free_text), each answered through the recommendation pipeline. Scores: format, grounded, "
+                    "invented and repeated books, mood fit, catalog coverage, unique titles, right language, "
+                    "time to first token and tokens/s. Uses the backends picked above.")
+        with gr.Row():
+            req_source = gr.Radio(["grid", "file"], value="grid", label="Requests", elem_id="req_source")
+            req_languages = gr.CheckboxGroup(["en", "ko"], value=["en"], label="Languages (grid)",
+                                             elem_id="req_languages")
+            req_count = gr.Number(DEFAULTS.count, precision=0, label="Requests per language (grid)",
+                                  elem_id="req_count")
+            req_seed = gr.Number(None, precision=0, label="Seed (empty: the first unused one)",
+                                 elem_id="req_seed")
+        with gr.Row():
+            req_file = gr.File(label="Request file (JSONL)", file_types=[".jsonl", ".json", ".txt"],
+                               type="filepath", elem_id="req_file")
+            req_constrained = gr.Radio(["on and off", "on", "off"], value="on and off",
+                                       label="Constrained decoding (local backends)", elem_id="req_constrained")
+            req_concurrency = gr.Number(DEFAULTS.concurrency, precision=0, label="Answers at a time",
+                                        elem_id="req_concurrency")
+        req_start = gr.Button("Evaluate on requests", variant="primary", elem_id="req_start")
+        sets = request_sets(services)
+        req_set = gr.Dropdown(sets, value=sets[0] if sets else None, label="Request set", allow_custom_value=True,
+                              elem_id="req_set")
+        compare = gr.Dataframe(comparison_frame(request_set_evals(services.db, latest_request_set(services.db))),
+                               interactive=False, elem_id="req_compare")
+    return SimpleNamespace(req_source=req_source, req_languages=req_languages, req_count=req_count, req_seed=req_seed,
+                           req_file=req_file, req_constrained=req_constrained, req_concurrency=req_concurrency,
+                           req_start=req_start, req_set=req_set, compare=compare)
