@@ -1,7 +1,7 @@
 """What each `moodshelf` subcommand does: `cmd_<name>(args)`, wired to its parser in app/cli.py with
 `set_defaults(func=...)`. The work lives in datagen/ and training/; this module never imports app/cli.py.
 
-    python -m app.cli train --max-steps 30     # app/cli.main parses, then calls cmd_train(args)
+    moodshelf train --max-steps 30     # app/cli.main parses, then calls cmd_train(args)
 
 Heavy libraries (and SQLAlchemy) are imported inside the commands, so `moodshelf --help` stays instant.
 """
