@@ -8,13 +8,27 @@ from datagen.safety import crisis_notice
 from training.backends import Usage
 
 
-def cards_markdown(cards: list[BookCard], language: str) -> str:
+def cards_markdown(cards: list[BookCard], language: str, *, truncated: bool = False) -> str:
+    """The answer's books as catalog cards under one line that counts them (each book once)."""
+    cut = f"\n\n{CUT_SHORT[language]}" if truncated else ""
     if not cards:
-        return "*" + ("책 목록을 찾지 못했습니다." if language == "ko" else "No numbered book list found in this answer.") + "*"
-    grounded = sum(1 for c in cards if c.book)
-    head = (f"**{len(cards)}권 중 {grounded}권이 카탈로그에 있습니다**" if language == "ko"
-            else f"**{grounded} of {len(cards)} books are in the catalog**")
-    return head + "\n\n" + "\n".join(c.markdown(language) for c in cards)
+        return "*" + ("책 목록을 찾지 못했습니다." if language == "ko" else "No numbered book list found in this answer.") \
+            + "*" + cut
+    return f"**{catalog_count(cards, language)}**" + cut + "\n\n" + "\n".join(c.markdown(language) for c in cards)
+
+
+def catalog_count(cards: list[BookCard], language: str) -> str:
+    """'2 of 3 books are in the catalog' ("0 of 1 books" is not English: one book gets its own sentence)."""
+    n, grounded = len(cards), sum(1 for c in cards if c.book)
+    repeated = sum(1 for c in cards if c.times > 1)
+    if language == "ko":
+        line = f"{n}권 중 {grounded}권이 카탈로그에 있습니다"
+        return line + (f" · {repeated}권은 여러 번 나왔습니다" if repeated else "")
+    if n == 1:
+        line = "The one book is in the catalog" if grounded else "The one book is not in the catalog"
+    else:
+        line = f"{grounded} of {n} books are in the catalog"
+    return line + (f" · {repeated} named more than once" if repeated else "")
 
 
 CONSTRAINED_LABEL = "Catalog-constrained decoding (local models name only catalog books)"

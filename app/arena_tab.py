@@ -28,7 +28,14 @@ from training.leaderboard import Battle, leaderboard
 from vendors.labels import current_label
 
 VOTE_BUTTONS = {"A": "👈 A is better", "B": "👉 B is better", "tie": "🤝 Tie", "both_bad": "👎 Both are bad"}
-LEADERBOARD_COLUMNS = ["rank", "backend", "score", "95% CI", "win rate", "votes", "both bad"]
+LEADERBOARD_COLUMNS = ["rank", "backend", "score", "95% interval", "win rate", "votes", "both bad"]
+# Below this many votes for a backend, a bootstrap interval is noise (one vote gives "1095 – 1095"): the table
+# says how many more votes it needs instead.
+MIN_VOTES_FOR_INTERVAL = 10
+SCORE_EXPLAINED = ("**Score**: Bradley–Terry strength on the Elo scale, from blind votes only — 1000 is the average "
+                   "backend, +100 means winning about 64% of battles against it. Ties count half; “both bad” says "
+                   "nothing about which is better and is left out. The 95% interval appears once a backend has "
+                   f"{MIN_VOTES_FOR_INTERVAL} votes.")
 
 
 def arena_battles(db: Database) -> list[Battle]:
@@ -42,9 +49,16 @@ def arena_battles(db: Database) -> list[Battle]:
 
 def leaderboard_table(db: Database, *, n_bootstrap: int = 200) -> pd.DataFrame:
     rows = leaderboard(arena_battles(db), n_bootstrap=n_bootstrap, seed=0)
-    return pd.DataFrame([[k, r.backend, round(r.score), f"{r.ci_low:.0f} – {r.ci_high:.0f}",
+    return pd.DataFrame([[k, r.backend, round(r.score), interval_text(r.games, r.ci_low, r.ci_high),
                           "-" if r.win_rate is None else f"{r.win_rate:.0%}", r.games, r.both_bad]
                          for k, r in enumerate(rows, 1)], columns=LEADERBOARD_COLUMNS)
+
+
+def interval_text(votes: int, low: float, high: float) -> str:
+    if votes < MIN_VOTES_FOR_INTERVAL:
+        more = MIN_VOTES_FOR_INTERVAL - votes
+        return f"after {more} more vote{'s' if more > 1 else ''}"
+    return f"{low:.0f} – {high:.0f}"
 
 
 def pick_pair(pool: list[str], rng: random.Random) -> list[str]:
@@ -80,6 +94,7 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
         reveal = gr.Markdown(elem_id="arena_reveal")
         gr.Markdown("### Leaderboard")
         table = gr.Dataframe(leaderboard_table(services.db), interactive=False, elem_id="arena_leaderboard")
+        gr.Markdown(SCORE_EXPLAINED, elem_id="arena_score_explained")
 
         def battle(pool_labels, language, emotion, occupation, effects, situation, focus, free_text, constrain=True):
             try:

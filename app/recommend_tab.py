@@ -9,7 +9,7 @@ import time
 
 import gradio as gr
 
-from app.answer_view import CUT_SHORT, cards_markdown, constrained_checkbox, crisis_markdown, waiting_line
+from app.answer_view import cards_markdown, constrained_checkbox, crisis_markdown, waiting_line
 from app.escape import html_text
 from app.parallel import TICK_S
 from app.request_form import build_request_form
@@ -74,8 +74,7 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
                 notes = "".join(f"*{html_text(n)}*\n\n" for n in item.notices)
                 if item.candidates:
                     notes += f"*{OFFERED[language].format(n=len(item.candidates))}*\n\n"
-                shown = notes + cards_markdown(cards_of(item), language)
-                yield text, (CUT_SHORT[language] + "\n\n" + shown) if item.usage.truncated else shown, notice
+                yield text, notes + cards_markdown(cards_of(item), language, truncated=item.usage.truncated), notice
 
         def relabel(language):
             # The form's own fields switch in build_request_form; this switches the rest of the tab.

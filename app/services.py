@@ -17,6 +17,7 @@ from sqlalchemy import select
 from app.escape import markdown_text
 from app.offered import custom_backend_labels, default_api_labels, require_offered
 from app.settings import AppSettings
+from datagen.grounding import normalize_title
 from datagen.prompts import answer_format_system
 from db.engine import Database
 from db.models import Book, TrainingRun
@@ -35,18 +36,23 @@ class BookCard:
     title: str
     author: str
     book: Book | None
+    times: int = 1          # how often the answer named it: a repeated title is one card, flagged
 
     def markdown(self, language: str) -> str:
         """One card. Every field is escaped (app/escape.py): a model's answer, and a catalog CSV, are text to
         show, never markup."""
+        repeated = ""
+        if self.times > 1:
+            repeated = (f"  🔁 *{self.times}번 반복됨*" if language == "ko" else f"  🔁 *named {self.times} times*")
         if self.book is None:
             tag = "카탈로그에 없음" if language == "ko" else "not in catalog"
-            return f"- **{markdown_text(self.title)}** — {markdown_text(self.author or '?')}  ⚠️ *{tag}*"
+            return f"- **{markdown_text(self.title)}** — {markdown_text(self.author or '?')}  ⚠️ *{tag}*{repeated}"
         b = self.book
         meta = ", ".join(markdown_text(x) for x in (b.author, b.translator and f"tr. {b.translator}", b.publisher,
                                                     b.year) if x)
         moods = " · ".join(markdown_text(m) for m in b.moods)
-        return f"- **{markdown_text(b.title)}** — {meta}  ✅  \n  {markdown_text(b.description)}  \n  *{moods}*"
+        return (f"- **{markdown_text(b.title)}** — {meta}  ✅{repeated}  \n  {markdown_text(b.description)}  \n"
+                f"  *{moods}*")
 
 
 def form_request(language, emotion, occupation, effects, situation, focus, free_text="") -> RecommendRequest:
@@ -55,7 +61,20 @@ def form_request(language, emotion, occupation, effects, situation, focus, free_
 
 
 def cards_of(result: Recommendation) -> list[BookCard]:
-    return [BookCard(b.title, b.author, b.book) for b in result.books]
+    return distinct_cards(result.books)
+
+
+def distinct_cards(books) -> list[BookCard]:
+    """One card per book in the order named: a title written again (a looping answer) is counted once and
+    flagged with how often it was named."""
+    cards: dict[tuple, BookCard] = {}
+    for b in books:
+        key = ("id", b.book.id) if b.book is not None else ("title", normalize_title(b.title))
+        if key in cards:
+            cards[key].times += 1
+        else:
+            cards[key] = BookCard(b.title, b.author, b.book)
+    return list(cards.values())
 
 
 @dataclass
@@ -150,4 +169,4 @@ class Services:
             raise ValueError(str(e)) from None
 
     def book_cards(self, answer: str, language: str) -> list[BookCard]:
-        return [BookCard(b.title, b.author, b.book) for b in self.recommender.ground(answer, language)]
+        return distinct_cards(self.recommender.ground(answer, language))

@@ -76,10 +76,15 @@ def parse_books(text: str, language: str) -> list[BookItem]:
     items: list[BookItem] = []
     for line in text.splitlines():
         m = _ITEM.match(line)
-        if m and not _FIELD.match(line):
+        # Only "N. Title - Author" lines are books: a numbered field line ("2. Reason: ...", what a looping
+        # answer writes) is a field, and a line without two letters ("3. �", "4. ...") is nothing.
+        if m and not _FIELD.match(line) and not _numbered_field(m.group(2), reason_keys | effect_keys) \
+                and sum(c.isalpha() for c in m.group(2)) >= 2:
             title, author = _split_title_author(m.group(2))
             items.append(BookItem(title=title, author=author))
             continue
+        if m and _numbered_field(m.group(2), reason_keys | effect_keys):
+            line = "- " + m.group(2)
         f = _FIELD.match(line)
         if f and items:
             key, value = f.group(1).strip().lower(), f.group(2).strip()
@@ -88,6 +93,11 @@ def parse_books(text: str, language: str) -> list[BookItem]:
             elif key in effect_keys:
                 items[-1].effect = value
     return items
+
+
+def _numbered_field(head: str, keys: set[str]) -> bool:
+    label, sep, _ = head.replace("：", ":").partition(":")
+    return bool(sep) and label.strip().strip("*_ ").lower() in keys
 
 
 def hangul_ratio(text: str) -> float:

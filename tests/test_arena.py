@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from app.arena_tab import arena_battles, leaderboard_table, pick_pair
+from app.arena_tab import MIN_VOTES_FOR_INTERVAL, arena_battles, leaderboard_table, pick_pair
 from app.services import BASE_LABEL, Services
 from app.ui import build_app, parse_auth, serve
 from db.models import Comparison
@@ -48,6 +48,17 @@ def test_leaderboard_reads_voted_blind_battles_only(sqlite_db):
     assert sorted(arena_battles(sqlite_db), key=lambda b: b.outcome) == [Battle("x", "y", "a"), Battle("y", "x", "tie")]
     table = leaderboard_table(sqlite_db, n_bootstrap=20)
     assert list(table["backend"]) == ["x", "y"] and list(table["win rate"]) == ["75%", "25%"]
+    # Two votes say nothing about an interval: the table shows how many votes each backend has and needs.
+    assert list(table["votes"]) == [2, 2] and list(table["95% interval"]) == ["after 8 more votes"] * 2
+
+
+def test_the_interval_appears_once_a_backend_has_enough_votes(sqlite_db):
+    with sqlite_db.begin() as s:
+        s.add_all([Comparison(prompt="p", results=[], blind=True, backend_a="x", backend_b="y",
+                              vote="A" if i % 3 else "B") for i in range(MIN_VOTES_FOR_INTERVAL)])
+    table = leaderboard_table(sqlite_db, n_bootstrap=50)
+    low, high = (float(v) for v in table["95% interval"][0].split(" – "))
+    assert low < table["score"][0] < high and list(table["votes"]) == [MIN_VOTES_FOR_INTERVAL] * 2
 
 
 def test_compare_streams_three_columns_and_a_failing_one_keeps_the_others(catalog_db, adapter_run, tiny_model_dir,

@@ -51,3 +51,33 @@ def test_ungrounded_book_needs_review_not_rejection():
 def test_content_hash_ignores_whitespace_only_changes():
     assert content_hash("a  b", "c", "d") == content_hash("a b", "c ", "d")
     assert content_hash("a", "b", "c") != content_hash("a", "b", "d")
+
+
+LOOPING = """1. The Midnight Library - Matt Haig
+- Why this book: a second chance
+2. Why this book: the list starts to loop
+3. �
+4. The Midnight Library - Matt Haig
+- How it may help: calm
+5. ...
+"""
+
+
+def test_only_numbered_book_lines_count_as_books():
+    # A looping answer once counted field labels and a broken character as books (issue 13, item 3).
+    items = parse_books(LOOPING, "en")
+    assert [(i.title, i.author) for i in items] == [("The Midnight Library", "Matt Haig")] * 2
+    assert parse_books("1. 추천 이유: 따뜻함\n2. 불편한 편의점 - 김호연", "ko")[0].title == "불편한 편의점"
+
+
+def test_a_repeated_title_is_one_card_flagged_and_one_book_reads_as_english():
+    from app.answer_view import cards_markdown
+    from app.services import BookCard, distinct_cards
+
+    cards = distinct_cards([BookCard(i.title, i.author, None) for i in parse_books(LOOPING, "en")])
+    assert len(cards) == 1 and cards[0].times == 2
+    shown = cards_markdown(cards, "en", truncated=True)
+    assert shown.startswith("**The one book is not in the catalog · 1 named more than once**")
+    assert "named 2 times" in shown and "cut short" in shown
+    two = distinct_cards([BookCard("A", "x", None), BookCard("B", "y", None)])
+    assert cards_markdown(two, "en").startswith("**0 of 2 books are in the catalog**")
