@@ -5,6 +5,7 @@
     moodshelf generate --count 100 --language en --approve
     moodshelf train --max-steps 30     # or: --config data/runs/1/config.yaml
     moodshelf eval --run-id 1          # base model vs run 1's adapter on run 1's held-out eval split
+    moodshelf publish 1                # readers' Recommend tab answers with run 1
     moodshelf eval --backend base --backend run:1 --requests grid --count 20 --compare-constrained
     moodshelf recommend --language en --emotion anxious --effect comfort --text "short poems" --backend run:1
     moodshelf catalog import library.csv --encoding cp949
@@ -163,7 +164,7 @@ def add_data_commands(sub) -> None:
 
 
 def add_train_commands(sub) -> None:
-    """train, sweep, runs, merge and model: fine-tuning and its base models."""
+    """train, sweep, runs, publish, merge and model: fine-tuning and its base models."""
     p = _command(sub, "train", commands.cmd_train,
                  help="QLoRA fine-tune on approved samples (in its own process)",
                  description="Create a training run from approved samples and run it in a worker process. "
@@ -182,6 +183,12 @@ def add_train_commands(sub) -> None:
     p.add_argument("--name", default=None, help="a name for the sweep")
 
     _command(sub, "runs", commands.cmd_runs, help="list training runs")
+    p = _command(sub, "publish", commands.cmd_publish,
+                 help="make a finished run the model that answers readers on the Recommend tab",
+                 description="The Recommend tab answers with the published run; without one, with the finished "
+                             "run whose evaluations ground the most books, else the base model.")
+    p.add_argument("run_id", type=int, nargs="?", help="the run to publish")
+    p.add_argument("--none", action="store_true", help="unpublish: back to the automatic choice")
     p = _command(sub, "merge", commands.cmd_merge,
                  help="fold a run's LoRA adapter into a full-precision copy of its base (for serving)")
     p.add_argument("run", type=int)

@@ -298,6 +298,17 @@ def cmd_runs(args: argparse.Namespace) -> None:
             print(f"#{r.id:<4} {r.status:<10} {r.base_model:<20} loss {loss:<7} {shape:<10} {r.name}")
 
 
+def cmd_publish(args: argparse.Namespace) -> None:
+    from training.publish import publish_run, reader_name, reader_run
+
+    if (args.run_id is None) == (not args.none):
+        raise UserError("Name the run to publish (moodshelf publish 3), or --none to unpublish.")
+    db = _db()
+    publish_run(db, None if args.none else args.run_id)
+    run = reader_run(db)
+    print(f"Readers now get: {reader_name(run)}" + (f" (run {run.id}: {run.name})" if run else ""))
+
+
 # -- eval ------------------------------------------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> None:
     from app.config_views import eval_configs_from_args

@@ -35,13 +35,14 @@ def api_note() -> str:
 
 
 def default_columns(services: Services) -> tuple[list[str], list[str]]:
-    """Choices for the column dropdowns and their initial values: the newest run, the base model, and an
-    API baseline when a key is set."""
+    """Choices for the column dropdowns and their initial values: the reader's model (the published run, else
+    the best evaluated one: training/publish.py), the base model, and an API baseline when a key is set."""
     local = services.backend_choices()
     api = services.api_choices()
     choices = local + api + [NONE]
     with_key = [a for a in api if services.has_key(a)]
-    values = [local[0], BASE_LABEL if local[0] != BASE_LABEL else NONE, with_key[0] if with_key else NONE]
+    first = services.reader_label()
+    values = [first, BASE_LABEL if first != BASE_LABEL else NONE, with_key[0] if with_key else NONE]
     if values[1] == NONE and with_key:
         values[1], values[2] = with_key[0], NONE
     return choices, values

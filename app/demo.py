@@ -107,6 +107,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
             print(f"[5/{steps}] evaluation: base model and run {run_id} on {args.eval_count} unseen {args.language} "
                   "grid requests, constrained decoding on and off (one worker)")
             demo_evaluation(db, run_id, args.language, args.eval_count)
+        from training.publish import publish_run, reader_name, reader_run
+
+        publish_run(db, run_id)  # the operator's choice, made by the demo: readers get this run, not a later test
+        print(f"      published run {run_id}: the Recommend tab answers as \"{reader_name(reader_run(db))}\"")
     if args.no_serve:
         print("done (--no-serve).")
         return

@@ -29,9 +29,10 @@ OFFERED = {"en": "Chosen among {n} catalog books retrieved for this request.",
 def build_recommend_tab(services: Services) -> gr.Dropdown:
     with gr.Tab("Recommend", id="recommend"):
         intro = gr.Markdown(INTRO["en"], elem_id="rec_intro")
-        choices = services.backend_choices() + services.api_choices()
-        # Offered backends only (checked again on the server): typing a URL or model is an admin action.
-        backend = gr.Dropdown(choices, value=choices[0], label="Model / 모델", elem_id="rec_backend")
+        # Offered backends only (checked again on the server): typing a URL or model is an admin action. The
+        # reader's model (published by the operator) comes first, under a plain name.
+        backend = gr.Dropdown(services.recommend_choices(), value=services.reader_label(), label="Model / 모델",
+                              elem_id="rec_backend")
         form = build_request_form("en", prefix="rec_")
         constrained = constrained_checkbox("rec_")
         button = gr.Button(BUTTON["en"], variant="primary", elem_id="rec_button")

@@ -24,6 +24,7 @@ from db.models import Book, TrainingRun
 from training.backends import (BASE_LABEL, KEY_ENVS, Backend, BackendError, BackendSpec,
                                attach_run_adapter, make_backend)
 from training.config import DEFAULT_BASE_MODEL
+from training.publish import reader_name, reader_run
 from training.reader_request import RecommendRequest
 from training.recommend import Recommendation, Recommender
 
@@ -107,6 +108,19 @@ class Services:
         runs = [BackendSpec(kind="local", adapter_run=r.id, run_name=r.name).label
                 for r in self.finished_runs() if r.base_model == self.base_model]
         return runs + [BASE_LABEL]
+
+    def reader_label(self) -> str:
+        """The backend the reader's Recommend tab opens with: the published run, else the best evaluated one,
+        else the base model (training/publish.py) — never simply the newest run."""
+        run = reader_run(self.db, self.base_model)
+        return BackendSpec(kind="local", adapter_run=run.id, run_name=run.name).label if run else BASE_LABEL
+
+    def recommend_choices(self) -> list[tuple[str, str]]:
+        """(shown, backend) pairs of the Recommend dropdown: the reader's model first, under a plain name."""
+        reader = self.reader_label()
+        run = reader_run(self.db, self.base_model) if reader != BASE_LABEL else None
+        return [(reader_name(run), reader)] + [(lb, lb) for lb in self.backend_choices() + self.api_choices()
+                                               if lb != reader]
 
     def api_choices(self) -> list[str]:
         """API baselines: GPT and Claude (offered with or without a key: the column then says how to add

@@ -19,10 +19,11 @@ from app.services import Services
 from db.models import RunMetric, TrainingRun
 from training.config import ConfigError, TrainConfig
 from training.data import DatasetError, check_prompt_lengths, chat_example
-from training.sweep import COLUMNS as SWEEP_COLUMNS
-from training.sweep import parse_grid, sweep_names, sweep_table
+from training.publish import PublishError, publish_run, published_run, reader_name, reader_run
 from training.runs import (RunError, active_run, cancel_run, create_run, reconcile_runs, request_stop, resume_run,
                            start_run)
+from training.sweep import COLUMNS as SWEEP_COLUMNS
+from training.sweep import parse_grid, sweep_names, sweep_table
 from workers.process import log_tail
 
 FIELDS = list(TrainConfig.model_fields)  # the form's components, in this order
@@ -134,6 +135,16 @@ def run_views(services: Services, current) -> tuple:
             log_tail(run.log_path, 12) if run else "", runs_table(services))
 
 
+def published_markdown(services: Services) -> str:
+    """Which model readers get on the Recommend tab, and why (training/publish.py)."""
+    published = published_run(services.db)
+    run = reader_run(services.db, services.base_model)
+    if run is None:
+        return "**Readers get:** the base model — no run is published or evaluated yet."
+    why = "published" if published is not None and published.id == run.id else "best evaluated run; none published"
+    return f"**Readers get:** {reader_name(run)} — run {run.id} ({run.name}), {why}."
+
+
 def run_section(services: Services) -> SimpleNamespace:
     """The layout of one run: settings form, check, command line, buttons, progress, history."""
     gr.Markdown("QLoRA on your approved samples. Check the dataset first; the run starts in its own process, "
@@ -153,7 +164,9 @@ def run_section(services: Services) -> SimpleNamespace:
         ui.stop = gr.Button("Stop & save", elem_id="train_stop")
         ui.cancel = gr.Button("Cancel", variant="stop", elem_id="train_cancel")
         ui.resume = gr.Button("Resume", elem_id="train_resume")
+        ui.publish = gr.Button("Publish for readers", elem_id="train_publish")
     ui.run_id = gr.Number(None, precision=0, label="Run", elem_id="train_run_id")
+    ui.published = gr.Markdown(published_markdown(services), elem_id="train_published")
     ui.status = gr.Markdown(status_markdown(None, None), elem_id="train_status")
     ui.plot = gr.LinePlot(loss_frame([]), x="step", y="loss", color="series", title="Loss", height=260,
                           elem_id="train_plot")
@@ -203,7 +216,17 @@ def wire_run_events(services: Services, ui: SimpleNamespace, timer: gr.Timer) ->
             raise gr.Error(str(e))
         return refresh(current)
 
+    def on_publish(current):
+        if not current:
+            raise gr.Error("Type the number of the run to publish.")
+        try:
+            publish_run(services.db, int(current))
+        except PublishError as e:
+            raise gr.Error(str(e))
+        return published_markdown(services)
+
     outputs = [ui.status, ui.plot, ui.log, ui.history]
+    ui.publish.click(on_publish, ui.run_id, ui.published)
     ui.check.click(on_check, ui.comps, [ui.preview, ui.first_prompt, ui.first_answer, ui.command, ui.start])
     for c in ui.comps:  # a changed setting needs a new check before training
         c.change(lambda: gr.Button(interactive=False), None, ui.start)

@@ -76,13 +76,20 @@ def build_app(services: Services, *, public: bool = True, admin: bool = True, ad
                 # New training runs appear without restarting the app.
                 local, api = services.backend_choices(), services.api_choices()
                 choices, values = default_columns(services)
-                return (gr.Dropdown(choices=local + api, value=local[0]),
+                return (gr.Dropdown(choices=services.recommend_choices(), value=services.reader_label()),
                         *(gr.Dropdown(choices=choices, value=v) for v in values),
                         gr.CheckboxGroup(choices=local + api,
                                          value=local + [a for a in api if services.has_key(a)]))
 
             demo.load(refresh_backends, None, pickers)
     return demo
+
+
+def page_style() -> dict:
+    """The theme (fonts that cover Hangul) and CSS (narrow screens) of every page: app/page_style.py."""
+    from app import page_style as style
+
+    return {"theme": style.theme(), "css": style.CSS}
 
 
 def build_server(services: Services, accounts: list[tuple[str, str]]):
@@ -97,15 +104,16 @@ def build_server(services: Services, accounts: list[tuple[str, str]]):
     server = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     if not accounts:
         demo = build_app(services).queue(default_concurrency_limit=4)
-        server = gr.mount_gradio_app(server, demo, path="/", ssr_mode=False, footer_links=[])
+        server = gr.mount_gradio_app(server, demo, path="/", ssr_mode=False, footer_links=[], **page_style())
         answer_unknown_endpoints(mounted_app(server, "/"))
         return server
     admin = build_app(services, public=False).queue(default_concurrency_limit=4)
     public = build_app(services, admin=False, admin_link=f"{ADMIN_PATH}/").queue(default_concurrency_limit=4)
     # The more specific mount first: "/" would otherwise swallow /admin.
     server = gr.mount_gradio_app(server, admin, path=ADMIN_PATH, auth=accounts, ssr_mode=False, footer_links=[],
-                                 auth_message="moodshelf admin: Generate, Curate, Train, Evaluate, Backends")
-    server = gr.mount_gradio_app(server, public, path="/", ssr_mode=False, footer_links=[])
+                                 auth_message="moodshelf admin: Generate, Curate, Train, Evaluate, Backends",
+                                 **page_style())
+    server = gr.mount_gradio_app(server, public, path="/", ssr_mode=False, footer_links=[], **page_style())
     for path in (ADMIN_PATH, "/"):
         answer_unknown_endpoints(mounted_app(server, path))
     server.add_middleware(AdminGate, admin_path=ADMIN_PATH, admin_app=mounted_app(server, ADMIN_PATH),

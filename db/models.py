@@ -237,6 +237,9 @@ class TrainingRun(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    # When the operator published it: the reader's Recommend tab answers with this run (training/publish.py);
+    # at most one run carries it.
+    published_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
 
     metrics: Mapped[list["RunMetric"]] = relationship(
         back_populates="run", order_by="RunMetric.step", cascade="all, delete-orphan"

@@ -21,12 +21,20 @@ def pick(page, dropdown_id: str, value: str) -> None:
 def test_recommend_compare_vote_and_leaderboard_in_chromium(catalog_db, adapter_run, tiny_model_dir, home,
                                                            fake_openai):
     require_browser()
+    from training.publish import publish_run
+
     run_label = f"run:{adapter_run} (tiny)"
     env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url}
+    publish_run(catalog_db, adapter_run)  # the operator's choice: what readers get (issue 13, item 1)
     with AppServer(home, env=env, base_model=tiny_model_dir) as app, chromium() as browser:
         page = browser.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(app.url)
+
+        # The reader's model is the published run, under a plain name, not "run:N (tiny)".
+        page.wait_for_selector("#rec_backend input")
+        shown = page.locator("#rec_backend input").input_value()
+        assert shown.startswith("moodshelf model, fine-tuned on") and "run:" not in shown
 
         # Recommend: the API baseline gets the request's catalog candidates (the teacher's shape), streams an
         # answer chosen among them, and each book gets its catalog card.
@@ -61,4 +69,6 @@ def test_recommend_compare_vote_and_leaderboard_in_chromium(catalog_db, adapter_
         page.wait_for_function("document.querySelector('#arena_leaderboard').innerText.includes('100%')")
         after = board.inner_text()
         assert after != before and "100%" in after and "0%" in after
+        # One vote gives no interval worth showing: the count, and how many votes one needs (issue 13, item 4).
+        assert "after 9 more votes" in after and " – " not in after
         assert KEY not in page.content()
