@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any fixed number: PostgreSQL processes that upgrade at the same time queue on this advisory lock.
 PG_UPGRADE_LOCK = 0x6D6F6F64
+UPGRADE_WAIT_MS = 300_000  # SQLite: how long a second process waits for another one's schema upgrade
 
 
 class SchemaUpgradeError(RuntimeError):
@@ -84,6 +85,10 @@ def schema_transaction(conn: Connection) -> Iterator[Connection]:
     # table would cascade into its children. The pragma cannot change inside a transaction: set it first,
     # and check the keys before committing instead.
     conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    # A second process waits for the first one's whole upgrade, which on a new database (every migration, table
+    # rebuilds included) can take longer than an ordinary write's busy timeout on a loaded machine.
+    busy_timeout_ms = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    conn.exec_driver_sql(f"PRAGMA busy_timeout={UPGRADE_WAIT_MS}")
     conn.commit()  # ends SQLAlchemy's autobegun (empty) transaction so that ours can begin
     try:
         with conn.begin():
@@ -95,6 +100,7 @@ def schema_transaction(conn: Connection) -> Iterator[Connection]:
                                    f"(first: table {broken[0][0]}, row {broken[0][1]})")
     finally:
         conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         conn.commit()
 
 
