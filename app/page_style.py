@@ -12,22 +12,18 @@ from __future__ import annotations
 HANGUL_FONTS = ("Noto Sans KR", "Noto Sans CJK KR", "Source Han Sans KR", "Apple SD Gothic Neo", "Malgun Gothic",
                 "NanumGothic", "Nanum Gothic")
 
-# Narrow screens (a 420 px phone): rows wrap instead of squeezing each control to a sliver, a dropdown keeps
-# room for its label beside the arrow, and wide tables scroll inside themselves instead of widening the page.
+# Narrow screens (a 420 px phone): rows wrap instead of squeezing each control to a sliver (a dropdown's value
+# was cut under its arrow), and wide tables scroll inside themselves instead of widening the page. Gradio scopes
+# these rules to the app's container itself, so they name no container.
 CSS = """
 @media (max-width: 640px) {
-  .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
-  .gradio-container .row, .gradio-container .form { flex-wrap: wrap !important; }
-  .gradio-container .row > *, .gradio-container .form > * {
-    min-width: min(100%, 260px) !important; flex: 1 1 100% !important;
-  }
-  .gradio-container label span, .gradio-container .block-title {
-    white-space: normal !important; padding-right: 28px;
-  }
-  .gradio-container .table-wrap, .gradio-container .table-container { overflow-x: auto !important; max-width: 100%; }
-  .gradio-container .tab-wrapper, .gradio-container [role="tablist"] { flex-wrap: wrap !important; }
+  .row, .form { flex-wrap: wrap !important; }
+  .row > *, .form > * { min-width: min(100%, 280px) !important; flex: 1 1 100% !important; }
+  label span, .block-title { white-space: normal !important; }
+  .wrap-inner input { text-overflow: ellipsis; padding-right: 4px; }
+  .table-wrap, .table-container { overflow-x: auto !important; max-width: 100%; }
 }
-.gradio-container .table-wrap { overflow-x: auto; max-width: 100%; }
+.table-wrap { overflow-x: auto; max-width: 100%; }
 """
 
 
