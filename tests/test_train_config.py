@@ -85,3 +85,14 @@ def test_bad_values_in_a_yaml_are_listed_together(tmp_path):
     with pytest.raises(ConfigError) as e:
         TrainConfig.from_yaml(path)
     assert [p.split(":")[0] for p in e.value.problems] == ["lora_r", "max_steps"]
+
+
+def test_the_train_tab_log_hides_library_deprecation_warnings():
+    from app.train_tab import readable_log
+
+    tail = ("step 1/40 loss 2.91\n"
+            "/venv/lib/python3.11/site-packages/trl/trainer/sft_trainer.py:88: FutureWarning: `x` is deprecated\n"
+            "  warnings.warn(\n"
+            "transformers: DeprecationWarning: use `y`\n"
+            "step 2/40 loss 2.40")
+    assert readable_log(tail) == "step 1/40 loss 2.91\nstep 2/40 loss 2.40"
