@@ -27,7 +27,11 @@ from vendors.labels import format_label
 
 TABLE_COLUMNS = ["id", "status", "backend", "split of run / request set", "answers"] + list(METRICS)
 ALL_EVAL_SAMPLES = "all held-out samples"
-DEFAULTS = EvalConfig()  # the form starts from the model's defaults
+DEFAULTS = EvalConfig()  # the form starts from the model's defaults...
+# ...except "all samples": on 2 CPU cores a local answer takes 5-15 s, so all of a large split takes hours. This
+# many finishes in a few minutes; the estimate under the box says how long, from this machine's last evaluation.
+DEFAULT_LIMIT = 20
+ASSUMED_S_PER_ANSWER = 10.0  # before any evaluation has finished here
 
 
 def backend_choices(services: Services) -> list[tuple[str, str]]:
@@ -46,6 +50,33 @@ def split_choices(services: Services) -> list[tuple[str, str]]:
         runs = [r for r in s.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())) if r.eval_sample_ids]
     return [(f"run:{r.id} ({r.name}, {len(r.eval_sample_ids)} samples)", str(r.id)) for r in runs] + \
         [(ALL_EVAL_SAMPLES, "")]
+
+
+def seconds_per_answer(services: Services) -> tuple[float, bool]:
+    """Seconds one answer took in this machine's latest finished evaluation (measured=True), else a guess."""
+    with services.db.session() as s:
+        ev = s.scalars(select(EvalRun).where(EvalRun.status == "completed", EvalRun.done > 0,
+                                             EvalRun.started_at.is_not(None), EvalRun.finished_at.is_not(None))
+                       .order_by(EvalRun.id.desc()).limit(1)).first()
+    if ev is None:
+        return ASSUMED_S_PER_ANSWER, False
+    return max((ev.finished_at - ev.started_at).total_seconds() / ev.done, 0.1), True
+
+
+def estimate_markdown(services: Services, backends, limit, split_run) -> str:
+    """How long the evaluation as set up would take, before it starts."""
+    n_backends = max(len(backends or []), 1)
+    n = int(limit or 0)
+    if not n:
+        with services.db.session() as s:
+            run = s.get(TrainingRun, int(split_run)) if split_run else None
+            n = len(run.eval_sample_ids) if run else 0
+        if not n:
+            return "*All eval samples: the estimate needs a training run's split picked.*"
+    per, measured = seconds_per_answer(services)
+    minutes = n * n_backends * per / 60
+    basis = "measured on this machine's last evaluation" if measured else "a guess until one evaluation finishes here"
+    return f"*About {minutes:.0f} min: {n} samples × {n_backends} backend(s) × {per:.0f} s per answer ({basis}).*"
 
 
 def progress_markdown(evs: list[EvalRun]) -> str:
@@ -117,6 +148,24 @@ def request_configs(names: list[str], source: str, languages: list[str], count, 
     return configs
 
 
+def active_ids(services: Services) -> str:
+    """The evaluations running (or queued) now, as the ids box shows them."""
+    reconcile_evals(services.db)
+    with services.db.session() as s:
+        ids = s.scalars(select(EvalRun.id).where(EvalRun.status.in_(("queued", "running")),
+                                                 EvalRun.pid.is_not(None)).order_by(EvalRun.id))
+        return ", ".join(map(str, ids))
+
+
+def finished_evals(services: Services) -> list[EvalRun]:
+    return [ev for ev in list_evals(services.db) if ev.status == "completed"][:8]
+
+
+def evals_by_ids(services: Services, ids_text: str) -> list[EvalRun]:
+    with services.db.session() as s:
+        return [ev for ev in (s.get(EvalRun, i) for i in _ids(ids_text)) if ev is not None]
+
+
 def _ids(text: str) -> list[int]:
     return [int(x) for x in str(text or "").replace(",", " ").split() if x.strip().isdigit()]
 
@@ -174,7 +223,7 @@ def build_eval_tab(services: Services) -> None:
 
     def refresh_progress(ids_text, metric_name):
         reconcile_evals(services.db)
-        ids = _ids(ids_text)
+        ids = _ids(ids_text) or _ids(active_ids(services))  # a reload reattaches to what is running
         with services.db.session() as s:
             current = [ev for ev in (s.get(EvalRun, i) for i in ids) if ev is not None]
         everything = list_evals(services.db)
@@ -199,6 +248,17 @@ def build_eval_tab(services: Services) -> None:
                 gr.Dropdown(choices=runs, value=run_id or (runs[0] if runs else None)),
                 gr.Dropdown(choices=names, value=set_name or (names[0] if names else None)))
 
+    def show_estimate(picked, other_backend, sample_limit, split_run):
+        names = list(picked or []) + ([other_backend] if other_backend and other_backend.strip() else [])
+        return estimate_markdown(services, names, sample_limit, split_run)
+
+    def reattach(ids_text):
+        return ids_text if _ids(ids_text) else active_ids(services)
+
+    estimate_inputs = [ui.backends, ui.other, ui.limit, ui.split]
+    for c in estimate_inputs:
+        c.change(show_estimate, estimate_inputs, ui.estimate)
+    timer.tick(reattach, ui.eval_ids, ui.eval_ids)
     progress_outputs = [ui.status, ui.table, ui.chart]
     ui.start.click(start_evaluation, [ui.backends, ui.other, ui.split, ui.limit, ui.max_tokens, ui.judge],
                    [ui.eval_ids, *progress_outputs])
@@ -229,35 +289,43 @@ def _split_layout(services: Services) -> SimpleNamespace:
     with gr.Row():
         split = gr.Dropdown(split_choices(services), value=None, label="Eval split of training run",
                             elem_id="eval_split")
-        limit = gr.Number(DEFAULTS.limit, precision=0, label="Sample limit (0: all)", elem_id="eval_limit")
+        limit = gr.Number(DEFAULT_LIMIT, precision=0, label="Sample limit (0: all)", elem_id="eval_limit")
         max_tokens = gr.Number(DEFAULTS.max_new_tokens, precision=0, label="Max new tokens",
                                elem_id="eval_max_tokens")
         judge = gr.Dropdown(["", "auto"], value="", allow_custom_value=True,
                             label="LLM judge (auto: the API whose key is set)", elem_id="eval_judge")
+    # Values given as functions are computed on every page load (a reload reattaches, as the Train tab does).
+    estimate = gr.Markdown(lambda: estimate_markdown(services, ["base"], DEFAULT_LIMIT, None), elem_id="eval_estimate")
     with gr.Row():
         start = gr.Button("Evaluate", variant="primary", elem_id="eval_start")
         cancel = gr.Button("Cancel", variant="stop", elem_id="eval_cancel")
-    eval_ids = gr.Textbox(label="Evaluations", elem_id="eval_ids", interactive=False)
-    status = gr.Markdown(progress_markdown([]), elem_id="eval_status")
-    table = gr.Dataframe(headers=TABLE_COLUMNS, value=results_table(list_evals(services.db)), interactive=False,
-                         elem_id="eval_table")
+    eval_ids = gr.Textbox(lambda: active_ids(services), label="Evaluations", elem_id="eval_ids", interactive=False)
+    status = gr.Markdown(lambda: progress_markdown(evals_by_ids(services, active_ids(services))),
+                         elem_id="eval_status")
+    table = gr.Dataframe(headers=TABLE_COLUMNS, value=lambda: results_table(list_evals(services.db)),
+                         interactive=False, elem_id="eval_table")
     metric = gr.Dropdown(list(METRICS), value="grounding_rate", label="Chart metric", elem_id="eval_metric")
-    chart = gr.BarPlot(metric_frame([], "grounding_rate"), x="backend", y="value", y_lim=[0, None],
-                       color="backend",
-                       title="Chart metric by backend", height=260, x_label_angle=-20, elem_id="eval_chart")
-    return SimpleNamespace(backends=backends, other=other, split=split, limit=limit, max_tokens=max_tokens,
-                           judge=judge, start=start, cancel=cancel, eval_ids=eval_ids, status=status, table=table,
-                           metric=metric, chart=chart)
+    chart = gr.BarPlot(lambda: metric_frame(finished_evals(services), "grounding_rate"), x="backend", y="value",
+                       y_lim=[0, None], color="backend", title="Chart metric by backend", height=260,
+                       x_label_angle=-20, elem_id="eval_chart")
+    return SimpleNamespace(estimate=estimate, backends=backends, other=other, split=split, limit=limit,
+                           max_tokens=max_tokens, judge=judge, start=start, cancel=cancel, eval_ids=eval_ids,
+                           status=status, table=table, metric=metric, chart=chart)
 
 
 def _before_after_layout(services: Services) -> SimpleNamespace:
     """Base model vs fine-tuned, per training run."""
     with gr.Accordion("Before / after: base model vs fine-tuned, per training run", open=True):
-        ba_run = gr.Dropdown([str(i) for i in runs_with_before_after(services.db)], label="Training run",
-                             allow_custom_value=True, elem_id="eval_ba_run")
-        ba_table = gr.Dataframe(headers=["metric", "base", "fine-tuned", "change", ""], interactive=False,
-                                elem_id="eval_ba_table")
-        ba_chart = gr.BarPlot(pd.DataFrame({"metric": [], "change": []}), x="metric", y="change",
+        # Opens on the newest run that has one, not on empty charts.
+        def newest():
+            runs = runs_with_before_after(services.db)
+            return str(runs[0]) if runs else None
+
+        ba_run = gr.Dropdown([str(i) for i in runs_with_before_after(services.db)], value=newest,
+                             label="Training run", allow_custom_value=True, elem_id="eval_ba_run")
+        ba_table = gr.Dataframe(lambda: before_after_views(services, newest())[0], interactive=False,
+                                headers=["metric", "base", "fine-tuned", "change", ""], elem_id="eval_ba_table")
+        ba_chart = gr.BarPlot(lambda: before_after_views(services, newest())[1], x="metric", y="change",
                               title="Change from base to fine-tuned (higher-is-better metrics)", height=260,
                               x_label_angle=-30, elem_id="eval_ba_chart")
     return SimpleNamespace(ba_run=ba_run, ba_table=ba_table, ba_chart=ba_chart)
