@@ -9,6 +9,7 @@ tab, the CLI flags and the YAML file cannot drift apart. The command line it sho
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import gradio as gr
@@ -76,6 +77,15 @@ def status_markdown(run: TrainingRun | None, last: RunMetric | None) -> str:
     bar = "█" * int(pct * 30) + "░" * (30 - int(pct * 30))
     parts = [f"**Run #{run.id}** ({run.name}) — **{run.status}**",
              f"`{bar}` step {step}" + (f"/{total}" if total and total > 0 else "")]
+    if run.status in ("queued", "running"):
+        if run.stop_requested:
+            parts.append("⏸ **stopping after this step…** the adapter is saved, then the run ends as *stopped*")
+        elif run.phase and not last:
+            since = f" ({(datetime.now(timezone.utc) - _aware(run.started_at)).total_seconds():.0f} s)" \
+                if run.started_at else ""
+            parts.append(f"⏳ {run.phase}…{since}")
+        elif run.status == "queued":
+            parts.append("⏳ starting the training process…")
     if last:
         bits = [f"loss {last.loss:.3f}" if last.loss is not None else None,
                 f"eval loss {last.eval_loss:.3f}" if last.eval_loss is not None else None,
@@ -94,6 +104,10 @@ def status_markdown(run: TrainingRun | None, last: RunMetric | None) -> str:
     if run.error:
         parts.append(f"⚠️ {run.error}")
     return "\n\n".join(parts)
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)  # SQLite returns naive UTC
 
 
 def loss_frame(metrics: list[RunMetric]) -> pd.DataFrame:

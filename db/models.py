@@ -240,6 +240,8 @@ class TrainingRun(Base):
     # When the operator published it: the reader's Recommend tab answers with this run (training/publish.py);
     # at most one run carries it.
     published_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    # What the worker is doing while no step is logged yet ("loading the base model and quantizing it", ...).
+    phase: Mapped[Optional[str]] = mapped_column(String(200))
 
     metrics: Mapped[list["RunMetric"]] = relationship(
         back_populates="run", order_by="RunMetric.step", cascade="all, delete-orphan"

@@ -96,3 +96,18 @@ def test_the_train_tab_log_hides_library_deprecation_warnings():
             "transformers: DeprecationWarning: use `y`\n"
             "step 2/40 loss 2.40")
     assert readable_log(tail) == "step 1/40 loss 2.91\nstep 2/40 loss 2.40"
+
+
+def test_the_train_status_says_what_a_run_does_before_step_1_and_that_it_is_stopping():
+    from datetime import datetime, timedelta, timezone
+
+    from app.train_tab import status_markdown
+    from db.models import TrainingRun
+
+    run = TrainingRun(id=4, name="demo", status="running", config={"max_steps": 3},
+                      phase="loading the base model and quantizing it (nf4)",
+                      started_at=datetime.now(timezone.utc) - timedelta(seconds=42))
+    shown = status_markdown(run, None)
+    assert "loading the base model and quantizing it (nf4)…" in shown and "(42 s)" in shown
+    run.stop_requested = True  # Stop & save pressed: said at once, not after the step
+    assert "stopping after this step…" in status_markdown(run, None)

@@ -236,10 +236,17 @@ def train(db: Database, run_id: int) -> None:
             run.status, run.started_at, run.error = "running", _now(), None
         run_dir, train_ids, eval_ids = Path(run.output_dir), list(run.sample_ids), list(run.eval_sample_ids)
 
+    def phase(text: str | None) -> None:  # what the Train tab shows before the first step is logged
+        if main_process:
+            with db.begin() as s:
+                s.get(TrainingRun, run_id).phase = text
+
     torch.manual_seed(cfg.seed)
+    phase("loading the base model" + (f" and quantizing it ({cfg.quantization})" if cfg.quantization != "none" else ""))
     model_path = resolve_base_model(cfg.base_model)
     tokenizer = load_tokenizer(model_path)
     model, peft_config, dtype = load_model_for_training(cfg, model_path)
+    phase(f"tokenizing {len(train_ids):,} training samples")
     train_examples = load_examples(db, train_ids)
     if not (cfg.padding_free and not cfg.packing):  # padding-free batches are not truncated
         check_prompt_lengths(tokenizer, train_examples, cfg.max_length)
@@ -259,7 +266,9 @@ def train(db: Database, run_id: int) -> None:
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
     if last:
         print(f"resuming from {last}", flush=True)
+    phase("the first step (the slowest: kernels warm up)")
     result = trainer.train(resume_from_checkpoint=last)
+    phase("evaluating and saving the adapter")
     eval_loss = trainer.evaluate().get("eval_loss") if eval_ds is not None else None
     adapter_dir = run_dir / "adapter"
     trainer.save_model(str(adapter_dir))  # every rank calls it; only the main process writes
@@ -272,7 +281,7 @@ def train(db: Database, run_id: int) -> None:
     with db.begin() as s:
         run = s.get(TrainingRun, run_id)
         run.status = "stopped" if stopped else "completed"
-        run.adapter_path = str(adapter_dir)
+        run.adapter_path, run.phase = str(adapter_dir), None
         run.final_loss = float(result.training_loss)
         run.eval_loss = float(eval_loss) if eval_loss is not None else None
         run.trainable_params = int(trainable)
