@@ -11,11 +11,23 @@ import gradio as gr
 from app.curate_view import cluster_html, counts_frame, rates_rows, split_markdown
 from app.services import Services
 from datagen.exchange import FORMATS, ExchangeError, export_samples, import_samples
-from db.curation import CurationError, cluster_members, clusters, keep_one, split_counts
+from db.curation import (CurationError, SampleFilter, cluster_members, clusters, count, keep_one,
+                         split_counts)
 from db.curation_stats import counts_by, rates_by_model, top_titles
 from training.data import DatasetError, assign_splits, reshuffle_splits
 
 STAT_COLUMNS = ("status", "provider", "language", "emotion", "occupation")
+
+
+def export_scope_text(db, f: SampleFilter | None) -> str:
+    """'Export will write 120 approved samples (Review filter: language en).' — said before the button."""
+    approved = SampleFilter(**{**(f.model_dump() if f else {}), "statuses": ["approved"]})
+    n = count(db, approved)
+    scope = f"Review filter: {f.describe()}" if f and f.describe() != "all samples" else "every approved sample"
+    if f and f.statuses and "approved" not in f.statuses:
+        return (f"⚠️ *The Review filter shows only {', '.join(f.statuses)} samples; only approved ones are exported, "
+                "so nothing would be written. Untick “Only samples matching the Review filter” or filter on approved.*")
+    return f"*Export will write **{n:,} approved sample{'s' if n != 1 else ''}** ({scope}).*"
 
 
 def build_curate_tools(services: Services, form) -> None:
@@ -109,7 +121,7 @@ def _files_panel(services: Services, form) -> None:
             split_language = gr.Dropdown(["", "en", "ko"], value="", label="Language (empty: all)")
             assign_btn = gr.Button("Assign new approved samples", elem_id="cur_assign")
             redraw_btn = gr.Button("Redraw unused samples", elem_id="cur_redraw")
-        split_view = gr.Markdown(elem_id="cur_split_view")
+        split_view = gr.Markdown(lambda: split_markdown(split_counts(db)), elem_id="cur_split_view")
         gr.Markdown("**Import** JSONL / JSON / CSV — alpaca (`instruction`, `input`, `output`) or chat "
                     "(`messages`). Every row is checked first: one bad row and nothing is imported.")
         with gr.Row():
@@ -120,6 +132,7 @@ def _files_panel(services: Services, form) -> None:
             import_btn = gr.Button("Import", variant="primary", elem_id="cur_import")
         import_report = gr.Markdown(elem_id="cur_import_report")
         gr.Markdown("**Export** approved samples, checked against the format before the file is written.")
+        export_scope = gr.Markdown(lambda: export_scope_text(db, None), elem_id="cur_export_scope")
         with gr.Row():
             export_format = gr.Radio(list(FORMATS), value="alpaca", label="Format", elem_id="cur_export_format")
             export_filtered = gr.Checkbox(True, label="Only samples matching the Review filter",
@@ -164,3 +177,10 @@ def _files_panel(services: Services, form) -> None:
     import_btn.click(do_import, [upload, import_label], import_report, api_name="curate_import")
     export_btn.click(do_export, [export_format, export_filtered, system_prompt, *filters],
                      [export_file, export_message], api_name="curate_export")
+
+    def show_scope(filtered, *fvals):
+        return export_scope_text(db, form.to_filter(*fvals) if filtered else None)
+
+    # Which samples the button will write, said before it is pressed (the export follows the Review filter).
+    for c in (export_filtered, *filters):
+        c.change(show_scope, [export_filtered, *filters], export_scope, api_name=False)

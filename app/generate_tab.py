@@ -84,6 +84,13 @@ def _cost_cell(job: GenerationJob):
     return "unknown" if job.cost_usd is None else round(job.cost_usd, 4)
 
 
+def latest_progress(services: Services) -> str:
+    reconcile_jobs(services.db)
+    with services.db.session() as s:
+        job = s.scalars(select(GenerationJob).order_by(GenerationJob.id.desc()).limit(1)).first()
+    return progress_markdown(job)
+
+
 def build_generate_tab(services: Services) -> None:
     with gr.Tab("Generate", id="generate"):
         gr.Markdown(key_status(), elem_id="gen_keys")
@@ -116,7 +123,8 @@ def build_generate_tab(services: Services) -> None:
             cancel = gr.Button("Cancel", variant="stop", elem_id="gen_cancel")
             resume = gr.Button("Resume", elem_id="gen_resume")
         job_id = gr.Number(None, precision=0, label="Job", elem_id="gen_job_id")
-        progress = gr.Markdown(progress_markdown(None), elem_id="gen_progress")
+        # The latest job's progress when the page opens (it said "No job yet." beside a history of jobs).
+        progress = gr.Markdown(lambda: latest_progress(services), elem_id="gen_progress")
         history = gr.Dataframe(headers=["id", "status", "provider", "model", "lang", "accepted", "rejected", "dup",
                                         "ungrounded", "cost $", "created"], value=jobs_table(services),
                                interactive=False, elem_id="gen_history")

@@ -69,7 +69,27 @@ class SampleFilter(BaseModel):
         return v
 
     def describe(self) -> str:
-        parts = [f"{k}={v}" for k, v in self.model_dump(exclude_defaults=True).items()]
+        """The filter in words, as messages and counts show it: 'status pending or approved, language en'."""
+        words = {"statuses": "status", "providers": "provider", "models": "model", "prompt_versions": "prompt version",
+                 "languages": "language", "cluster_id": "duplicate cluster", "flag": "flag contains",
+                 "text": "text contains"}
+        parts = []
+        for name, value in self.model_dump(exclude_defaults=True).items():
+            label = words.get(name, name)
+            if isinstance(value, list):
+                parts.append(f"{label} {' or '.join(value)}")
+            elif name == "grounded":
+                parts.append("every book in the catalog" if value == "yes" else "a book not in the catalog")
+            elif name == "duplicates":
+                parts.append("in a near-duplicate cluster" if value == "yes" else "in no near-duplicate cluster")
+            elif name == "edited":
+                parts.append("edited" if value == "yes" else "not edited")
+            elif name == "split":
+                parts.append("in no split" if value == "none" else f"in the {value} split")
+            elif name in ("flag", "text"):
+                parts.append(f"{label} “{value}”")
+            else:
+                parts.append(f"{label} {value}")
         return ", ".join(parts) or "all samples"
 
 

@@ -338,3 +338,13 @@ def test_cli_samples_import_export_stats_undo(samples_db, tmp_path, capsys):
         s.execute(update(Sample).values(status="approved"))
     assert main(["samples", "split", "--eval-fraction", "0.2", "--seed", "3"]) == 0
     assert "eval=6" in capsys.readouterr().out
+
+
+def test_a_filter_reads_as_words_and_the_export_says_what_it_will_write(samples_db):
+    from app.curate_tools import export_scope_text
+
+    f = SampleFilter(statuses=["pending"], languages=["ko"], grounded="no")
+    assert f.describe() == "status pending, language ko, a book not in the catalog"  # not statuses=['pending']
+    assert "nothing would be written" in export_scope_text(samples_db, f)
+    n = count(samples_db, SampleFilter(statuses=["approved"]))
+    assert export_scope_text(samples_db, None) == f"*Export will write **{n:,} approved samples** (every approved sample).*"
