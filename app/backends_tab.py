@@ -23,7 +23,8 @@ def offered_table(services: Services) -> pd.DataFrame:
     rows = []
     for label in services.offered_backends():
         spec = BackendSpec.from_label(label)
-        source = ("this server's model" if spec.is_local else "added here" if label in custom else "environment")
+        source = ("this server's model" if spec.is_local else "the demo's teacher" if spec.kind == "offline" else
+                  "added here" if label in custom else "environment")
         rows.append([label, source, key_sent(spec)])
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 

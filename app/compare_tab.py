@@ -16,6 +16,7 @@ from app.request_form import build_request_form
 from app.services import BASE_LABEL, Services, form_request
 from db.models import Comparison
 from training.backends import BackendError, api_backends_available
+from vendors.labels import OFFLINE_LABEL
 
 NONE = "(none)"
 N_COLUMNS = 3
@@ -28,7 +29,8 @@ def api_note() -> str:
                 "column, `export OPENAI_API_KEY=...` (or `ANTHROPIC_API_KEY`) in the shell that starts "
                 "`moodshelf serve` and restart; an OpenAI-compatible server (vLLM, Ollama) needs only its URL: "
                 "the operator adds it in the admin *Backends* tab (or sets `OPENAI_COMPATIBLE_BASE_URL`). Until "
-                "then the comparison runs between the base model and your fine-tuned adapters.")
+                "then the teacher column is the *offline template teacher* that wrote the demo's samples: the "
+                "student it taught answers beside it.")
     have = ", ".join(k for k, v in keys.items() if v)
     return (f"**API baseline:** keys found for {have}. API columns stream at the same time as the local ones; "
             "costs are estimates from list prices.")
@@ -36,15 +38,15 @@ def api_note() -> str:
 
 def default_columns(services: Services) -> tuple[list[str], list[str]]:
     """Choices for the column dropdowns and their initial values: the reader's model (the published run, else
-    the best evaluated one: training/publish.py), the base model, and an API baseline when a key is set."""
+    the best evaluated one: training/publish.py), the base model, and a teacher: GPT or Claude when a key is set,
+    else the offline template teacher that wrote the demo's samples — teacher against the student it taught."""
     local = services.backend_choices()
     api = services.api_choices()
     choices = local + api + [NONE]
-    with_key = [a for a in api if services.has_key(a)]
+    keyed = [a for a in api if a != OFFLINE_LABEL and services.has_key(a)]
+    teacher = keyed[0] if keyed else OFFLINE_LABEL
     first = services.reader_label()
-    values = [first, BASE_LABEL if first != BASE_LABEL else NONE, with_key[0] if with_key else NONE]
-    if values[1] == NONE and with_key:
-        values[1], values[2] = with_key[0], NONE
+    values = [first, BASE_LABEL if first != BASE_LABEL else teacher, teacher if first != BASE_LABEL else NONE]
     return choices, values
 
 

@@ -99,7 +99,7 @@ def remove_custom_backend(db: Database, label: str) -> bool:
 
 def key_sent(spec: BackendSpec) -> str:
     """Which key, if any, a backend's requests carry (shown in the admin table)."""
-    if spec.is_local:
+    if spec.is_local or spec.kind == "offline":
         return "— (local)"
     env = KEY_ENVS[spec.kind]
     if spec.kind == "openai-compatible":

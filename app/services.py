@@ -24,6 +24,7 @@ from db.models import Book, TrainingRun
 from training.backends import (BASE_LABEL, KEY_ENVS, Backend, BackendError, BackendSpec,
                                attach_run_adapter, make_backend)
 from training.config import DEFAULT_BASE_MODEL
+from vendors.labels import OFFLINE_LABEL
 from training.publish import reader_name, reader_run
 from training.reader_request import RecommendRequest
 from training.recommend import Recommendation, Recommender
@@ -126,7 +127,7 @@ class Services:
         """API baselines: GPT and Claude (offered with or without a key: the column then says how to add
         one), the OpenAI-compatible server from OPENAI_COMPATIBLE_BASE_URL (e.g. vLLM) when set, and the
         backends the operator added on the admin side (app/offered.py)."""
-        defaults = default_api_labels()
+        defaults = [OFFLINE_LABEL, *default_api_labels()]  # the offline teacher needs no key: always offered
         return defaults + [lb for lb in custom_backend_labels(self.db) if lb not in defaults]
 
     def offered_backends(self) -> list[str]:
@@ -136,7 +137,7 @@ class Services:
     @staticmethod
     def has_key(label: str) -> bool:
         spec = BackendSpec.from_label(label)
-        return spec.kind in ("local", "openai-compatible") or bool(os.environ.get(KEY_ENVS[spec.kind]))
+        return spec.kind in ("local", "offline", "openai-compatible") or bool(os.environ.get(KEY_ENVS[spec.kind]))
 
     def backend(self, label: str, language: str = "en") -> Backend:
         """A chat backend for a dropdown label. BackendError says what is wrong (no key: which variable to
@@ -146,6 +147,8 @@ class Services:
         spec = BackendSpec.from_label(label)
         if spec.is_local:
             return make_backend(spec, local_model=self.model(), db=self.db)
+        if spec.kind == "offline":
+            return make_backend(spec)
         if spec.kind in KEY_ENVS and spec.kind != "openai-compatible" and not os.environ.get(KEY_ENVS[spec.kind]):
             raise BackendError(NO_KEY_HELP.format(env=KEY_ENVS[spec.kind]))
         return make_backend(spec, system_prompt=answer_format_system(language),

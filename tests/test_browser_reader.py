@@ -41,3 +41,19 @@ def test_the_reader_page_declares_hangul_fonts_and_fits_a_420_px_screen(catalog_
 
         # The leaderboard says what its score means (its numbers after votes: test_browser_app.py).
         assert "1000 is the average" in page.locator("#arena_score_explained").inner_text()
+
+
+def test_without_a_key_the_teacher_answers_beside_its_student_in_compare(catalog_db, tiny_model_dir, home):
+    # Issue 13, item 10: the offline template teacher is a Compare column from `make demo` on, no key needed.
+    require_browser()
+    env = {"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": ""}
+    with AppServer(home, env=env, base_model=tiny_model_dir) as app, chromium() as browser:
+        page = browser.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(app.url)
+        page.get_by_role("tab", name="Compare").click()
+        assert page.locator("#cmp_col1 input").input_value() == "offline template teacher"
+        page.locator("#cmp_button").click()
+        page.wait_for_function("document.querySelector('#cmp_stats1').innerText.includes('books in catalog')")
+        assert "3/3 books in catalog" in page.locator("#cmp_stats1").inner_text()
+        assert page.locator("#cmp_answer1 textarea").input_value().startswith("1. ")

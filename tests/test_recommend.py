@@ -226,3 +226,19 @@ def test_a_korean_request_to_an_english_only_base_says_which_base_to_train(catal
     en = rec.prepare(RecommendRequest.from_fields(**REQUEST), "base", constrained=False)
     assert not any("English-only" in n for n in en.notices)
     assert language_notice("gemma-3-270m", "ko") is None and language_notice("/some/local/path", "ko") is None
+
+
+@pytest.mark.parametrize("language,fields", [("en", dict(emotion="lonely", effects=["comfort"], free_text="poems")),
+                                             ("ko", dict(emotion="불안함", effects=["위로"]))])
+def test_the_offline_teacher_answers_a_request_with_catalog_books_without_a_key(catalog_db, language, fields):
+    # Issue 13, item 10: the teacher that wrote the demo's samples answers beside its student, no key needed.
+    from training.backends import make_backend
+
+    rec = Recommender(catalog_db, backend_factory=lambda label: make_backend(BackendSpec.from_label(label)))
+    prepared = rec.prepare(RecommendRequest.from_fields(language, **fields), "offline template teacher")
+    assert prepared.shape == "teacher" and prepared.candidates
+    result = rec.recommend(prepared)
+    assert result.error is None and len(result.books) == 3 and result.grounded == 3
+    offered = {b.id for b in prepared.candidates}
+    assert all(b.book.id in offered for b in result.books)  # chosen among the request's candidates
+    assert result.text.startswith("1. ") and result.usage.cost_usd == 0.0

@@ -40,7 +40,7 @@ from vendors import DEFAULT_MODELS, KEY_ENVS, CallError, Usage, VendorError, get
 from vendors.base import redact
 from vendors.labels import BASE, KINDS, LabelError, format_label, normalize_kind, parse_label
 
-Kind = Literal["local", "openai", "anthropic", "openai-compatible"]
+Kind = Literal["local", "offline", "openai", "anthropic", "openai-compatible"]
 BASE_LABEL = BASE
 DEFAULT_API_MODELS = DEFAULT_MODELS
 FIRST_TOKEN_TIMEOUT_S = 20.0
@@ -274,6 +274,8 @@ def make_backend(spec: BackendSpec, *, local_model=None, db=None, system_prompt:
                  timeout_s: float = 60.0, first_token_timeout_s: float | None = FIRST_TOKEN_TIMEOUT_S) -> Backend:
     """A backend for a spec. Local backends need the shared LocalModel (and the DB for a run's adapter);
     API backends read their key from the environment and raise BackendError naming the variable to set."""
+    if spec.kind == "offline":
+        return OfflineTeacherBackend(spec)
     if spec.kind == "local":
         if local_model is None:
             raise BackendError("A local backend needs the loaded base model (local_model=...).")
@@ -287,6 +289,33 @@ def make_backend(spec: BackendSpec, *, local_model=None, db=None, system_prompt:
                       first_token_timeout_s=first_token_timeout_s)
 
 
+class OfflineTeacherBackend(Backend):
+    """The offline template teacher (datagen/providers/offline.py) answering a reader's request the way it wrote
+    the demo's samples: it chooses among the request's catalog candidates and explains each choice. It needs the
+    request, not only messages: the recommendation pipeline hands it `task` (a TeacherTask) before streaming."""
+
+    kind = "offline"
+
+    def __init__(self, spec: BackendSpec, **_):
+        super().__init__(spec)
+        self.task = None
+
+    def _deltas(self, messages: list[dict], max_new_tokens: int) -> Iterator[str]:
+        import asyncio
+
+        from datagen.job_runner import render_answer
+        from datagen.providers.offline import OfflineCatalogProvider
+
+        if self.task is None:
+            raise BackendError("The offline template teacher answers requests from the form (Recommend, Compare, "
+                               "Arena), not free chat messages.")
+        completion = asyncio.run(OfflineCatalogProvider().agenerate(self.task))
+        text = render_answer(completion.parsed, self.task.request.language)
+        self.usage.completion_tokens, self.usage.cost_usd = len(text.split()), 0.0
+        for line in text.splitlines(keepends=True):  # line by line, as a streamed answer arrives
+            yield line
+
+
 def api_backends_available() -> dict[str, bool]:
     """Which API kinds have a key in the environment (the Compare tab says how to add a missing one)."""
     import os
@@ -295,4 +324,5 @@ def api_backends_available() -> dict[str, bool]:
 
 
 __all__ = ["APIBackend", "Backend", "BackendError", "BackendSpec", "BASE_LABEL", "DEFAULT_API_MODELS",
-           "FIRST_TOKEN_TIMEOUT_S", "KEY_ENVS", "KINDS", "Usage", "api_backends_available", "attach_run_adapter", "first_token_deadline", "make_backend"]
+           "FIRST_TOKEN_TIMEOUT_S", "KEY_ENVS", "KINDS", "OfflineTeacherBackend", "Usage", "api_backends_available",
+           "attach_run_adapter", "first_token_deadline", "make_backend"]

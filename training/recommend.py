@@ -37,7 +37,7 @@ from datagen.retrieval import Retriever, catalog_version
 from datagen.validation import parse_books
 from db.engine import Database
 from db.models import Book, TrainingRun
-from training.backends import Backend, BackendError, BackendSpec, Usage, make_backend
+from training.backends import Backend, BackendError, BackendSpec, OfflineTeacherBackend, Usage, make_backend
 from training.reader_request import DEFAULT_K, RecommendError, RecommendRequest, messages_for, shape_for
 
 log = logging.getLogger(__name__)
@@ -190,6 +190,12 @@ class Recommender:
         messages = messages_for(shape, instruction_for(grid_request, n_books), input_for(grid_request), candidates,
                                 request.language, n_books)
         backend = self.backend_factory(label)
+        if isinstance(backend, OfflineTeacherBackend):  # it answers the request itself, as it wrote samples
+            from datagen.providers.base import TeacherTask
+
+            backend.task = TeacherTask(index=0, request=grid_request, candidates=candidates, n_books=n_books,
+                                       instruction=instruction_for(grid_request, n_books),
+                                       input_text=input_for(grid_request), seed=self.seed, messages=messages)
         model = getattr(backend, "local_model", None)
         if spec.is_local and model is not None:
             from training.presets import language_notice

@@ -2,6 +2,7 @@
 
     base                                  the local base model
     run:3                                 finished training run 3's adapter ("run:3 (tiny)" shows its name)
+    offline template teacher              the offline teacher that wrote the demo's samples (no key)
     openai:gpt-4.1-mini                   an API model of a vendor (anthropic:claude-haiku-4-5 ...)
     openai-compatible:MODEL@URL           any OpenAI-compatible server (vLLM, Ollama, llama.cpp server)
 
@@ -21,8 +22,10 @@ from db.errors import UserError
 
 LOCAL = "local"
 COMPATIBLE = "openai-compatible"
+OFFLINE = "offline"       # the offline template teacher: the demo's teacher, answering beside its student
+OFFLINE_LABEL = "offline template teacher"
 API_KINDS = ("openai", "anthropic", COMPATIBLE)
-KINDS = (LOCAL, *API_KINDS)
+KINDS = (LOCAL, OFFLINE, *API_KINDS)
 BASE = "base"
 GRAMMAR = f"'{BASE}', 'run:N', 'openai:MODEL', 'anthropic:MODEL' or '{COMPATIBLE}:MODEL@URL'"
 
@@ -52,6 +55,8 @@ class ParsedLabel:
 def format_label(kind: str, model: str = "", adapter_run: int | None = None, run_name: str = "",
                  base_url: str | None = None) -> str:
     kind = normalize_kind(kind)
+    if kind == OFFLINE:
+        return OFFLINE_LABEL
     if kind == LOCAL:
         if adapter_run is None:
             return BASE
@@ -74,6 +79,8 @@ def parse_label(label: str) -> ParsedLabel:
     text = (label or "").strip()
     if text in (BASE, "base model"):
         return ParsedLabel(LOCAL)
+    if text in (OFFLINE_LABEL, OFFLINE):
+        return ParsedLabel(OFFLINE)
     if m := _RUN.match(text):
         return ParsedLabel(LOCAL, adapter_run=int(m.group(1)), run_name=(m.group(2) or m.group(3) or "").strip())
     kind, sep, rest = text.partition(":")
