@@ -14,6 +14,7 @@ from datagen.exchange import FORMATS, ExchangeError, export_samples, import_samp
 from db.curation import (CurationError, SampleFilter, cluster_members, clusters, count, keep_one,
                          split_counts)
 from db.curation_stats import counts_by, rates_by_model, top_titles
+from db.feedback import feedback_by_model
 from training.data import DatasetError, assign_splits, reshuffle_splits
 
 STAT_COLUMNS = ("status", "provider", "language", "emotion", "occupation")
@@ -95,6 +96,8 @@ def _statistics_panel(services: Services, form) -> None:
                              elem_id="cur_rates")
         titles = gr.BarPlot(y_lim=[0, None], x="title", y="samples", title="most recommended titles (collapse onto a few "
                             "bestsellers shows here)", sort="-y", x_label_angle=-45, height=360, elem_id="cur_titles")
+        feedback = gr.Dataframe(lambda: feedback_rows(db), headers=FEEDBACK_COLUMNS, interactive=False,
+                                label="Readers' 👍 / 👎 on Recommend answers, per model", elem_id="cur_feedback")
 
     def refresh_stats(*fvals):
         f = form.to_filter(*fvals)
@@ -107,6 +110,14 @@ def _statistics_panel(services: Services, form) -> None:
                         api_name="curate_stats")
     # Opening the sub-tab draws the charts; the button redraws them after the filter changes.
     stats_tab.select(refresh_stats, filters, [stats_summary, *plots.values(), rates, titles], api_name=False)
+    stats_tab.select(lambda: feedback_rows(db), None, feedback, api_name=False)
+
+
+FEEDBACK_COLUMNS = ["model", "👍", "👎", "share 👍"]
+
+
+def feedback_rows(db) -> list[list]:
+    return [[model, up, down, f"{up / (up + down):.0%}"] for model, up, down in feedback_by_model(db)]
 
 
 def _files_panel(services: Services, form) -> None:

@@ -14,6 +14,7 @@ from app.escape import html_text
 from app.parallel import TICK_S
 from app.request_form import build_request_form
 from app.services import Services, cards_of, form_request
+from db.feedback import record_feedback
 from training.backends import BackendError
 
 INTRO = {"en": "Tell us how you feel and what you need; a model recommends three books. "
@@ -22,6 +23,8 @@ INTRO = {"en": "Tell us how you feel and what you need; a model recommends three
 BUTTON = {"en": "Recommend", "ko": "추천 받기"}
 ANSWER = {"en": "Answer", "ko": "추천"}
 GENERATING = {"en": "*generating…*", "ko": "*추천을 쓰는 중…*"}
+THANKS = {"en": "*Thank you — your vote is kept with the model's name and its books, not your request.*",
+          "ko": "*고맙습니다 — 요청 내용은 빼고, 평가와 모델 이름, 추천된 책만 저장했습니다.*"}
 OFFERED = {"en": "Chosen among {n} catalog books retrieved for this request.",
            "ko": "이 요청에 맞춰 카탈로그에서 찾은 {n}권 중에서 골랐습니다."}
 
@@ -39,6 +42,11 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
         crisis = gr.Markdown(elem_id="rec_crisis")
         answer = gr.Textbox(label=ANSWER["en"], lines=12, interactive=False, elem_id="rec_answer")
         cards = gr.Markdown(elem_id="rec_cards")
+        answered = gr.State(None)  # the last finished answer: which model, which books (what a vote keeps)
+        with gr.Row():
+            thumbs_up = gr.Button("👍", elem_id="rec_up", scale=0, min_width=60)
+            thumbs_down = gr.Button("👎", elem_id="rec_down", scale=0, min_width=60)
+            thanks = gr.Markdown(elem_id="rec_thanks")
 
         def recommend(backend_label, language, emotion, occupation, effects, situation, focus, free_text,
                       constrain=True):
@@ -54,34 +62,48 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
                 if not notice:
                     raise gr.Error(str(e))
                 # The message with the crisis line shows whatever the backend does.
-                yield "", f"⚠️ {html_text(e)}", notice
+                yield "", f"⚠️ {html_text(e)}", notice, None
                 return
             text, t0 = "", time.perf_counter()
-            yield "", GENERATING[language], notice
+            yield "", GENERATING[language], notice, None
             for up in services.recommender.stream_many([prepared], tick_s=TICK_S):
                 if up.tick:
                     if not text and time.perf_counter() - t0 >= 1.0:
-                        yield text, waiting_line(prepared.backend, time.perf_counter() - t0, language), notice
+                        yield text, waiting_line(prepared.backend, time.perf_counter() - t0, language), notice, None
                     continue
                 if up.delta:
                     text += up.delta
-                    yield text, GENERATING[language], notice
+                    yield text, GENERATING[language], notice, None
                 if up.result is None:
                     continue
                 item = up.result
                 if item.error:
-                    yield text, f"⚠️ {html_text(item.error)}", notice
+                    yield text, f"⚠️ {html_text(item.error)}", notice, None
                     return
                 notes = "".join(f"*{html_text(n)}*\n\n" for n in item.notices)
                 if item.candidates:
                     notes += f"*{OFFERED[language].format(n=len(item.candidates))}*\n\n"
-                yield text, notes + cards_markdown(cards_of(item), language, truncated=item.usage.truncated), notice
+                shown = cards_of(item)
+                answered = {"backend": backend_label, "language": language, "titles": [c.title for c in shown]}
+                yield (text, notes + cards_markdown(shown, language, truncated=item.usage.truncated), notice,
+                       answered)
 
         def relabel(language):
             # The form's own fields switch in build_request_form; this switches the rest of the tab.
             return gr.Markdown(INTRO[language]), gr.Button(BUTTON[language]), gr.Textbox(label=ANSWER[language])
 
+        def vote(direction):
+            def handler(last):
+                if not last:
+                    raise gr.Error("Ask for books first; then tell us whether they fit.")
+                record_feedback(services.db, last["backend"], direction, last["language"], last["titles"])
+                return THANKS[last["language"]]
+            handler.__name__ = f"feedback_{direction}"
+            return handler
+
         form.language.change(relabel, form.language, [intro, button, answer])
-        button.click(recommend, [backend, *form.inputs, constrained], [answer, cards, crisis])
+        button.click(recommend, [backend, *form.inputs, constrained], [answer, cards, crisis, answered])
+        thumbs_up.click(vote("up"), answered, thanks)
+        thumbs_down.click(vote("down"), answered, thanks)
 
         return backend

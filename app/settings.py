@@ -66,12 +66,13 @@ class AppSettings(ConfigModel):
 
     def reader_data_line(self) -> str:
         """The one line the public page shows about what is kept of a reader's request."""
+        feedback = "Recommend stores nothing of your request (a 👍/👎 keeps only the vote, the model and its books)"
         if self.store_reader_text:
             return ("*What is kept: Compare and Arena store your request — the fields and what you write in "
-                    "“Anything else” — with the answers and your vote; Recommend stores nothing.*")
+                    f"“Anything else” — with the answers and your vote; {feedback}.*")
         return ("*What is kept: Compare and Arena store the request's fields (emotion, occupation, effect, "
-                "situation, focus), the answers and your vote — not what you write in “Anything else”; Recommend "
-                "stores nothing.*")
+                "situation, focus), the answers and your vote — not what you write in “Anything else”; "
+                f"{feedback}.*")
 
 
 def _parse(annotation, raw: str):

@@ -306,6 +306,21 @@ class Comparison(Base):
     voted_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
 
 
+class ReaderFeedback(Base):
+    """A reader's thumbs up or down on a Recommend answer: the model that answered, the vote and the books it
+    named — nothing of the request (Recommend keeps no request). Curate shows it per model."""
+
+    __tablename__ = "reader_feedback"
+    __table_args__ = (CheckConstraint("vote IN ('up', 'down')", name="feedback_vote"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    backend: Mapped[str] = mapped_column(String(300), index=True)
+    vote: Mapped[str] = mapped_column(String(8))
+    language: Mapped[str] = mapped_column(String(8))
+    titles: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 EVAL_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 
 

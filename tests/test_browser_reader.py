@@ -57,3 +57,29 @@ def test_without_a_key_the_teacher_answers_beside_its_student_in_compare(catalog
         page.wait_for_function("document.querySelector('#cmp_stats1').innerText.includes('books in catalog')")
         assert "3/3 books in catalog" in page.locator("#cmp_stats1").inner_text()
         assert page.locator("#cmp_answer1 textarea").input_value().startswith("1. ")
+
+
+def test_a_readers_thumbs_up_is_kept_for_that_model_and_shown_in_curate(catalog_db, home):
+    # Issue 13, item 4: a thumbs up on a Recommend answer is stored (the model and its books, not the request)
+    # and visible in Curate as feedback on that model.
+    require_browser()
+    from db.models import ReaderFeedback
+
+    with AppServer(home, env={"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": ""}) as app, chromium() as browser:
+        page = browser.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(app.url)
+        page.locator("#rec_backend input").click()
+        page.get_by_role("option", name="offline template teacher", exact=True).click()
+        page.locator("#rec_free_text textarea").fill("my husband left me")
+        page.locator("#rec_button").click()
+        page.wait_for_function("document.querySelector('#rec_cards').innerText.includes('in the catalog')")
+        page.locator("#rec_up").click()
+        page.wait_for_function("document.querySelector('#rec_thanks').innerText.includes('Thank you')")
+        with catalog_db.session() as s:
+            (row,) = s.query(ReaderFeedback).all()
+        assert row.backend == "offline template teacher" and row.vote == "up" and len(row.titles) == 3
+        page.get_by_role("tab", name="Curate").click()
+        page.get_by_role("tab", name="Statistics").click()
+        page.wait_for_function("document.querySelector('#cur_feedback').innerText.includes('offline template teacher')")
+        assert "100%" in page.locator("#cur_feedback").inner_text()
