@@ -14,7 +14,7 @@ import gradio as gr
 import pandas as pd
 from sqlalchemy import select
 
-from app.answer_view import CUT_SHORT, constrained_checkbox, crisis_markdown, stats_line
+from app.answer_view import CUT_SHORT, cards_markdown, constrained_checkbox, crisis_markdown, stats_line
 from app.escape import html_text
 from app.offered import require_offered
 from app.parallel import run_columns
@@ -32,8 +32,8 @@ LEADERBOARD_COLUMNS = ["rank", "backend", "score", "95% interval", "win rate", "
 # Below this many votes for a backend, a bootstrap interval is noise (one vote gives "1095 – 1095"): the table
 # says how many more votes it needs instead.
 MIN_VOTES_FOR_INTERVAL = 10
-SCORE_EXPLAINED = ("**Score**: Bradley–Terry strength on the Elo scale, from blind votes only — 1000 is the average "
-                   "backend, +100 means winning about 64% of battles against it. Ties count half; “both bad” says "
+SCORE_EXPLAINED = ("**Score**: Bradley–Terry strength on the Elo scale, from blind votes only — 1000 is the "
+                   "average backend, +100 means winning about 64% of battles against it. Ties count half; “both bad” says "
                    "nothing about which is better and is left out. The 95% interval appears once a backend has "
                    f"{MIN_VOTES_FOR_INTERVAL} votes.")
 
@@ -118,6 +118,9 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
                         lines[k] = "⚠️ this model failed; vote “both bad” or start a new battle"
                     elif state.done and state.results[k].get("truncated"):  # any backend can be: it gives none away
                         lines[k] = f"*finished* · {CUT_SHORT[language]}"
+                    if state.done and not state.lines[k].startswith("⚠️"):
+                        # The catalog cards give no backend away, and a reader judges the books by them.
+                        lines[k] += "\n\n" + cards_markdown(services.book_cards(state.texts[k], language), language)
                 yield None, state.texts[0], lines[0], state.texts[1], lines[1], "", off, off, off, off, notice
             # The vote keeps the request fields; the reader's free text only when the operator keeps it.
             kept_prompt, kept_fields = stored_request(state.prompt, request.fields(),
@@ -146,7 +149,8 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
                     return f"⚠️ {html_text(r['error'])}"
                 u = Usage(r.get("prompt_tokens") or 0, r.get("tokens") or 0, r.get("cost_usd"), r.get("ttft_s"),
                           r.get("total_s") or 0.0, truncated=bool(r.get("truncated")))
-                return stats_line(u, services.book_cards(r["output"], language), language)
+                cards = services.book_cards(r["output"], language)
+                return stats_line(u, cards, language) + "\n\n" + cards_markdown(cards, language)
 
             text = f"**A** was `{res[0]['backend']}` · **B** was `{res[1]['backend']}` — you voted **{VOTE_BUTTONS[choice]}**"
             off = gr.Button(interactive=False)

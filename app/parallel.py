@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from app.answer_view import result_record, stats_line, waiting_line
+from app.answer_view import cards_markdown, result_record, stats_line, waiting_line
 from app.escape import html_text
 from app.services import Services, cards_of
 from training.backends import BackendError
@@ -75,7 +75,9 @@ def run_columns(services: Services, labels: list[str], request: RecommendRequest
                 state.lines[i] = f"⚠️ {html_text(up.result.error)}"  # a server's error text is not markup either
             else:
                 notes = "".join(f"\n\n*{html_text(n)}*" for n in up.result.notices)
-                state.lines[i] = stats_line(up.result.usage, cards_of(up.result), language) + notes
+                cards = cards_of(up.result)  # the same catalog cards as Recommend shows, under the figures
+                state.lines[i] = (stats_line(up.result.usage, cards, language) + notes + "\n\n"
+                                  + cards_markdown(cards, language))
         now = time.perf_counter()
         if up.result is not None or now - last >= MIN_UPDATE_S:
             last = now
