@@ -44,8 +44,8 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
         cards = gr.Markdown(elem_id="rec_cards")
         answered = gr.State(None)  # the last finished answer: which model, which books (what a vote keeps)
         with gr.Row():
-            thumbs_up = gr.Button("👍", elem_id="rec_up", scale=0, min_width=60)
-            thumbs_down = gr.Button("👎", elem_id="rec_down", scale=0, min_width=60)
+            thumbs_up = gr.Button("👍 Helpful / 도움이 됨", elem_id="rec_up", scale=0, min_width=220)
+            thumbs_down = gr.Button("👎 Not for me / 맞지 않음", elem_id="rec_down", scale=0, min_width=220)
             thanks = gr.Markdown(elem_id="rec_thanks")
 
         def recommend(backend_label, language, emotion, occupation, effects, situation, focus, free_text,
@@ -90,7 +90,7 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
 
         def relabel(language):
             # The form's own fields switch in build_request_form; this switches the rest of the tab.
-            return gr.Markdown(INTRO[language]), gr.Button(BUTTON[language]), gr.Textbox(label=ANSWER[language])
+            return gr.Markdown(INTRO[language]), gr.Button(BUTTON[language]), gr.Textbox(label=ANSWER[language]), ""
 
         def vote(direction):
             def handler(last):
@@ -101,7 +101,7 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
             handler.__name__ = f"feedback_{direction}"
             return handler
 
-        form.language.change(relabel, form.language, [intro, button, answer])
+        form.language.change(relabel, form.language, [intro, button, answer, thanks])
         button.click(recommend, [backend, *form.inputs, constrained], [answer, cards, crisis, answered])
         thumbs_up.click(vote("up"), answered, thanks)
         thumbs_down.click(vote("down"), answered, thanks)

@@ -3,10 +3,11 @@ cut or scrolls sideways at 420 px, and the arena's leaderboard says what its sco
 and 9)."""
 import pytest
 
-from browser import AppServer, chromium, require_browser
+from browser import REPO, AppServer, chromium, require_browser
 
 pytestmark = pytest.mark.browser
 TIMEOUT_MS = 90_000
+SHOTS = REPO / "docs" / "screenshots"
 
 # Every visible label, and every dropdown's value, whose text is cut (wider than its box: a value once
 # disappeared under the dropdown's arrow at 420 px).
@@ -61,24 +62,34 @@ def test_without_a_key_the_teacher_answers_beside_its_student_in_compare(catalog
 
 def test_a_readers_thumbs_up_is_kept_for_that_model_and_shown_in_curate(catalog_db, home):
     # Issue 13, item 4: a thumbs up on a Recommend answer is stored (the model and its books, not the request)
-    # and visible in Curate as feedback on that model.
+    # and visible in Curate as feedback on that model. On the way it takes the README's screenshots of the
+    # Recommend page in English and Korean (docs/screenshots/, rewritten by every run of this test).
     require_browser()
     from db.models import ReaderFeedback
 
     with AppServer(home, env={"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": ""}) as app, chromium() as browser:
-        page = browser.new_page()
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(app.url)
         page.locator("#rec_backend input").click()
         page.get_by_role("option", name="offline template teacher", exact=True).click()
-        page.locator("#rec_free_text textarea").fill("my husband left me")
+        page.locator("#rec_free_text textarea").fill("short chapters, I read on the train")
         page.locator("#rec_button").click()
         page.wait_for_function("document.querySelector('#rec_cards').innerText.includes('in the catalog')")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "recommend-en.png"), full_page=True)
         page.locator("#rec_up").click()
         page.wait_for_function("document.querySelector('#rec_thanks').innerText.includes('Thank you')")
         with catalog_db.session() as s:
             (row,) = s.query(ReaderFeedback).all()
         assert row.backend == "offline template teacher" and row.vote == "up" and len(row.titles) == 3
+
+        page.locator("#rec_language").get_by_text("ko", exact=True).click()
+        page.wait_for_function("document.querySelector('#rec_button').innerText.includes('추천')")
+        page.locator("#rec_free_text textarea").fill("")
+        page.locator("#rec_button").click()
+        page.wait_for_function("document.querySelector('#rec_cards').innerText.includes('카탈로그에 있습니다')")
+        page.screenshot(path=str(SHOTS / "recommend-ko.png"), full_page=True)
         page.get_by_role("tab", name="Curate").click()
         page.get_by_role("tab", name="Statistics").click()
         page.wait_for_function("document.querySelector('#cur_feedback').innerText.includes('offline template teacher')")
