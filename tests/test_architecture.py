@@ -102,3 +102,9 @@ def test_the_checker_sees_a_cycle_and_an_upward_import():
     # The checks above would pass on an empty graph; this one shows they can fail.
     assert cycles({"a.x": {"a.y"}, "a.y": {"a.x"}, "a.z": set()}) == [["a.x", "a.y"]]
     assert "app.cli" in project_imports() and project_imports()["app.cli"]
+
+
+def test_every_package_is_shipped():
+    # A package missing from pyproject's list imports from a checkout but not from `moodshelf` installed.
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert [p for p in PACKAGES if f'"{p}*"' not in text] == []
