@@ -110,16 +110,16 @@ class Services:
                 for r in self.finished_runs() if r.base_model == self.base_model]
         return runs + [BASE_LABEL]
 
-    def reader_label(self) -> str:
+    def reader_label(self, run: TrainingRun | None = None) -> str:
         """The backend the reader's Recommend tab opens with: the published run, else the best evaluated one,
         else the base model (training/publish.py) — never simply the newest run."""
-        run = reader_run(self.db, self.base_model)
+        run = run or reader_run(self.db, self.base_model)
         return BackendSpec(kind="local", adapter_run=run.id, run_name=run.name).label if run else BASE_LABEL
 
     def recommend_choices(self) -> list[tuple[str, str]]:
         """(shown, backend) pairs of the Recommend dropdown: the reader's model first, under a plain name."""
-        reader = self.reader_label()
-        run = reader_run(self.db, self.base_model) if reader != BASE_LABEL else None
+        run = reader_run(self.db, self.base_model)
+        reader = self.reader_label(run)
         return [(reader_name(run), reader)] + [(lb, lb) for lb in self.backend_choices() + self.api_choices()
                                                if lb != reader]
 
