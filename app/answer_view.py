@@ -65,12 +65,41 @@ def stats_line(usage: Usage, cards: list[BookCard], language: str = "en") -> str
 
 
 def waiting_line(backend, waited_s: float, language: str = "en") -> str:
-    """What a column shows before its first token: how long it has waited, and for an API backend when it
-    will give up (a local one waits its turn on the shared model instead)."""
+    """What a column shows before its first token. A local answer says where it is in the shared model's queue
+    ("waiting: 2 ahead · about 40 s") or that it is being written; an API answer says how long it has waited
+    and when it will give up."""
+    stats = backend.queue_stats() if hasattr(backend, "queue_stats") else None
+    if stats is not None:
+        if stats.writing:
+            return writing_line(backend, language)
+        if not stats.ahead_now:  # its turn: the model loads (a merged adapter: seconds) or the prompt prefills
+            return f"*시작하는 중… {waited_s:.0f}초*" if language == "ko" else f"*starting… {waited_s:.0f} s*"
+        estimate = _estimate(stats.wait_s, stats.estimate_is_bound, language)
+        if language == "ko":
+            return f"*대기 중: 앞에 {stats.ahead_now}개{estimate} · {waited_s:.0f}초 기다림*"
+        return f"*waiting: {stats.ahead_now} ahead{estimate} · waited {waited_s:.0f} s*"
     limit = getattr(backend, "first_token_timeout_s", None)
     if language == "ko":
         return (f"*첫 토큰을 기다리는 중… {waited_s:.0f}초" + (f" ({limit:g}초 후 중단)*" if limit else "*"))
     return f"*waiting for the first token… {waited_s:.0f} s" + (f" (gives up after {limit:g} s)*" if limit else "*")
+
+
+def writing_line(backend, language: str = "en") -> str:
+    """What a column shows while its answer streams: "writing…", with the time left for a local answer."""
+    stats = backend.queue_stats() if hasattr(backend, "queue_stats") else None
+    left = _estimate(stats.left_s, stats.estimate_is_bound, language, left=True, sep=" ") if stats is not None else ""
+    return f"*쓰는 중…{left}*" if language == "ko" else f"*writing…{left}*"
+
+
+def _estimate(seconds: float | None, bound: bool, language: str, *, left: bool = False, sep: str = " · ") -> str:
+    """ · about 40 s" (" · at most 40 s" while no answer has finished to measure lengths by); "" without a figure."""
+    if seconds is None:
+        return ""
+    if language == "ko":
+        amount = f"{seconds / 60:.0f}분" if seconds >= 90 else f"{max(1, round(seconds))}초"
+        return f"{sep}{'최대' if bound else '약'} {amount}" + (" 남음" if left else "")
+    amount = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{max(1, round(seconds))} s"
+    return f"{sep}{'at most' if bound else 'about'} {amount}" + (" left" if left else "")
 
 
 def result_record(label: str, text: str, usage: Usage | None, cards: list[BookCard], error: str | None) -> dict:

@@ -36,6 +36,10 @@ SCORE_EXPLAINED = ("**Score**: Bradley–Terry strength on the Elo scale, from b
                    "average backend, +100 means winning about 64% of battles against it. Ties count half; “both bad” says "
                    "nothing about which is better and is left out. The 95% interval appears once a backend has "
                    f"{MIN_VOTES_FOR_INTERVAL} votes.")
+MAX_TEMPERATURE = 1.5
+TEMPERATURE_INFO = ("0: each model answers as it answers a reader (a local model word for word the same every time). "
+                    "Higher: both answers are sampled at it (nucleus, top-p 0.9 locally), so two battles on one "
+                    "request differ.")
 
 
 def arena_battles(db: Database) -> list[Battle]:
@@ -79,6 +83,8 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
                                 label="Pool of backends (two are drawn at random)", elem_id="arena_pool")
         form = build_request_form("en", prefix="arena_")
         constrained = constrained_checkbox("arena_")
+        temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=0.0, step=0.1, label="Sampling temperature",
+                                info=TEMPERATURE_INFO, elem_id="arena_temperature")
         start = gr.Button("New battle", variant="primary", elem_id="arena_start")
         crisis = gr.Markdown(elem_id="arena_crisis")
         battle_id = gr.State(None)  # server-side per session: the page never holds the backends' names
@@ -96,9 +102,13 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
         table = gr.Dataframe(leaderboard_table(services.db), interactive=False, elem_id="arena_leaderboard")
         gr.Markdown(SCORE_EXPLAINED, elem_id="arena_score_explained")
 
-        def battle(pool_labels, language, emotion, occupation, effects, situation, focus, free_text, constrain=True):
+        def battle(pool_labels, language, emotion, occupation, effects, situation, focus, free_text, constrain=True,
+                   temp=0.0):
             try:
                 request = form_request(language, emotion, occupation, effects, situation, focus, free_text)
+                temp = float(temp or 0.0)
+                if not 0.0 <= temp <= MAX_TEMPERATURE:
+                    raise ValueError(f"The sampling temperature must be between 0 and {MAX_TEMPERATURE:g}, not {temp:g}.")
             except ValueError as e:
                 raise gr.Error(str(e))
             try:  # the pool comes from the page: only offered backends may be drawn
@@ -110,7 +120,7 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
             off = gr.Button(interactive=False)
             state = None
             for state in run_columns(services, pair, request, generating_line="*answering…*",
-                                     constrained=bool(constrain)):
+                                     constrained=bool(constrain), temperature=temp):
                 # Stats lines can carry the cost, which would give an API backend away: hidden until the vote.
                 lines = ["*answering…*" if not state.done else "*finished*"] * 2
                 for k in range(2):
@@ -153,10 +163,12 @@ def build_arena_tab(services: Services, rng: random.Random | None = None) -> gr.
                 return stats_line(u, cards, language) + "\n\n" + cards_markdown(cards, language)
 
             text = f"**A** was `{res[0]['backend']}` · **B** was `{res[1]['backend']}` — you voted **{VOTE_BUTTONS[choice]}**"
+            if res[0].get("temperature"):
+                text += f" · both sampled at temperature {res[0]['temperature']:g}"
             off = gr.Button(interactive=False)
             return None, line(res[0]), line(res[1]), text, leaderboard_table(services.db), off, off, off, off
 
-        start.click(battle, [pool, *form.inputs, constrained],
+        start.click(battle, [pool, *form.inputs, constrained, temperature],
                     [battle_id, a_text, a_line, b_text, b_line, reveal, *votes.values(), crisis])
         for choice, button in votes.items():
             button.click(lambda cid, c=choice: vote(cid, c), battle_id,

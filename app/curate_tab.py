@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from app.curate_tools import build_curate_tools
 from app.curate_view import TABLE_HEADERS, page_summary, sample_markdown, table_rows
+from app.page_style import empty_number
 from app.services import Services
 from datagen.review import EDITABLE, ReviewError, edit_sample, revert_sample
 from db.curation import (SORTS, CurationError, SampleFilter, bulk_set_status, count, filter_options, get_sample,
@@ -74,7 +75,7 @@ def _filter_form() -> FilterForm:
         effect = gr.Dropdown([], value=None, allow_custom_value=True, label="Effect", elem_id="cur_effect")
         flag = gr.Dropdown(FLAG_KINDS, value="", allow_custom_value=True, label="Validation flag contains",
                            elem_id="cur_flag")
-        cluster = gr.Number(None, precision=0, label="Duplicate cluster", elem_id="cur_cluster")
+        cluster = empty_number(precision=0, label="Duplicate cluster", elem_id="cur_cluster")
     with gr.Row():
         grounded = gr.Radio(["any", "yes", "no"], value="any", label="Grounded (every book in the catalog)",
                             elem_id="cur_grounded")
@@ -176,7 +177,7 @@ def _review_layout() -> ReviewView:
 
     gr.Markdown("### Focus — one sample at a time · keys: **A** approve · **R** reject · **S** skip")
     with gr.Row():
-        sample_id = gr.Number(None, precision=0, label="Sample id", elem_id="cur_sample_id")
+        sample_id = empty_number(precision=0, label="Sample id", elem_id="cur_sample_id")
         open_btn = gr.Button("Open", elem_id="cur_open")
         approve = gr.Button("Approve (A)", variant="primary", elem_id="cur_approve")
         reject = gr.Button("Reject (R)", variant="stop", elem_id="cur_reject")

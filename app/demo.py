@@ -114,7 +114,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if args.no_serve:
         print("done (--no-serve).")
         return
-    print(f"[{steps}/{steps}] app at http://{args.host}:{args.port} — Recommend, Compare, Arena; admin: Generate, Curate, Train, Evaluate (Ctrl-C to stop)")
+    print(f"[{steps}/{steps}] app at http://{args.host}:{args.port} — the readers' Recommend tab and the workbench (Compare, Arena, Generate, Curate, Train, Evaluate) on one page (Ctrl-C to stop)")
     from app.ui import serve
 
     serve(db, host=args.host, port=args.port, allow_open_admin=args.allow_open_admin)

@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from app.config_views import form_values
+from app.page_style import empty_number
 from app.services import Services
 from db.models import EvalRun, TrainingRun
 from training.eval_config import DEFAULT_JUDGE_MODELS, KEY_ENV, EvalConfig, EvalError
@@ -345,7 +346,7 @@ def _request_set_layout(services: Services) -> SimpleNamespace:
                                              elem_id="req_languages")
             req_count = gr.Number(DEFAULTS.count, precision=0, label="Requests per language (grid)",
                                   elem_id="req_count")
-            req_seed = gr.Number(None, precision=0, label="Seed (empty: the first unused one)",
+            req_seed = empty_number(precision=0, label="Seed (empty: the first unused one)",
                                  elem_id="req_seed")
         with gr.Row():
             req_file = gr.File(label="Request file (JSONL)", file_types=[".jsonl", ".json", ".txt"],

@@ -20,6 +20,7 @@ from vendors.base import VendorError
 from workers.supervisor import WorkerBusy
 
 from app.config_views import form_values
+from app.page_style import empty_number
 from app.services import Services
 
 GRID_FIELDS = ("emotions", "occupations", "effects", "situations", "focus_levels")
@@ -122,7 +123,7 @@ def build_generate_tab(services: Services) -> None:
             start = gr.Button("Start job", variant="primary", elem_id="gen_start")
             cancel = gr.Button("Cancel", variant="stop", elem_id="gen_cancel")
             resume = gr.Button("Resume", elem_id="gen_resume")
-        job_id = gr.Number(None, precision=0, label="Job", elem_id="gen_job_id")
+        job_id = empty_number(precision=0, label="Job", elem_id="gen_job_id")
         # The latest job's progress when the page opens (it said "No job yet." beside a history of jobs).
         progress = gr.Markdown(lambda: latest_progress(services), elem_id="gen_progress")
         history = gr.Dataframe(headers=["id", "status", "provider", "model", "lang", "accepted", "rejected", "dup",

@@ -4,7 +4,7 @@
     custom_backend_labels(db)      # ['openai-compatible:moodshelf-run-3@http://127.0.0.1:8000/v1']
     key_sent(spec)                 # 'none (OPENAI_COMPATIBLE_API_KEY goes only to OPENAI_COMPATIBLE_BASE_URL)'
 
-The public tabs (Recommend, Compare, Arena) answer only with an offered backend: the local base model, its
+Recommend, Compare and Arena answer only with an offered backend: the local base model, its
 finished runs, GPT and Claude by their default models, the server of OPENAI_COMPATIBLE_BASE_URL, and what is
 added here. `Services.backend` checks every label against that list on the server, whatever the page sent, so a
 visitor cannot make the server call a URL or model of their choosing (server-side request forgery). Typing a

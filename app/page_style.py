@@ -33,3 +33,15 @@ def theme():
 
     return gr.themes.Default(font=[gr.themes.LocalFont("IBM Plex Sans"), *HANGUL_FONTS, "ui-sans-serif", "system-ui",
                                    "sans-serif"])
+
+
+def empty_number(**kw):
+    """A gr.Number whose box is empty until it gets a value. Gradio draws a None value as "0" (gradio issue #6728),
+    which reads as "cluster 0" or "run 0"; an initial value given as a function returning None is drawn empty."""
+    import gradio as gr
+
+    return gr.Number(_nothing, **kw)
+
+
+def _nothing() -> None:
+    return None

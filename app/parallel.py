@@ -3,8 +3,9 @@ pipeline (training/recommend.py: its backend, and the prompt in the shape that m
 answers streamed in parallel, each column's text and figures yielded as they change.
 
 A column whose backend cannot be made (no key, an adapter of another base) or fails mid-stream shows its
-error and the others keep going. A column still waiting for its first token says for how long (and, for an
-API backend, when it gives up). Updates are throttled: a browser cannot usefully redraw faster.
+error and the others keep going. A column still waiting for its first token says where it is in the local
+model's queue ("waiting: 2 ahead · about 40 s") or, for an API backend, how long it has waited and when it
+gives up; a column being written says "writing… about 12 s left". Updates are throttled: a browser cannot usefully redraw faster.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from app.answer_view import cards_markdown, result_record, stats_line, waiting_line
+from app.answer_view import cards_markdown, result_record, stats_line, waiting_line, writing_line
 from app.escape import html_text
 from app.services import Services, cards_of
 from training.backends import BackendError
@@ -35,7 +36,7 @@ class ColumnsState:
 
 def run_columns(services: Services, labels: list[str], request: RecommendRequest, *,
                 max_new_tokens: int = 400, generating_line: str = "*generating…*",
-                constrained: bool = True) -> Iterator[ColumnsState]:
+                constrained: bool = True, temperature: float | None = None) -> Iterator[ColumnsState]:
     n = len(labels)
     state = ColumnsState(labels=labels, texts=[""] * n, lines=[generating_line] * n)
     rec = services.recommender
@@ -43,7 +44,7 @@ def run_columns(services: Services, labels: list[str], request: RecommendRequest
     errors: list[str | None] = [None] * n
     for i, label in enumerate(labels):
         try:
-            prepared.append(rec.prepare(request, label, constrained=constrained))
+            prepared.append(rec.prepare(request, label, constrained=constrained, temperature=temperature))
         except (BackendError, ValueError) as e:
             prepared.append(None)
             errors[i] = str(e)
@@ -58,14 +59,18 @@ def run_columns(services: Services, labels: list[str], request: RecommendRequest
         if up.tick:
             waited = time.perf_counter() - t0
             for k, p in enumerate(prepared):
-                if not finished[k] and not state.texts[k] and waited >= 1.0:
+                if finished[k]:
+                    continue
+                if state.texts[k]:
+                    state.lines[k] = writing_line(p.backend, language)
+                elif waited >= 1.0 or p.backend.queue_stats() is not None:  # a queue place is worth showing at once
                     state.lines[k] = waiting_line(p.backend, waited, language)
             yield state
             continue
         i = up.column
         if up.delta:
             if not state.texts[i]:
-                state.lines[i] = generating_line
+                state.lines[i] = writing_line(prepared[i].backend, language)
             state.texts[i] += up.delta
         if up.result is not None:
             finished[i] = True
@@ -88,7 +93,7 @@ def run_columns(services: Services, labels: list[str], request: RecommendRequest
         if prepared[i] is not None:
             # What the column's model was given: its prompt shape and the candidates offered.
             record.update(shape=prepared[i].shape, candidates=[b.title for b in prepared[i].candidates],
-                          constrained=prepared[i].constrained)
+                          constrained=prepared[i].constrained, temperature=temperature or 0.0)
         state.results.append(record)
     state.done = True
     yield state

@@ -9,10 +9,10 @@ import time
 
 import gradio as gr
 
-from app.answer_view import cards_markdown, constrained_checkbox, crisis_markdown, waiting_line
+from app.answer_view import cards_markdown, constrained_checkbox, crisis_markdown, waiting_line, writing_line
 from app.escape import html_text
 from app.parallel import TICK_S
-from app.request_form import build_request_form
+from app.request_form import build_request_form, example_buttons
 from app.services import Services, cards_of, form_request
 from db.feedback import record_feedback
 from training.backends import BackendError
@@ -21,8 +21,8 @@ INTRO = {"en": "Tell us how you feel and what you need; a model recommends three
                "Books are checked against the catalog.",
          "ko": "지금의 감정과 필요한 것을 알려 주세요. 모델이 책 세 권을 추천하고, 추천한 책은 카탈로그에서 확인합니다."}
 BUTTON = {"en": "Recommend", "ko": "추천 받기"}
+TRY = {"en": "**Or try one of these:**", "ko": "**예시로 해 보기:**"}
 ANSWER = {"en": "Answer", "ko": "추천"}
-GENERATING = {"en": "*generating…*", "ko": "*추천을 쓰는 중…*"}
 THANKS = {"en": "*Thank you — your vote is kept with the model's name and its books, not your request.*",
           "ko": "*고맙습니다 — 요청 내용은 빼고, 평가와 모델 이름, 추천된 책만 저장했습니다.*"}
 OFFERED = {"en": "Chosen among {n} catalog books retrieved for this request.",
@@ -37,6 +37,8 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
         backend = gr.Dropdown(services.recommend_choices(), value=services.reader_label(), label="Model / 모델",
                               elem_id="rec_backend")
         form = build_request_form("en", prefix="rec_")
+        gr.Markdown(TRY["en"] + " / " + TRY["ko"], elem_id="rec_try")
+        examples = example_buttons(form, "rec_")
         constrained = constrained_checkbox("rec_")
         button = gr.Button(BUTTON["en"], variant="primary", elem_id="rec_button")
         crisis = gr.Markdown(elem_id="rec_crisis")
@@ -65,15 +67,17 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
                 yield "", f"⚠️ {html_text(e)}", notice, None
                 return
             text, t0 = "", time.perf_counter()
-            yield "", GENERATING[language], notice, None
+            backend = prepared.backend
+            yield "", waiting_line(backend, 0.0, language), notice, None
             for up in services.recommender.stream_many([prepared], tick_s=TICK_S):
-                if up.tick:
-                    if not text and time.perf_counter() - t0 >= 1.0:
-                        yield text, waiting_line(prepared.backend, time.perf_counter() - t0, language), notice, None
+                if up.tick:  # where the answer is: its place in the queue, or the time left writing
+                    line = writing_line(backend, language) if text else waiting_line(
+                        backend, time.perf_counter() - t0, language)
+                    yield text, line, notice, None
                     continue
                 if up.delta:
                     text += up.delta
-                    yield text, GENERATING[language], notice, None
+                    yield text, writing_line(backend, language), notice, None
                 if up.result is None:
                     continue
                 item = up.result
@@ -103,6 +107,9 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
 
         form.language.change(relabel, form.language, [intro, button, answer, thanks])
         button.click(recommend, [backend, *form.inputs, constrained], [answer, cards, crisis, answered])
+        for filled in examples:  # an example fills the form, then asks at once
+            filled.then(recommend, [backend, *form.inputs, constrained], [answer, cards, crisis, answered],
+                        api_name=False)
         thumbs_up.click(vote("up"), answered, thanks)
         thumbs_down.click(vote("down"), answered, thanks)
 

@@ -40,6 +40,67 @@ def _choices(language: str) -> dict:
             "effects": list(EFFECTS[language]), "situation": SITUATIONS[language], "focus": FOCUS_LEVELS[language]}
 
 
+@dataclass(frozen=True)
+class ExampleRequest:
+    """A request a reader can try with one click (the Recommend page's examples)."""
+
+    label: str
+    language: str
+    emotion: str
+    occupation: str
+    effects: tuple[str, ...]
+    situation: str
+    focus: str
+    free_text: str = ""
+
+    @property
+    def values(self) -> list:
+        return [self.language, self.emotion, self.occupation, list(self.effects), self.situation, self.focus,
+                self.free_text]
+
+
+EXAMPLES = [
+    ExampleRequest("😮‍💨 A tired new parent, a few pages before sleep", "en", "exhausted", "new parent",
+                   ("comfort", "calm"), "winding down before sleep", "in short sittings"),
+    ExampleRequest("🧭 Stuck, thinking about changing jobs", "en", "stuck", "office worker", ("courage", "insight"),
+                   "thinking about changing jobs", "slow and thoughtful", "nothing too self-helpy"),
+    ExampleRequest("🚇 지친 간호사, 출퇴근 지하철에서", "ko", "지침", "간호사", ("위로", "안정"), "출퇴근 지하철",
+                   "가볍게 읽을 수 있음", "짧은 장으로 나뉜 책이면 좋겠어요"),
+    ExampleRequest("🌧️ 외로운 대학생, 비 오는 날", "ko", "외로움", "대학생", ("공감", "기분 전환"), "비 오는 날 집에서",
+                   "몰입해서 읽기"),
+]
+
+
+def field_updates(language: str, values: list | None = None) -> tuple:
+    """The six fields in `language` (choices and labels), holding `values` or that language's defaults."""
+    c, L = _choices(language), LABELS[language]
+    emotion, occupation, effects, situation, focus, free = values or (
+        c["emotion"][0], c["occupation"][0], c["effects"][:2], c["situation"][0], c["focus"][0], "")
+    return (gr.Dropdown(choices=c["emotion"], value=emotion, label=L["emotion"]),
+            gr.Dropdown(choices=c["occupation"], value=occupation, label=L["occupation"]),
+            gr.Dropdown(choices=c["effects"], value=effects, label=L["effects"]),
+            gr.Dropdown(choices=c["situation"], value=situation, label=L["situation"]),
+            gr.Dropdown(choices=c["focus"], value=focus, label=L["focus"]),
+            gr.Textbox(label=L["free"]) if values is None else gr.Textbox(value=free, label=L["free"]))
+
+
+def example_buttons(form: "RequestForm", prefix: str) -> list:
+    """One button per example request; a click fills the form with it. Returns the click events, so the caller
+    can chain what follows (`event.then(...)`)."""
+    events = []
+    with gr.Row(elem_id=f"{prefix}examples"):
+        for i, example in enumerate(EXAMPLES):
+            button = gr.Button(example.label, size="sm", variant="secondary", elem_id=f"{prefix}example_{i}",
+                               scale=0, min_width=200)
+
+            def fill(example=example):
+                return (example.language, *field_updates(example.language, example.values[1:]))
+
+            fill.__name__ = f"example_{i}"
+            events.append(button.click(fill, None, form.inputs, api_name=False))
+    return events
+
+
 def build_request_form(language: str = "en", prefix: str = "") -> RequestForm:
     c, L = _choices(language), LABELS[language]
     lang = gr.Radio(["en", "ko"], value=language, label="Language / 언어", elem_id=f"{prefix}language")
@@ -58,15 +119,7 @@ def build_request_form(language: str = "en", prefix: str = "") -> RequestForm:
     free_text = gr.Textbox(label=L["free"], lines=1, elem_id=f"{prefix}free_text")
     # No "retrieval mode" box: each model gets the prompt shape it was trained on (training/recommend.py).
     form = RequestForm(lang, emotion, occupation, effects, situation, focus, free_text)
-
-    def switch_language(new_lang: str):
-        c2, L2 = _choices(new_lang), LABELS[new_lang]
-        return (gr.Dropdown(choices=c2["emotion"], value=c2["emotion"][0], label=L2["emotion"]),
-                gr.Dropdown(choices=c2["occupation"], value=c2["occupation"][0], label=L2["occupation"]),
-                gr.Dropdown(choices=c2["effects"], value=c2["effects"][:2], label=L2["effects"]),
-                gr.Dropdown(choices=c2["situation"], value=c2["situation"][0], label=L2["situation"]),
-                gr.Dropdown(choices=c2["focus"], value=c2["focus"][0], label=L2["focus"]),
-                gr.Textbox(label=L2["free"]))
-
-    lang.change(switch_language, lang, form.fields)
+    # .input, not .change: only the reader's own switch resets the fields; an example sets language and fields
+    # together, and a change event would then overwrite its fields with the defaults.
+    lang.input(lambda new_lang: field_updates(new_lang), lang, form.fields, api_name=False)
     return form

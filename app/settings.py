@@ -64,9 +64,12 @@ class AppSettings(ConfigModel):
             raise SettingsError(problems)
         return cls(**values)
 
-    def reader_data_line(self) -> str:
-        """The one line the public page shows about what is kept of a reader's request."""
+    def reader_data_line(self, *, workbench: bool = True) -> str:
+        """The one line a page with Recommend shows about what is kept of a reader's request (`workbench`: the
+        page also has Compare and Arena, which store requests)."""
         feedback = "Recommend stores nothing of your request (a 👍/👎 keeps only the vote, the model and its books)"
+        if not workbench:
+            return f"*What is kept: {feedback}.*"
         if self.store_reader_text:
             return ("*What is kept: Compare and Arena store your request — the fields and what you write in "
                     f"“Anything else” — with the answers and your vote; {feedback}.*")

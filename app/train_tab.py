@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from app import config_views
+from app.page_style import empty_number
 from app.services import Services
 from db.models import RunMetric, TrainingRun
 from training.config import DEMO_PRESET, ConfigError, TrainConfig
@@ -223,7 +224,7 @@ def run_section(services: Services) -> SimpleNamespace:
         ui.cancel = gr.Button("Cancel", variant="stop", elem_id="train_cancel")
         ui.resume = gr.Button("Resume", elem_id="train_resume")
         ui.publish = gr.Button("Publish for readers", elem_id="train_publish")
-    ui.run_id = gr.Number(None, precision=0, label="Run", elem_id="train_run_id")
+    ui.run_id = empty_number(precision=0, label="Run", elem_id="train_run_id")
     ui.published = gr.Markdown(published_markdown(services), elem_id="train_published")
     ui.status = gr.Markdown(status_markdown(None, None), elem_id="train_status")
     ui.plot = gr.LinePlot(loss_frame([]), x="step", y="loss", color="series", title="Loss (train and eval)",

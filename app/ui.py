@@ -1,5 +1,5 @@
-"""The Gradio app: Recommend, Compare and Arena for everyone; Generate, Curate, Train, Evaluate and Backends for
-the admin.
+"""The Gradio app: the readers' page (Recommend) and the workbench (Compare, Arena, Generate, Curate, Train,
+Evaluate, Backends).
 
     moodshelf serve --port 7860                       # binds 127.0.0.1 unless --host says otherwise
     MOODSHELF_AUTH=admin:s3cret moodshelf serve       # admin tabs at /admin/ behind a login
@@ -8,8 +8,8 @@ the admin.
 
 Without MOODSHELF_AUTH every tab is in one page (a local, single-user setup: whoever reaches the page is the
 admin, so it binds a loopback address unless --allow-open-admin says otherwise). With it, two Gradio apps
-share one server and one set of services: the public one at / (Recommend, Compare, Arena) and the admin
-one at /admin/, which Gradio's own login protects and app/server_guard.AdminGate closes completely to a client
+share one server and one set of services: the readers' page at / (Recommend: the published model, example
+requests) and the workbench at /admin/ (Compare and Arena beside the admin tabs), which Gradio's own login protects and app/server_guard.AdminGate closes completely to a client
 without the login. `launch(auth=...)` can only protect a whole app, hence the two apps on one FastAPI server.
 """
 from __future__ import annotations
@@ -32,6 +32,10 @@ from training.runs import reconcile_runs
 
 ADMIN_PATH = "/admin"
 HEADER = "# moodshelf\nBooks for how you feel — a small model taught by GPT/Claude, compared side by side."
+WORKBENCH_HEADER = ("# moodshelf workbench\nCompare and battle models, generate and curate samples, train and "
+                    "evaluate. The readers' page is [Recommend](/).")
+ONE_PAGE_NOTE = ("*Recommend is the readers' page; the other tabs are the workbench. With MOODSHELF_AUTH set, "
+                 "readers get Recommend alone and the workbench moves behind a login at /admin/.*")
 
 
 def parse_auth(value: str | None) -> list[tuple[str, str]]:
@@ -49,39 +53,46 @@ def parse_auth(value: str | None) -> list[tuple[str, str]]:
 
 
 def build_app(services: Services, *, public: bool = True, admin: bool = True, admin_link: str | None = None):
+    """`public`: the readers' page (Recommend); `admin`: the workbench (Compare, Arena and the admin tabs).
+    Both (no login configured): one page with every tab."""
     import gradio as gr
 
-    with gr.Blocks(title="moodshelf" if public else "moodshelf admin", analytics_enabled=False) as demo:
-        gr.Markdown(HEADER if public else "# moodshelf admin\nGenerate samples and train adapters.")
+    with gr.Blocks(title="moodshelf" if public else "moodshelf workbench", analytics_enabled=False) as demo:
+        gr.Markdown(HEADER if public else WORKBENCH_HEADER)
         if public:  # one line on what is kept of a reader's request (app/reader_data.py)
-            gr.Markdown(services.settings.reader_data_line(), elem_id="reader_data_line")
+            gr.Markdown(services.settings.reader_data_line(workbench=admin), elem_id="reader_data_line")
+        if public and admin:
+            gr.Markdown(ONE_PAGE_NOTE, elem_id="one_page_note")
         if admin_link:
-            gr.Markdown(f"[Admin tabs]({admin_link}) (login required)", elem_id="admin_link")
-        pickers = []
+            gr.Markdown(f"[Workbench]({admin_link}) (login required)", elem_id="admin_link")
+        rec_backend = cmp_pickers = arena_pool = None
         with gr.Tabs():
             if public:
                 rec_backend = build_recommend_tab(services)
+            if admin:
                 cmp_pickers = build_compare_tab(services)
                 arena_pool = build_arena_tab(services)
-                pickers = [rec_backend, *cmp_pickers, arena_pool]
-            if admin:
                 build_generate_tab(services)
                 build_curate_tab(services, demo)
                 build_train_tab(services)
                 build_eval_tab(services)
                 build_backends_tab(services)
 
-        if pickers:
-            def refresh_backends():
-                # New training runs appear without restarting the app.
+        def refresh_backends():
+            # New training runs (and a newly published one) appear without restarting the app.
+            out = []
+            if rec_backend is not None:
+                out.append(gr.Dropdown(choices=services.recommend_choices(), value=services.reader_label()))
+            if cmp_pickers is not None:
                 local, api = services.backend_choices(), services.api_choices()
                 choices, values = default_columns(services)
-                return (gr.Dropdown(choices=services.recommend_choices(), value=services.reader_label()),
-                        *(gr.Dropdown(choices=choices, value=v) for v in values),
-                        gr.CheckboxGroup(choices=local + api,
-                                         value=local + [a for a in api if services.has_key(a)]))
+                out += [gr.Dropdown(choices=choices, value=v) for v in values]
+                out.append(gr.CheckboxGroup(choices=local + api, value=local + [a for a in api if services.has_key(a)]))
+            return out[0] if len(out) == 1 else tuple(out)  # one output takes its value, not a 1-tuple
 
-            demo.load(refresh_backends, None, pickers)
+        pickers = ([rec_backend] if rec_backend is not None else []) + (
+            [*cmp_pickers, arena_pool] if cmp_pickers is not None else [])
+        demo.load(refresh_backends, None, pickers)
     return demo
 
 
@@ -111,7 +122,8 @@ def build_server(services: Services, accounts: list[tuple[str, str]]):
     public = build_app(services, admin=False, admin_link=f"{ADMIN_PATH}/").queue(default_concurrency_limit=4)
     # The more specific mount first: "/" would otherwise swallow /admin.
     server = gr.mount_gradio_app(server, admin, path=ADMIN_PATH, auth=accounts, ssr_mode=False, footer_links=[],
-                                 auth_message="moodshelf admin: Generate, Curate, Train, Evaluate, Backends",
+                                 auth_message="moodshelf workbench: Compare, Arena, Generate, Curate, Train, "
+                                              "Evaluate, Backends",
                                  **page_style())
     server = gr.mount_gradio_app(server, public, path="/", ssr_mode=False, footer_links=[], **page_style())
     for path in (ADMIN_PATH, "/"):
@@ -178,8 +190,8 @@ def serve(db: Database, host: str = "127.0.0.1", port: int = 7860, base_model: s
     config = uvicorn.Config(build_server(services, accounts), host=host, port=port, log_level="warning")
     server = uvicorn.Server(config)
     if accounts:
-        print(f"moodshelf: http://{host}:{port}/ (admin tabs at http://{host}:{port}{ADMIN_PATH}/, login required)",
-              flush=True)
+        print(f"moodshelf: http://{host}:{port}/ (readers' page; the workbench is at http://{host}:{port}{ADMIN_PATH}/, "
+              "login required)", flush=True)
     else:
         print(f"moodshelf: http://{host}:{port}/ (every tab on one page: without MOODSHELF_AUTH this page is the "
               "admin)", flush=True)

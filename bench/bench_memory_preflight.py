@@ -5,11 +5,14 @@ recorded (run_metrics.peak_memory_mb, the process's peak RSS) in the same run, a
     python bench/bench_memory_preflight.py                 # the default set (~6-8 min on 2 cores)
     python bench/bench_memory_preflight.py --only 1,4      # a subset, by row number
     python bench/bench_memory_preflight.py --steps 3
+    python bench/bench_memory_preflight.py --only 16      # the demo's own run (training/config_hub/demo.yaml)
 
 Each config is a real run through the project's path -- create_run() in a throwaway MOODSHELF_HOME with
-offline-generated approved samples, then `python -m training.sft --run-id N` in a fresh process (so one
-config's allocations never inflate the next one's peak), one at a time. Runs use eval_fraction=0 to save time
-(the eval pass holds no activations or gradients and stays below the training peak). The estimate gets the
+offline-generated approved samples (100 by default, as `moodshelf demo` makes), then `python -m training.sft
+--run-id N` in a fresh process (so one config's allocations never inflate the next one's peak), one at a time.
+Runs use eval_fraction=0 to save time (the eval pass holds no activations or gradients and stays below the
+training peak), except the demo's row, which is the demo's config file as it is (eval_fraction 0.1) with only
+max_steps set to --steps. The estimate gets the
 tokenized lengths of the training split; with max_length above the longest example it assumes the
 longest batch, which a 2-step run may not draw (so it can read a little high there).
 Target: within +-20% of the measured peak.
@@ -51,6 +54,8 @@ EXTRA: list[tuple[str, dict]] = [
     ("none b1 L512", dict(batch_size=1, max_length=512, quantization="none")),
     ("nf4 b4 L512 r64", dict(batch_size=4, max_length=512, lora_r=64, lora_alpha=128)),
 ]
+DEMO_CONFIG = ROOT / "training" / "config_hub" / "demo.yaml"
+DEMO_ROW = ("demo (config_hub/demo.yaml)", None)  # always offered (with --only), read from the file
 
 
 def converted_model(home: Path) -> Path:
@@ -74,7 +79,7 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated row numbers (1-based) to run")
     ap.add_argument("--extra", action="store_true", help="also run the held-out configs")
     ap.add_argument("--keep", action="store_true", help="keep the throwaway MOODSHELF_HOME (its path is printed)")
-    ap.add_argument("--samples", type=int, default=32, help="approved samples to generate")
+    ap.add_argument("--samples", type=int, default=100, help="approved samples to generate (the demo makes 100)")
     ap.add_argument("--model", type=Path, help="a model directory to use instead of the converted default "
                     "(a GPU machine without the GGUF: bench/random_model.py)")
     args = ap.parse_args()
@@ -101,7 +106,8 @@ def main() -> None:
     db = open_db()
     load_builtin_catalog(db)
     run_job(db, create_job(db, JobConfig(language="en", count=args.samples, seed=1, auto_approve=True)))
-    split = assign_splits(db, eval_fraction=0.0, seed=42, language="en")
+    # The demo's split (a tenth held out): its row evaluates on it; the other rows train on the rest only.
+    split = assign_splits(db, eval_fraction=0.1, seed=42, language="en")
     lengths = example_lengths(load_tokenizer(str(model_dir)), load_examples(db, split.train))
     model_config = AutoConfig.from_pretrained(model_dir)
     device = resolve_device("auto")  # the worker trains on the GPU when there is one
@@ -110,7 +116,9 @@ def main() -> None:
           f"{args.steps} steps per run; peak = max run_metrics.peak_memory_mb (CPU: peak RSS, "
           f"CUDA: torch.cuda.max_memory_allocated)\n", flush=True)
 
-    rows = list(enumerate(CONFIGS + (EXTRA if args.extra else []), 1))
+    rows = list(enumerate(CONFIGS + EXTRA + [DEMO_ROW], 1))
+    if not args.extra:
+        rows = [r for r in rows if r[1] not in EXTRA]
     if args.only:
         keep = {int(x) for x in args.only.split(",")}
         rows = [r for r in rows if r[0] in keep]
@@ -120,8 +128,11 @@ def main() -> None:
     results = []
     t_all = time.perf_counter()
     for n, (name, overrides) in rows:
-        cfg = TrainConfig(base_model=str(model_dir), max_steps=args.steps, eval_fraction=0.0, language="en",
-                          logging_steps=1, **overrides)
+        if overrides is None:  # the demo's row: its file, as `moodshelf demo` trains it
+            cfg = TrainConfig.from_yaml(DEMO_CONFIG).replace(base_model=str(model_dir), max_steps=args.steps)
+        else:
+            cfg = TrainConfig(base_model=str(model_dir), max_steps=args.steps, eval_fraction=0.0, language="en",
+                              logging_steps=1, **overrides)
         est = estimate_peak_memory(cfg, model_config, lengths, device=device)
         run_id = create_run(db, cfg, name=name)
         t0 = time.perf_counter()

@@ -74,7 +74,8 @@ class QueuedProvider(VendorClient):
     async def batch_results(self, batch_id: str) -> dict[str, Completion | str]:
         return self.batches[batch_id]
 
-    def stream_chat(self, messages: list[dict], *, max_tokens: int, usage: Usage) -> Iterator[str]:
+    def stream_chat(self, messages: list[dict], *, max_tokens: int, usage: Usage,
+                    temperature: float | None = None) -> Iterator[str]:
         self.tasks.append(messages)
         item = self._next() or ""
         if isinstance(item, BaseException):

@@ -129,6 +129,37 @@ def test_arena_battle_vote_reveal_and_leaderboard(catalog_db, adapter_run, tiny_
         demo.close()
 
 
+def test_arena_samples_at_the_chosen_temperature_so_two_battles_can_differ(catalog_db, adapter_run, tiny_model_dir,
+                                                                         free_port):
+    from gradio_client import Client
+
+    services = Services(db=catalog_db, base_model=tiny_model_dir)
+    pool = [f"run:{adapter_run} (tiny)", BASE_LABEL]
+    demo = build_app(services).queue()
+    demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
+        form = ["en", "anxious", "nurse", ["calm"], "the commute", "light and easy", "", True]
+
+        def answers(temperature: float) -> list[dict]:
+            for _ in range(2):
+                client.predict(pool, *form, temperature, api_name="/battle")
+            with catalog_db.session() as s:
+                rows = list(s.scalars(select(Comparison).order_by(Comparison.id.desc()).limit(2)))
+            return [{r["backend"]: r for r in row.results} for row in rows]
+
+        first, second = answers(0.0)  # greedy: the answer a reader gets, word for word the same
+        assert all(first[b]["output"] == second[b]["output"] and first[b]["temperature"] == 0 for b in pool)
+        first, second = answers(1.0)
+        assert any(first[b]["output"] != second[b]["output"] for b in pool)
+        assert all(first[b]["temperature"] == 1.0 for b in pool)
+        client.predict(api_name="/vote_tie")
+        with pytest.raises(Exception, match="between 0 and 1.5|greater than maximum value 1.5"):
+            client.predict(pool, *form, 3.0, api_name="/battle")
+    finally:
+        demo.close()
+
+
 def test_admin_tabs_need_a_login_and_no_key_reaches_the_page(catalog_db, free_port, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     server = serve(catalog_db, port=free_port, block=False, auth="admin:s3cret-pw")
@@ -142,13 +173,14 @@ def test_admin_tabs_need_a_login_and_no_key_reaches_the_page(catalog_db, free_po
             except httpx.HTTPError:
                 time.sleep(0.3)
         assert public.status_code == 200
-        assert tab_labels(public.json()) == {"Recommend", "Compare", "Arena"}
+        assert tab_labels(public.json()) == {"Recommend"}  # the readers' page; the rest is the workbench
         assert httpx.get(base + "/admin/config").status_code == 401
         with httpx.Client(base_url=base) as c:
             assert c.post("/admin/login", data={"username": "admin", "password": "wrong"}).status_code == 400
             assert c.post("/admin/login", data={"username": "admin", "password": "s3cret-pw"}).status_code == 200
             admin = c.get("/admin/config")
-            assert admin.status_code == 200 and {"Generate", "Curate", "Train"} <= tab_labels(admin.json())
+            assert admin.status_code == 200 and {"Compare", "Arena", "Generate", "Curate", "Train"} <= tab_labels(
+                admin.json())
             for page in (public.text, admin.text, httpx.get(base + "/").text, c.get("/admin/").text):
                 assert KEY not in page and "NEVERSHOWN" not in page and "s3cret-pw" not in page
     finally:

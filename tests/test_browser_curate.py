@@ -131,3 +131,32 @@ def test_filter_edit_approve_bulk_reject_export_in_the_browser(curate_app, tmp_p
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(records) == 1
     assert records[0]["messages"][-1] == {"role": "assistant", "content": first.output + " Edited in the browser."}
+
+
+def test_the_review_table_fits_1400_px_and_empty_number_boxes_stay_empty(curate_app):
+    # Issue 13, item 8: at 1400 px the table's last column was cut off on the right, and boxes with no value
+    # (a duplicate cluster, a sample id) showed "0", which reads as cluster 0 / sample 0.
+    from playwright.sync_api import expect
+
+    url, _ = curate_app
+    with _playwright()() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        page.get_by_role("tab", name="Curate").click()
+        expect(page.locator("#cur_table [data-testid='cell-0-0']")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 1
+        # Every header cell of the table is inside the window, or the table scrolls within itself.
+        cut = page.evaluate("""() => {
+            const t = document.querySelector('#cur_table');
+            const box = t.getBoundingClientRect();
+            const inner = [...t.querySelectorAll('[data-testid^="cell-0-"]')].map(c => c.getBoundingClientRect());
+            const scrolls = [...t.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1
+                && ['auto', 'scroll'].includes(getComputedStyle(e).overflowX));
+            return {right: Math.max(...inner.map(r => r.right)), box: box.right, width: window.innerWidth, scrolls};
+        }""")
+        assert cut["box"] <= cut["width"] and (cut["right"] <= cut["box"] + 1 or cut["scrolls"]), cut
+        for box in ("#cur_cluster", "#cur_sample_id"):
+            assert page.locator(f"{box} input").input_value() == "", box
+        browser.close()

@@ -84,11 +84,13 @@ def test_a_readers_thumbs_up_is_kept_for_that_model_and_shown_in_curate(catalog_
             (row,) = s.query(ReaderFeedback).all()
         assert row.backend == "offline template teacher" and row.vote == "up" and len(row.titles) == 3
 
-        page.locator("#rec_language").get_by_text("ko", exact=True).click()
-        page.wait_for_function("document.querySelector('#rec_button').innerText.includes('추천')")
-        page.locator("#rec_free_text textarea").fill("")
-        page.locator("#rec_button").click()
+        # Issue 13, item 1: an example request, clicked, fills the form (in its language) and asks at once.
+        page.locator("#rec_example_2").click()
         page.wait_for_function("document.querySelector('#rec_cards').innerText.includes('카탈로그에 있습니다')")
+        assert page.locator("#rec_button").inner_text() == "추천 받기"
+        assert page.locator("#rec_emotion input").input_value() == "지침"  # not reset by the language switch
+        assert page.locator("#rec_free_text textarea").input_value() == "짧은 장으로 나뉜 책이면 좋겠어요"
+        assert page.locator("#rec_answer textarea").input_value().startswith("1. ")
         page.screenshot(path=str(SHOTS / "recommend-ko.png"), full_page=True)
         page.get_by_role("tab", name="Curate").click()
         page.get_by_role("tab", name="Statistics").click()

@@ -1,16 +1,17 @@
 """Hangs and truncation in the chat backends: a hung API column gives up after the first-token timeout with one
 line (and says it is waiting until then); an answer that ended at its token limit is marked as cut short by every
 backend; a local answer cut in the middle of a Korean character never ends in U+FFFD."""
+import threading
 import time
 
 import pytest
 
-from app.answer_view import stats_line
+from app.answer_view import stats_line, waiting_line, writing_line
 from app.parallel import run_columns
 from app.services import Services
 from app.settings import AppSettings, SettingsError
 from fakes.fixtures import fake_anthropic, fake_openai  # noqa: F401
-from training.backends import FIRST_TOKEN_TIMEOUT_S, BackendError, BackendSpec, Usage, make_backend
+from training.backends import BASE_LABEL, FIRST_TOKEN_TIMEOUT_S, BackendError, BackendSpec, Usage, make_backend
 from training.reader_request import RecommendRequest
 
 KEY = "sk-test-abcdef123456"
@@ -64,6 +65,45 @@ def test_compare_column_says_it_is_waiting_then_fails_while_the_other_finishes(c
     final = states[-1][0]
     assert states[-1][1] and final[0].startswith("⚠️ openai:gpt-4.1-mini: no answer within 2.5 s")
     assert "first token" in final[1]  # the other column finished with its figures
+
+
+def test_local_columns_say_where_they_are_in_the_queue_then_that_they_write(catalog_db, adapter_run, tiny_model_dir):
+    services = Services(db=catalog_db, base_model=tiny_model_dir)
+    run_label = f"run:{adapter_run} (tiny)"
+    list(run_columns(services, [run_label, BASE_LABEL], REQUEST, max_new_tokens=8))  # loads and merges both
+    lm = services.model()  # the app's one shared local model
+    seen: list[list[str]] = []
+    reader = threading.Thread(target=lambda: seen.extend(list(s.lines) for s in run_columns(
+        services, [run_label, BASE_LABEL], REQUEST, max_new_tokens=60)), daemon=True)
+    with lm._models_lock:  # the first column's model is busy: it has its turn, the second waits behind it
+        reader.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("waiting: 1 ahead" in lines[1] for lines in list(seen)):
+            time.sleep(0.05)
+    reader.join(60)
+    waiting = [lines for lines in seen if "waiting: 1 ahead" in lines[1]]
+    assert waiting and waiting[0][0].startswith("*starting…")  # the first has its turn (its model is busy)
+    assert any(lines[0].startswith("*writing…") for lines in seen)
+    assert all("first token" in line for line in seen[-1])  # both finished with their figures
+
+
+def test_waiting_and_writing_lines_give_the_place_and_an_estimate():
+    from training.batching import StreamStats
+
+    class Local:
+        def __init__(self, **live):
+            self.stats = StreamStats(**live)
+
+        def queue_stats(self):
+            return self.stats
+
+    assert waiting_line(Local(ahead_now=2, wait_s=40.4), 3.2) == "*waiting: 2 ahead · about 40 s · waited 3 s*"
+    assert waiting_line(Local(ahead_now=1, wait_s=200, estimate_is_bound=True), 1, "ko") == \
+        "*대기 중: 앞에 1개 · 최대 3분 · 1초 기다림*"
+    assert waiting_line(Local(ahead_now=1), 2) == "*waiting: 1 ahead · waited 2 s*"  # no step measured yet
+    assert waiting_line(Local(ahead_now=0), 2) == "*starting… 2 s*"
+    assert waiting_line(Local(writing=True, left_s=12.2), 5) == "*writing… about 12 s left*"
+    assert writing_line(Local(writing=True, left_s=12.2), "ko") == "*쓰는 중… 약 12초 남음*"
 
 
 @pytest.mark.parametrize("vendor,reason", [("openai", "length"), ("anthropic", "max_tokens")])

@@ -329,3 +329,48 @@ def test_training_watch_sees_a_running_run(sqlite_db):
     with sqlite_db.begin() as s:
         s.add(TrainingRun(name="r", status="running", base_model="x"))
     assert watch()
+
+
+def test_a_queued_answer_knows_its_place_and_about_when_it_starts(lm):
+    from training.batching import BatchEngine, Row
+
+    engine = BatchEngine(model_for=lambda key: None, tokenizer=lm.tokenizer)
+
+    def row(key, generated=0, budget=200):
+        r = Row(prompt_ids=[1], model_key=key, max_new_tokens=budget, stop_ids={2})
+        r.generated = [5] * generated
+        return r
+
+    writing = row(None, generated=40)
+    lora_1, base, lora_2 = row("lora"), row(None), row("lora")
+    engine._active, engine._queue = [writing], __import__("collections").deque([lora_1, base, lora_2])
+    engine._step_s = 0.1
+    engine._estimate()  # no answer has finished: each row's budget (200 tokens) stands in, as an upper bound
+    assert writing.stats.left_s == pytest.approx(16.0) and writing.stats.estimate_is_bound
+    assert lora_1.stats.wait_s == pytest.approx(16.0) and base.stats.wait_s == pytest.approx(36.0)
+
+    engine._answer_tokens = 100.0  # answers turn out about 100 tokens long
+    engine._estimate()
+    assert writing.stats.left_s == pytest.approx(6.0) and not writing.stats.estimate_is_bound
+    assert [r.stats.ahead_now for r in (lora_1, base, lora_2)] == [1, 2, 3]
+    # lora_2 starts with lora_1 (one model's requests are decoded together); base waits for the lora turn too.
+    assert [r.stats.wait_s for r in (lora_1, base, lora_2)] == pytest.approx([6.0, 16.0, 6.0])
+
+
+def test_waiting_answers_see_their_place_in_the_queue_live(lm):
+    lm.engine._answer_tokens = None  # the module's model has answered before: measure these answers only
+    stats = [StreamStats() for _ in range(3)]
+    readers = []
+    with held_worker(lm, queued=2):  # the first request holds the worker (its model), the others queue
+        for i, s in enumerate(stats):
+            readers.append(threading.Thread(target=lambda s=s, i=i: list(lm.stream(PROMPTS[i], max_new_tokens=4,
+                                                                                     stats=s)), daemon=True))
+            readers[-1].start()
+            deadline = time.monotonic() + 30
+            while (lm.waiting(), lm.engine.running()) != (i, 1) and time.monotonic() < deadline:
+                time.sleep(0.005)
+        assert [s.ahead_now for s in stats] == [0, 1, 2] and not any(s.writing for s in stats)
+    for reader in readers:
+        reader.join(60)
+    assert all(s.writing and s.ahead_now == 0 for s in stats)
+    assert lm.engine._step_s is not None and 1 <= lm.engine._answer_tokens <= 4

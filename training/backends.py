@@ -98,6 +98,9 @@ class Backend(ABC):
     kind: ClassVar[str]
     can_stream: ClassVar[bool] = True
     first_token_timeout_s: float | None = None   # None: wait as long as it takes (a local model's queue)
+    # Sampling temperature of the next answers; None: the backend's default (greedy for a local model, so one
+    # request always gets one answer). The Arena sets it so two battles on one request can differ.
+    temperature: float | None = None
 
     def __init__(self, spec: BackendSpec, *, system_prompt: str | None = None):
         self.spec = spec
@@ -133,6 +136,11 @@ class Backend(ABC):
 
     def complete(self, messages: list[dict], *, max_new_tokens: int = 400) -> str:
         return "".join(self.stream(messages, max_new_tokens=max_new_tokens))
+
+    def queue_stats(self):
+        """The live place of the answer being streamed in a local model's queue (training/batching.StreamStats:
+        writing, ahead_now, wait_s, left_s), or None: an API answer waits on its server, not on a queue here."""
+        return None
 
     def describe_error(self, exc: Exception) -> str:
         return redact(f"{self.label}: {type(exc).__name__}: {exc}")
@@ -197,15 +205,23 @@ class LocalBackend(Backend):
         # Catalog-constrained decoding of the next answer (a training/constrained.RowConstraint, one per
         # answer: it keeps the answer's state), or None.
         self.constraint = None
+        from training.inference import StreamStats
+
+        self._stats = StreamStats()  # replaced by each answer's own; until then: its turn, nothing ahead
+
+    def queue_stats(self):
+        return self._stats
 
     def _deltas(self, messages, max_new_tokens):
         from training.inference import StreamStats
 
-        stats = StreamStats()
+        stats = self._stats = StreamStats()
         # The student was trained on user turns only; a system prompt written for API models would be a
         # distribution shift, so local backends never get one.
         chat = [m for m in messages if m.get("role") != "system"]
         extra = {"row_processor": self.constraint} if self.constraint is not None else {}
+        if self.temperature:
+            extra["temperature"] = self.temperature
         yield from self.local_model.stream(chat, adapter=self.adapter, max_new_tokens=max_new_tokens, stats=stats,
                                            **extra)
         self.usage.prompt_tokens, self.usage.completion_tokens = stats.prompt_tokens, stats.tokens
@@ -262,7 +278,7 @@ class APIBackend(Backend):
     def _deltas(self, messages, max_new_tokens):
         try:
             yield from self.client.stream_chat(self.with_system(messages), max_tokens=max_new_tokens,
-                                               usage=self.usage)
+                                               usage=self.usage, temperature=self.temperature)
         except CallError as e:
             raise BackendError(f"{self.label}: {e}") from None
         # A self-hosted server has no list price to estimate from.

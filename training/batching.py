@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 TOP_P = 0.9
 MAX_BATCH = 16  # rows decoded together; more cost more per step than a 2-core CPU gains
+EMA = 0.2       # weight of the newest figure in the running step time and answer length
 
 
 @dataclass
@@ -50,6 +51,12 @@ class StreamStats:
     queue_s: float = 0.0          # from the request to its prefill (waiting for the worker or another model)
     ahead: int = 0                # answers queued or being generated when it was asked
     batch_size: int = 0           # the most rows decoded beside it (itself included)
+    # Live, updated by the worker after every step (what a waiting page shows):
+    writing: bool = False         # prefilled: its tokens are being generated
+    ahead_now: int = 0            # while queued: answers the worker generates before it starts
+    wait_s: float | None = None   # while queued: estimated seconds until it starts (None: no figure yet)
+    left_s: float | None = None   # while writing: estimated seconds until it ends
+    estimate_is_bound: bool = False  # no answer has finished yet: the figures use token budgets (upper bounds)
 
 
 class Utf8Text:
@@ -164,6 +171,9 @@ class BatchEngine:
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
         self._closing = False
+        # What the estimates are made of: the time of one decode step, and how long answers turn out to be.
+        self._step_s: float | None = None
+        self._answer_tokens: float | None = None
 
     def waiting(self) -> int:
         """Answers asked for and not started yet."""
@@ -182,6 +192,7 @@ class BatchEngine:
             row.submitted = time.perf_counter()
             row.stats.ahead = len(self._queue) + sum(1 for r in self._active if not (r.done or r.cancelled))
             self._queue.append(row)
+            self._estimate()
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._work, name="local-generation", daemon=True)
                 self._worker.start()
@@ -227,7 +238,36 @@ class BatchEngine:
                 batch = None
             with self._cond:
                 self._active = list(batch.rows) if batch else []
+                self._estimate()
 
+    def _estimate(self) -> None:
+        """Tell every queued row how many answers come before it and about when it starts, and every writing row
+        about when it ends (called under the lock after each step).
+
+        A queued row starts when the running batch has drained and the models queued before its own have each
+        had their turn (requests for one model are decoded together, so each model ahead costs one answer's time).
+        An answer's length is the running average of finished answers; before one has finished, each row's token
+        budget stands in and the figures are upper bounds."""
+        step, typical = self._step_s, self._answer_tokens
+
+        def left_tokens(row: Row) -> int:
+            expected = typical if typical is not None else row.max_new_tokens
+            return max(1, min(row.max_new_tokens, round(expected)) - len(row.generated))
+
+        active = [r for r in self._active if not (r.done or r.cancelled)]
+        drain = 0.0
+        for r in active:  # taken by the worker: being written, or its model loading / its prompt prefilling
+            r.stats.estimate_is_bound = typical is None
+            r.stats.left_s = left_tokens(r) * step if step is not None else None
+            drain = max(drain, r.stats.left_s or 0.0)
+        models_ahead: list = []
+        for j, r in enumerate(r for r in self._queue if not r.cancelled):
+            if r.model_key not in models_ahead:
+                models_ahead.append(r.model_key)
+            turns = models_ahead.index(r.model_key)  # models whose turn comes before this row's
+            r.stats.ahead_now = len(active) + j
+            r.stats.estimate_is_bound = typical is None
+            r.stats.wait_s = None if step is None else drain + turns * left_tokens(r) * step
     def _take(self, batch: _Batch | None) -> list[Row]:
         """Rows to start now: with no batch, the oldest request's model and every request queued for it;
         with one, the requests for its model queued before any request for another model."""
@@ -243,6 +283,8 @@ class BatchEngine:
                     break
                 take.append(r)
         chosen = set(map(id, take))
+        for r in take:  # its turn has come: nothing is ahead of it any more
+            r.stats.ahead_now, r.stats.wait_s = 0, 0.0
         self._queue = deque(r for r in self._queue if id(r) not in chosen)
         self._active += take
         return take
@@ -280,6 +322,7 @@ class BatchEngine:
             batch.stack(fresh)
         for r in batch.rows:
             r.stats.batch_size = max(r.stats.batch_size, len(batch.rows))
+            r.stats.writing = True
         logits = out.logits[:, -1].float()
         first = len(batch.rows) - len(rows)
         alive = list(range(first)) + [first + i for i, r in enumerate(rows) if self._advance(r, logits[i])]
@@ -291,6 +334,7 @@ class BatchEngine:
         batch.keep(alive)
         if not batch.rows:
             return None
+        started = time.perf_counter()
         device = batch.mask.device
         ids = torch.tensor([[r.generated[-1]] for r in batch.rows], dtype=torch.long, device=device)
         positions = torch.tensor([[r.position] for r in batch.rows], dtype=torch.long, device=device)
@@ -302,6 +346,8 @@ class BatchEngine:
             r.position += 1
             r.stats.batch_size = max(r.stats.batch_size, len(batch.rows))
         batch.keep([i for i, r in enumerate(batch.rows) if self._advance(r, logits[i])])
+        took = time.perf_counter() - started
+        self._step_s = took if self._step_s is None else (1 - EMA) * self._step_s + EMA * took
         return batch if batch.rows else None
 
     def _advance(self, row: Row, scores: torch.Tensor) -> bool:
@@ -316,6 +362,7 @@ class BatchEngine:
             token = _choose(scores, row.temperature)
             row.generated.append(token)
             if row.ended_by(token):
+                self._answered(len(row.generated))
                 _finish(row)
                 return False
             delta = row.text.delta(row.generated)
@@ -323,12 +370,18 @@ class BatchEngine:
                 row.events.put(("text", delta))
             if len(row.generated) >= row.max_new_tokens:
                 row.stats.truncated = True  # the budget ran out before an end token: cut short
+                self._answered(len(row.generated))
                 _finish(row)
                 return False
             return True
         except BaseException as e:  # noqa: BLE001 - one row's failure is its caller's, not the batch's
             _finish(row, error=e)
             return False
+
+
+    def _answered(self, tokens: int) -> None:
+        t = self._answer_tokens
+        self._answer_tokens = float(tokens) if t is None else (1 - EMA) * t + EMA * tokens
 
 
 def _choose(scores: torch.Tensor, temperature: float) -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import random
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
@@ -169,10 +170,12 @@ class Recommender:
         return make_backend(spec, local_model=self.local_model(base), db=self.db)
 
     # -- steps ---------------------------------------------------------------------------------------------------
-    def prepare(self, request: RecommendRequest, label: str, *, constrained: bool = True) -> Prepared:
+    def prepare(self, request: RecommendRequest, label: str, *, constrained: bool = True,
+                temperature: float | None = None) -> Prepared:
         """Everything before generation: the prompt shape of the backend, retrieval when the shape uses
         candidates, the prompt, the backend, and for local backends (unless constrained=False) the catalog
-        constraint of this answer. Raises RecommendError or BackendError (one line each)."""
+        constraint of this answer. `temperature` > 0 samples the answer (None or 0: the backend's default,
+        greedy for a local model). Raises RecommendError or BackendError (one line each)."""
         spec = BackendSpec.from_label(label)
         shape = shape_for(self.db, spec)
         grid_request = request.grid_request()
@@ -190,12 +193,15 @@ class Recommender:
         messages = messages_for(shape, instruction_for(grid_request, n_books), input_for(grid_request), candidates,
                                 request.language, n_books)
         backend = self.backend_factory(label)
+        backend.temperature = temperature if temperature else None
         if isinstance(backend, OfflineTeacherBackend):  # it answers the request itself, as it wrote samples
             from datagen.providers.base import TeacherTask
 
+            # Sampling, for the template teacher, is a fresh seed for its tie-breaking jitter.
+            seed = random.randrange(2**31) if temperature else self.seed
             backend.task = TeacherTask(index=0, request=grid_request, candidates=candidates, n_books=n_books,
                                        instruction=instruction_for(grid_request, n_books),
-                                       input_text=input_for(grid_request), seed=self.seed, messages=messages)
+                                       input_text=input_for(grid_request), seed=seed, messages=messages)
         model = getattr(backend, "local_model", None)
         if spec.is_local and model is not None:
             from training.presets import language_notice

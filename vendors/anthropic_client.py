@@ -103,13 +103,16 @@ class AnthropicClient(VendorClient):
     def open_chat(self) -> None:
         self.sync_client  # noqa: B018 - built now, outside the first-token deadline
 
-    def stream_chat(self, messages: list[dict], *, max_tokens: int, usage: Usage) -> Iterator[str]:
+    def stream_chat(self, messages: list[dict], *, max_tokens: int, usage: Usage,
+                    temperature: float | None = None) -> Iterator[str]:
         import anthropic
 
         system, chat = split_system(messages)
         body = {"model": self.model, "max_tokens": max_tokens, "messages": chat}
         if system:
             body["system"] = system
+        if temperature is not None:
+            body["temperature"] = min(temperature, 1.0)  # Anthropic's range is 0–1
         try:
             with self.sync_client.messages.stream(**body) as stream:
                 yield from stream.text_stream

@@ -225,9 +225,10 @@ class VendorClient(ABC):
         """Build what `stream_chat` needs now (the SDK client), so that a first-token deadline later measures
         the server, not the client's construction."""
 
-    def stream_chat(self, messages: list[dict], *, max_tokens: int, usage: Usage) -> Iterator[str]:
+    def stream_chat(self, messages: list[dict], *, max_tokens: int, usage: Usage,
+                    temperature: float | None = None) -> Iterator[str]:
         """Yield text deltas of the answer to `messages`; fill `usage` (tokens, finish reason, truncated).
-        Raise CallError for a failed call."""
+        `temperature`: sample at it (None: the vendor's default). Raise CallError for a failed call."""
         raise VendorError(f"The {self.label} provider does not chat: pick a chat backend.")
 
     # -- batch API (can_batch) -------------------------------------------------------------------------------

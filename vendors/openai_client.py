@@ -123,13 +123,15 @@ class OpenAIClient(VendorClient):
     def open_chat(self) -> None:
         self.sync_client  # noqa: B018 - built now, outside the first-token deadline
 
-    def stream_chat(self, messages: list[dict], *, max_tokens: int, usage: Usage) -> Iterator[str]:
+    def stream_chat(self, messages: list[dict], *, max_tokens: int, usage: Usage,
+                    temperature: float | None = None) -> Iterator[str]:
         import openai
 
+        extra = {"temperature": temperature} if temperature is not None else {}
         try:
             stream = self.sync_client.chat.completions.create(
                 model=self.model, messages=messages, max_tokens=max_tokens, stream=True,
-                stream_options={"include_usage": True})
+                stream_options={"include_usage": True}, **extra)
             for chunk in stream:
                 if chunk.usage is not None:  # the last chunk (choices []) carries the usage
                     usage.prompt_tokens = chunk.usage.prompt_tokens
