@@ -47,7 +47,9 @@ pads each batch to its longest row; h, i, nh, hd, V, layers from the model confi
   allocator    CPU only: glibc keeps freed activation memory that later tensors cannot always reuse, so peak
                RSS exceeds the live tensors by a share of the step's full activation volume (measured from
                per-layer RSS traces: 0.4-0.5 with non-quantized base layers, 0-0.5 and 0.1 on average with
-               nf4, more with gradient checkpointing, whose recompute frees a layer's worth per layer).
+               nf4 under bf16 autocast, 0.3 with nf4 in fp32 -- a CPU without native bf16, where the share
+               measured 0.45-0.55 on one box and about 0.1 on another, so 0.3 keeps both within +-17%; more
+               with gradient checkpointing, whose recompute frees a layer's worth per layer).
 
   mixed precision (bf16 autocast, CPU or CUDA, k-bit base): the norms stay fp32, so each layer also keeps
                their fp32 intermediates (2h x 4 B) and the dropout outputs of the norm-fed LoRA modules
@@ -57,7 +59,9 @@ pads each batch to its longest row; h, i, nh, hd, V, layers from the model confi
 
 peak = the sum of the terms. bench/bench_memory_preflight.py compares it with measured peaks on SmolLM2-135M:
 on CPU within +-15% in fp32 (15 configs, worst -13.6%) and within +-12% with bf16 autocast (bench/results/
-memory_preflight_cpu.md); on an H100 15/15
+memory_preflight_cpu.md); in fp32 on a 2-core AMD EPYC, with 100 samples (4 x 503 tokens) and the demo's own
+config among the rows, 6/6 within -17.4%...-10.2% before the fp32 share and -10.4%...-4.8% after
+(bench/results/memory_preflight_cpu_fp32.md); on an H100 15/15
 within +-20% (worst -15.4%; bench/results/memory_preflight_gpu.md). The measured peak itself varies 5-8% run
 to run on CPU.
 """
@@ -78,7 +82,9 @@ CPU_BNB_CODE_MIB = 115.0
 # the size of freed blocks, up to 32 MiB, so mid-sized activations land in the heap and leave holes): peak RSS
 # exceeds the live tensors by this share of the step's full activation volume (measured on SmolLM2-135M,
 # bench/bench_memory_preflight.py and per-layer RSS traces). Non-quantized base layers fragment the most.
-CPU_ALLOCATOR_SHARE = {"none": 0.45, "quantized": 0.10, "quantized+grad_ckpt": 0.10}
+# In fp32 (a CPU without native bf16) every activation is twice as large and more of them land in the heap:
+# 0.30 for nf4 (a 2-core AMD EPYC without AVX512, 6 configs, bench/results/memory_preflight_cpu_fp32.md).
+CPU_ALLOCATOR_SHARE = {"none": 0.45, "quantized": 0.10, "quantized fp32": 0.30, "quantized+grad_ckpt": 0.10}
 # torch.cuda.max_memory_allocated does not see the CUDA context, only tensors and workspaces...
 CUDA_RUNTIME_MIB = 64.0  # cuBLAS/cuBLASLt workspaces, taken through torch's allocator (H100: 60-80 MiB)
 # ...but a new training process needs one, so fits()/preflight() keep this much free on top.
@@ -348,7 +354,8 @@ def estimate_peak_memory(cfg: TrainConfig, model_config, seq_lengths: list[int],
     allocator = 0.0
     if not on_cuda:
         share = CPU_ALLOCATOR_SHARE["none" if cfg.quantization == "none" else
-                                    "quantized+grad_ckpt" if cfg.gradient_checkpointing else "quantized"]
+                                    "quantized+grad_ckpt" if cfg.gradient_checkpointing else
+                                    "quantized fp32" if d == 4 else "quantized"]
         allocator = share * tokens * shape.layers * per_layer_elems * d
 
     return MemoryEstimate(device="cuda" if on_cuda else "cpu", batch_size=cfg.batch_size, seq_len=seq_len,
