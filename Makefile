@@ -38,7 +38,7 @@ serve: setup
 # Two pytest workers (pytest-xdist), one test file each at a time: most of the suite waits on servers, worker
 # processes and browsers rather than computing, so two at once take about two thirds of the time on 2 cores.
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=12
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
