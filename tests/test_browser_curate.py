@@ -14,6 +14,14 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.browser
+TABLE_FIT_JS = """() => {
+    const t = document.querySelector('#cur_table');
+    const box = t.getBoundingClientRect();
+    const cells = [...t.querySelectorAll('[data-testid^="cell-0-"]')].map(c => c.getBoundingClientRect());
+    const scrolls = [...t.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1
+        && ['auto', 'scroll'].includes(getComputedStyle(e).overflowX));
+    return {right: Math.max(...cells.map(r => r.right)), box: box.right, width: window.innerWidth, scrolls};
+}"""
 
 
 def _playwright():
@@ -58,11 +66,20 @@ def test_filter_edit_approve_bulk_reject_export_in_the_browser(curate_app, tmp_p
 
     with _playwright()() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        page = browser.new_page(accept_downloads=True)
+        page = browser.new_page(accept_downloads=True, viewport={"width": 1400, "height": 900})
         page.set_default_timeout(30_000)
         page.goto(url)
         page.get_by_role("tab", name="Curate").click()
         expect(page.locator("#cur_summary")).to_contain_text(f"{len(everything)} samples match")
+
+        # Issue 13, item 8: at 1400 px the table's last column was cut off on the right, and boxes with no value
+        # (a duplicate cluster, a sample id) showed "0", which reads as cluster 0 / sample 0.
+        expect(page.locator("#cur_table [data-testid='cell-0-0']")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 1
+        cut = page.evaluate(TABLE_FIT_JS)  # every first-row cell inside the table's box, or the table scrolls
+        assert cut["box"] <= cut["width"] and (cut["right"] <= cut["box"] + 1 or cut["scrolls"]), cut
+        for box in ("#cur_cluster", "#cur_sample_id"):
+            assert page.locator(f"{box} input").input_value() == "", box
         # The sub-tabs sit in one strip (a Tab built outside its Tabs got a strip of its own, hidden).
         strip = page.get_by_role("tablist").filter(has=page.get_by_role("tab", name="Review", exact=True))
         for name in ("Clusters", "Statistics", "Split & files"):
@@ -132,31 +149,3 @@ def test_filter_edit_approve_bulk_reject_export_in_the_browser(curate_app, tmp_p
     assert len(records) == 1
     assert records[0]["messages"][-1] == {"role": "assistant", "content": first.output + " Edited in the browser."}
 
-
-def test_the_review_table_fits_1400_px_and_empty_number_boxes_stay_empty(curate_app):
-    # Issue 13, item 8: at 1400 px the table's last column was cut off on the right, and boxes with no value
-    # (a duplicate cluster, a sample id) showed "0", which reads as cluster 0 / sample 0.
-    from playwright.sync_api import expect
-
-    url, _ = curate_app
-    with _playwright()() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(30_000)
-        page.goto(url)
-        page.get_by_role("tab", name="Curate").click()
-        expect(page.locator("#cur_table [data-testid='cell-0-0']")).to_be_visible()
-        assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 1
-        # Every header cell of the table is inside the window, or the table scrolls within itself.
-        cut = page.evaluate("""() => {
-            const t = document.querySelector('#cur_table');
-            const box = t.getBoundingClientRect();
-            const inner = [...t.querySelectorAll('[data-testid^="cell-0-"]')].map(c => c.getBoundingClientRect());
-            const scrolls = [...t.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1
-                && ['auto', 'scroll'].includes(getComputedStyle(e).overflowX));
-            return {right: Math.max(...inner.map(r => r.right)), box: box.right, width: window.innerWidth, scrolls};
-        }""")
-        assert cut["box"] <= cut["width"] and (cut["right"] <= cut["box"] + 1 or cut["scrolls"]), cut
-        for box in ("#cur_cluster", "#cur_sample_id"):
-            assert page.locator(f"{box} input").input_value() == "", box
-        browser.close()
