@@ -15,13 +15,6 @@ for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "DATABASE_URL"):
     os.environ.pop(key, None)
 
 
-def pytest_collection_modifyitems(items):
-    """The real-model end-to-end tests (marked slow) are the suite's long pole: collected first, so that under
-    `make test` (pytest-xdist, one file per worker at a time, in collection order: --no-loadscope-reorder) one
-    worker starts them at once while the other works through the rest, instead of running them alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the rest keep their order
-
-
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     h = tmp_path / "home"

@@ -77,7 +77,7 @@ def test_local_columns_say_where_they_are_in_the_queue_then_that_they_write(cata
         services, [run_label, BASE_LABEL], REQUEST, max_new_tokens=60)), daemon=True)
     with lm._models_lock:  # the first column's model is busy: it has its turn, the second waits behind it
         reader.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 180  # ends as soon as it is seen; a loaded CI box may take long to start
         while time.monotonic() < deadline and not any("waiting: 1 ahead" in lines[1] for lines in list(seen)):
             time.sleep(0.05)
     reader.join(60)
