@@ -35,11 +35,11 @@ demo: setup
 serve: setup
 	$(BIN)/moodshelf serve
 
-# Two pytest workers (pytest-xdist), one test file each at a time: most of the suite waits on servers, worker
-# processes and browsers rather than computing, so two at once take about two thirds of the time on 2 cores.
-# (Starting the real-model end-to-end run first was tried: beside the rest it took 23 min instead of 10 alone.)
+# Two pytest workers (pytest-xdist), one test file each at a time, each pinned to a core of its own with what it
+# starts (tests/conftest.py: torch's thread pools busy-wait, so processes sharing cores slowed each other many
+# times over); files in tests/conftest.py's order, slowest first, so that both workers end together.
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=12
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=12
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"

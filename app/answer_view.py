@@ -68,7 +68,7 @@ def waiting_line(backend, waited_s: float, language: str = "en") -> str:
     """What a column shows before its first token. A local answer says where it is in the shared model's queue
     ("waiting: 2 ahead · about 40 s") or that it is being written; an API answer says how long it has waited
     and when it will give up."""
-    stats = backend.queue_stats() if hasattr(backend, "queue_stats") else None
+    stats = backend.queue_stats()
     if stats is not None:
         if stats.writing:
             return writing_line(backend, language)
@@ -86,9 +86,14 @@ def waiting_line(backend, waited_s: float, language: str = "en") -> str:
 
 def writing_line(backend, language: str = "en") -> str:
     """What a column shows while its answer streams: "writing…", with the time left for a local answer."""
-    stats = backend.queue_stats() if hasattr(backend, "queue_stats") else None
+    stats = backend.queue_stats()
     left = _estimate(stats.left_s, stats.estimate_is_bound, language, left=True, sep=" ") if stats is not None else ""
     return f"*쓰는 중…{left}*" if language == "ko" else f"*writing…{left}*"
+
+
+def progress_line(backend, has_text: bool, waited_s: float, language: str = "en") -> str:
+    """The line under an answer on each tick: "writing…" once its text has begun, else where it waits."""
+    return writing_line(backend, language) if has_text else waiting_line(backend, waited_s, language)
 
 
 def _estimate(seconds: float | None, bound: bool, language: str, *, left: bool = False, sep: str = " · ") -> str:

@@ -80,10 +80,15 @@ def add_serve_commands(sub) -> None:
     p.add_argument("--max-steps", type=int, default=None,
                    help=f"QLoRA steps (default: max_steps of the demo's preset, "
                         f"{DEMO_PRESET.relative_to(DEMO_PRESET.parents[2])}; its comments say why)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="QLoRA batch size (default: the preset's 4; a smaller batch needs less memory and learns "
+                        "from fewer tokens per step; the run's log prints its memory estimate)")
     p.add_argument("--no-train", action="store_true", help="skip the training run")
     p.add_argument("--eval-count", type=int, default=20,
                    help="unseen grid requests the base model and the demo run are evaluated on after training, "
                         "constrained decoding on and off (default 20; 0 skips the evaluation)")
+    p.add_argument("--eval-max-new-tokens", type=int, default=320,
+                   help="token budget of each evaluated answer (default 320: a whole five-book answer)")
     p.add_argument("--retrain", action="store_true", help="train again even if an earlier demo run completed")
     p.add_argument("--no-serve", action="store_true", help="stop after the pipeline instead of serving the app")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only; "
@@ -93,9 +98,9 @@ def add_serve_commands(sub) -> None:
 
     p = _command(sub, "serve", commands.cmd_serve,
                  help="serve the Gradio app",
-                 description="Serve the app on http://HOST:PORT. With MOODSHELF_AUTH=user:password set, the "
-                             "admin tabs (Generate, Train) move to /admin/ behind a login; Recommend, Compare "
-                             "and Arena stay public at /.")
+                 description="Serve the app on http://HOST:PORT. With MOODSHELF_AUTH=user:password set, "
+                             "readers get the Recommend tab alone at /, and the workbench (Compare, Arena, "
+                             "Generate, Curate, Train, Evaluate, Backends) moves to /admin/ behind a login.")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only; "
                                                        "another needs MOODSHELF_AUTH or --allow-open-admin)")
     p.add_argument("--port", type=int, default=7860)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from app.commands import _check_bind, _db, check_port_free, check_serve_settings
 from app.progress import print_comparison, run_generation, run_training, watch_evals
+from db.errors import UserError
 
 if TYPE_CHECKING:
     from db.engine import Database
@@ -70,9 +71,17 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from training.base_model import resolve_base_model
     from training.config import DEMO_PRESET, TrainConfig
 
-    # The run's settings are a preset (training/config_hub/demo.yaml); --max-steps and --language override it.
+    # The run's settings are a preset (training/config_hub/demo.yaml); --max-steps, --batch-size and --language
+    # override it.
     preset = TrainConfig.from_yaml(DEMO_PRESET)
     max_steps = args.max_steps if args.max_steps is not None else preset.max_steps
+    overrides = {"max_steps": max_steps, "language": args.language}
+    if args.batch_size is not None:
+        overrides["batch_size"] = args.batch_size
+    train_cfg = preset.replace(**overrides).validate()  # bad flags are found now, not after the samples
+    if args.eval_count < 0 or args.eval_max_new_tokens < 1:  # found now, not after the training run
+        raise UserError(f"--eval-count must be 0 or more (got {args.eval_count}) and --eval-max-new-tokens "
+                        f"at least 1 (got {args.eval_max_new_tokens}).")
     if not args.no_serve:  # fail before minutes of work, not after
         check_serve_settings(args.port)
         _check_bind(args)
@@ -95,18 +104,17 @@ def cmd_demo(args: argparse.Namespace) -> None:
         run_generation(db, create_job(db, cfg))
     if not args.no_train:
         print(f"[4/{steps}] QLoRA fine-tune: 4-bit NF4 base + LoRA, {max_steps} steps (own process)")
-        name = f"demo ({args.language}, {max_steps} steps)"
+        name = f"demo ({args.language}, {max_steps} steps" + (f", batch {args.batch_size})" if args.batch_size else ")")
         earlier = _completed_run(db, name)
         run_id = earlier
         if earlier is not None and not args.retrain:
             print(f"      run {earlier} ({name}) already completed: reusing its adapter (--retrain to train again)")
         else:
-            train_cfg = preset.replace(max_steps=max_steps, language=args.language).validate()
             run_id = run_training(db, train_cfg, name=name)
         if evaluate:
             print(f"[5/{steps}] evaluation: base model and run {run_id} on {args.eval_count} unseen {args.language} "
                   "grid requests, constrained decoding on and off (one worker)")
-            demo_evaluation(db, run_id, args.language, args.eval_count)
+            demo_evaluation(db, run_id, args.language, args.eval_count, args.eval_max_new_tokens)
         from training.publish import publish_run, reader_name, reader_run
 
         publish_run(db, run_id)  # the operator's choice, made by the demo: readers get this run, not a later test

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from app.answer_view import cards_markdown, result_record, stats_line, waiting_line, writing_line
+from app.answer_view import cards_markdown, progress_line, result_record, stats_line, writing_line
 from app.escape import html_text
 from app.services import Services, cards_of
 from training.backends import BackendError
@@ -61,10 +61,9 @@ def run_columns(services: Services, labels: list[str], request: RecommendRequest
             for k, p in enumerate(prepared):
                 if finished[k]:
                     continue
-                if state.texts[k]:
-                    state.lines[k] = writing_line(p.backend, language)
-                elif waited >= 1.0 or p.backend.queue_stats() is not None:  # a queue place is worth showing at once
-                    state.lines[k] = waiting_line(p.backend, waited, language)
+                # An API column's wait is worth a line after a second; a queue place at once.
+                if state.texts[k] or waited >= 1.0 or p.backend.queue_stats() is not None:
+                    state.lines[k] = progress_line(p.backend, bool(state.texts[k]), waited, language)
             yield state
             continue
         i = up.column

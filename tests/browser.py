@@ -36,6 +36,14 @@ def require_browser() -> None:
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
 
 
+def api_client(url: str):
+    """gradio_client's Client for the app at `url`, patient with a loaded machine: its default 5 s timeout for
+    fetching the app's config ran out on CI while a training run shared the two cores."""
+    from gradio_client import Client
+
+    return Client(url, verbose=False, httpx_kwargs={"timeout": 60})
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -91,8 +99,11 @@ class AppServer:
 
 @contextlib.contextmanager
 def chromium() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # expect()'s own 5 s default ran out on CI while a training run shared the two cores; a passing check
+    # returns as soon as it holds, so a longer limit costs nothing.
+    expect.set_options(timeout=30_000)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox", "--disable-dev-shm-usage"])

@@ -6,21 +6,18 @@ import pytest
 from sqlalchemy import select
 
 from app.services import BASE_LABEL, Services, form_request
+from browser import api_client
 from datagen.job_config import JobConfig
 from datagen.jobs import create_job, run_job
 from db.models import Comparison
 from training.config import TrainConfig
-from training.runs import create_run, start_run, wait_for_run
 
 
 @pytest.fixture
-def trained(catalog_db, tiny_model_dir):
-    run_job(catalog_db, create_job(catalog_db, JobConfig(language="en", count=12, seed=2, auto_approve=True)))
-    run_id = create_run(catalog_db, TrainConfig(base_model=tiny_model_dir, max_steps=2, batch_size=2, lora_r=4,
-                                                max_length=256, eval_fraction=0.2), name="tiny")
-    start_run(catalog_db, run_id)
-    assert wait_for_run(catalog_db, run_id, poll_s=0.5).status == "completed"
-    return catalog_db, run_id
+def trained(catalog_db, adapter_run):
+    """A completed run on the tiny model (conftest's adapter_run: a real peft adapter, no training; the Train tab
+    test below trains one for real)."""
+    return catalog_db, adapter_run
 
 
 def test_empty_request_is_refused_in_both_languages():
@@ -47,8 +44,6 @@ def test_adapter_of_a_different_base_model_is_refused(trained, tiny_model_dir):
 
 
 def test_served_app_recommends_and_compares(trained, tiny_model_dir, free_port):
-    from gradio_client import Client
-
     from app.ui import build_app
 
     db, run_id = trained
@@ -60,7 +55,7 @@ def test_served_app_recommends_and_compares(trained, tiny_model_dir, free_port):
     demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False,
                 quiet=True)
     try:
-        client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
+        client = api_client(f"http://127.0.0.1:{free_port}/")
         answer, cards, crisis = client.predict(run_label, "en", "anxious", "nurse", ["calm"], "the commute",
                                                "light and easy", "", api_name="/recommend")
         assert crisis == ""  # an ordinary request: no crisis message
@@ -93,8 +88,6 @@ def test_served_app_recommends_and_compares(trained, tiny_model_dir, free_port):
 def test_generate_tab_starts_a_worker_job_and_reports_bad_input(catalog_db, free_port):
     import time
 
-    from gradio_client import Client
-
     from app.ui import build_app
     from db.models import GenerationJob
 
@@ -102,7 +95,7 @@ def test_generate_tab_starts_a_worker_job_and_reports_bad_input(catalog_db, free
     demo.queue()
     demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
     try:
-        client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
+        client = api_client(f"http://127.0.0.1:{free_port}/")
         grid = ["anxious", "nurse", "calm\ncomfort", "the commute", "light and easy"]
         args = ["offline", "", "", "en", 6, 1, 3, 12, 2, 0, 0, True, False, False, 45]
         job_id, progress, history = client.predict(*args, *grid, api_name="/start_job_clicked")
@@ -129,8 +122,6 @@ def test_generate_tab_starts_a_worker_job_and_reports_bad_input(catalog_db, free
 def test_train_tab_checks_the_dataset_then_trains_and_shows_progress(catalog_db, tiny_model_dir, free_port):
     import time
 
-    from gradio_client import Client
-
     from app.train_tab import FIELDS
     from app.ui import build_app
     from db.models import TrainingRun
@@ -140,7 +131,7 @@ def test_train_tab_checks_the_dataset_then_trains_and_shows_progress(catalog_db,
     demo.queue()
     demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
     try:
-        client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
+        client = api_client(f"http://127.0.0.1:{free_port}/")
         cfg = TrainConfig(base_model=tiny_model_dir, max_steps=3, batch_size=2, lora_r=4, max_length=256,
                           eval_fraction=0.2, language="en")
         values = [getattr(cfg, f) for f in FIELDS]

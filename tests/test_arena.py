@@ -11,6 +11,7 @@ from sqlalchemy import select
 from app.arena_tab import MIN_VOTES_FOR_INTERVAL, arena_battles, leaderboard_table, pick_pair
 from app.services import BASE_LABEL, Services
 from app.ui import build_app, parse_auth, serve
+from browser import api_client
 from db.models import Comparison
 from fakes.fixtures import fake_openai  # noqa: F401
 from training.leaderboard import Battle
@@ -63,8 +64,6 @@ def test_the_interval_appears_once_a_backend_has_enough_votes(sqlite_db):
 
 def test_compare_streams_three_columns_and_a_failing_one_keeps_the_others(catalog_db, adapter_run, tiny_model_dir,
                                                                            fake_openai, monkeypatch, free_port):
-    from gradio_client import Client
-
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
     services = Services(db=catalog_db, base_model=tiny_model_dir)
@@ -72,7 +71,7 @@ def test_compare_streams_three_columns_and_a_failing_one_keeps_the_others(catalo
     demo = build_app(services).queue()
     demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
     try:
-        client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
+        client = api_client(f"http://127.0.0.1:{free_port}/")
         form = ["en", "anxious", "nurse", ["calm"], "the commute", "light and easy", ""]
         out = client.predict(run_label, BASE_LABEL, "openai:gpt-4.1-mini", *form, api_name="/compare")
         texts, stats = out[0::2], out[1::2]
@@ -101,14 +100,12 @@ def test_compare_streams_three_columns_and_a_failing_one_keeps_the_others(catalo
 
 
 def test_arena_battle_vote_reveal_and_leaderboard(catalog_db, adapter_run, tiny_model_dir, free_port):
-    from gradio_client import Client
-
     services = Services(db=catalog_db, base_model=tiny_model_dir)
     run_label = f"run:{adapter_run} (tiny)"
     demo = build_app(services).queue()
     demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
     try:
-        client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
+        client = api_client(f"http://127.0.0.1:{free_port}/")
         form = ["en", "anxious", "nurse", ["calm"], "the commute", "light and easy", ""]
         out = client.predict([run_label, BASE_LABEL], *form, api_name="/battle")
         shown = " ".join(str(x) for x in out)
@@ -131,14 +128,12 @@ def test_arena_battle_vote_reveal_and_leaderboard(catalog_db, adapter_run, tiny_
 
 def test_arena_samples_at_the_chosen_temperature_so_two_battles_can_differ(catalog_db, adapter_run, tiny_model_dir,
                                                                          free_port):
-    from gradio_client import Client
-
     services = Services(db=catalog_db, base_model=tiny_model_dir)
     pool = [f"run:{adapter_run} (tiny)", BASE_LABEL]
     demo = build_app(services).queue()
     demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
     try:
-        client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
+        client = api_client(f"http://127.0.0.1:{free_port}/")
         form = ["en", "anxious", "nurse", ["calm"], "the commute", "light and easy", "", True]
 
         def answers(temperature: float) -> list[dict]:

@@ -7,12 +7,12 @@ against the database and the downloaded file.
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
+from browser import chromium, require_browser
+
 pytestmark = pytest.mark.browser
 TABLE_FIT_JS = """() => {
     const t = document.querySelector('#cur_table');
@@ -22,16 +22,6 @@ TABLE_FIT_JS = """() => {
         && ['auto', 'scroll'].includes(getComputedStyle(e).overflowX));
     return {right: Math.max(...cells.map(r => r.right)), box: box.right, width: window.innerWidth, scrolls};
 }"""
-
-
-def _playwright():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (pip install -e '.[test]')")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    return sync_playwright
 
 
 @pytest.fixture
@@ -51,6 +41,7 @@ def curate_app(catalog_db, free_port):
 
 
 def test_filter_edit_approve_bulk_reject_export_in_the_browser(curate_app, tmp_path):
+    require_browser()
     from playwright.sync_api import expect
 
     from db.curation import SampleFilter, page as sample_page
@@ -64,8 +55,7 @@ def test_filter_edit_approve_bulk_reject_export_in_the_browser(curate_app, tmp_p
     first = matching.rows[0]
     assert matching.total >= 1
 
-    with _playwright()() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+    with chromium() as browser:
         page = browser.new_page(accept_downloads=True, viewport={"width": 1400, "height": 900})
         page.set_default_timeout(30_000)
         page.goto(url)
@@ -143,7 +133,6 @@ def test_filter_edit_approve_bulk_reject_export_in_the_browser(curate_app, tmp_p
             page.locator("#cur_export_file a").first.click()
         path = tmp_path / "downloaded.jsonl"
         download.value.save_as(path)  # the browser's copy goes away with the browser
-        browser.close()
 
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(records) == 1

@@ -66,6 +66,14 @@ def test_invalid_train_flags_report_all_problems(home, capsys):
     assert "lora_r must be > 0" in err and "learning_rate must be > 0" in err
 
 
+def test_bad_demo_evaluation_flags_are_refused_before_any_work(home, capsys):
+    assert main(["demo", "--no-serve", "--eval-max-new-tokens", "0"]) == 2
+    assert "--eval-max-new-tokens at least 1 (got 0)" in capsys.readouterr().err
+    assert main(["demo", "--no-serve", "--batch-size", "0"]) == 2
+    assert "batch_size must be > 0" in capsys.readouterr().err
+    assert not (home / "moodshelf.db").exists()  # nothing was started: no catalog, no samples, no run
+
+
 def test_generate_then_train_without_approved_samples_is_clear(home, capsys):
     assert main(["generate", "--count", "5", "--language", "en"]) == 0  # not approved: pending review
     assert main(["train", "--max-steps", "1"]) == 2

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from app.services import Services
+from browser import api_client
 from datagen.job_config import JobConfig
 from datagen.jobs import create_job, run_job
 from db.models import Sample
@@ -26,8 +27,6 @@ def with_filter(**kw):
 
 @pytest.fixture
 def client(catalog_db, free_port):
-    from gradio_client import Client
-
     from app.ui import build_app
 
     run_job(catalog_db, create_job(catalog_db, JobConfig(language="en", count=12, seed=2)))
@@ -35,7 +34,7 @@ def client(catalog_db, free_port):
     demo.queue()
     demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
     try:
-        yield Client(f"http://127.0.0.1:{free_port}/", verbose=False), catalog_db
+        yield api_client(f"http://127.0.0.1:{free_port}/"), catalog_db
     finally:
         demo.close()
 

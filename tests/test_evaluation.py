@@ -9,10 +9,11 @@ import time
 import pytest
 from sqlalchemy import select
 
+from browser import api_client
 from datagen.job_config import JobConfig
 from datagen.jobs import create_job, run_job
-from fakes.fixtures import fake_openai  # noqa: F401
 from db.models import EvalResult, EvalRun
+from fakes.fixtures import fake_openai  # noqa: F401
 from training.config import TrainConfig
 from training.data import assign_splits
 from training.eval_config import EvalConfig, EvalError, backend_name, parse_backend
@@ -229,8 +230,6 @@ def test_api_failure_fails_the_evaluation_with_one_clear_line(split_db, fake_ope
 
 def test_evaluate_tab_starts_a_worker_shows_progress_and_results_and_refuses_bad_input(split_db, tiny_model_dir,
                                                                                        free_port, monkeypatch):
-    from gradio_client import Client
-
     from app.services import Services
     from app.ui import build_app
 
@@ -239,7 +238,7 @@ def test_evaluate_tab_starts_a_worker_shows_progress_and_results_and_refuses_bad
     demo.queue()
     demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
     try:
-        client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
+        client = api_client(f"http://127.0.0.1:{free_port}/")
         ids, status, table, chart = client.predict(["base"], "", None, 2, 8, "", api_name="/start_evaluation")
         (eval_id,) = [int(x) for x in ids.split(",")]
         (ev,) = wait_for_evals(split_db, [eval_id], poll_s=0.3)

@@ -9,6 +9,7 @@ import pytest
 
 from app.offered import OfferError, add_custom_backend, key_sent, spec_for
 from app.services import BASE_LABEL, Services
+from browser import api_client
 from fakes.fixtures import fake_openai  # noqa: F401
 from fakes.openai_server import FakeOpenAIServer
 from training.backends import BackendError
@@ -62,8 +63,6 @@ def wait_until_up(url: str, timeout_s: float = 30) -> None:
 
 
 def test_public_api_asked_for_a_typed_url_reaches_no_listener(catalog_db, free_port, monkeypatch):
-    from gradio_client import Client
-
     from app.ui import serve
 
     monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", KEY)  # would be sent along, as Bearer, before the fix
@@ -73,7 +72,7 @@ def test_public_api_asked_for_a_typed_url_reaches_no_listener(catalog_db, free_p
     url = f"http://127.0.0.1:{free_port}/"
     try:
         wait_until_up(url)
-        client = Client(url, verbose=False)
+        client = api_client(url)
         # Refused by the dropdown's list of choices, or by the handler's own check against what is offered now.
         refused = "not offered by this server|not in the list of choices"
         with pytest.raises(Exception, match=refused):
@@ -101,8 +100,6 @@ def test_services_refuse_a_label_they_do_not_offer_before_making_anything(catalo
 
 def test_operator_adds_a_url_on_the_admin_side_and_every_tab_offers_it_without_the_key(
         catalog_db, fake_openai, monkeypatch, free_port):
-    from gradio_client import Client
-
     from app.ui import build_app
 
     configured = FakeOpenAIServer().start()  # the server the key belongs to
@@ -115,7 +112,7 @@ def test_operator_adds_a_url_on_the_admin_side_and_every_tab_offers_it_without_t
         demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False,
                     quiet=True)
         try:
-            client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
+            client = api_client(f"http://127.0.0.1:{free_port}/")
             typed = f"openai-compatible:other@{fake_openai.base_url}"
             with pytest.raises(Exception, match="not in the list of choices"):
                 client.predict(typed, *FORM, api_name="/recommend")

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from app.services import Services
+from browser import api_client
 from db.models import Comparison
 from fakes.fixtures import fake_anthropic, fake_openai  # noqa: F401
 
@@ -29,8 +30,6 @@ def api_env(fake_openai, fake_anthropic, monkeypatch):
 
 @pytest.fixture
 def client_for(catalog_db, free_port):
-    from gradio_client import Client
-
     from app.ui import build_app
 
     demos = []
@@ -40,7 +39,7 @@ def client_for(catalog_db, free_port):
         demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False,
                     quiet=True)
         demos.append(demo)
-        return Client(f"http://127.0.0.1:{free_port}/", verbose=False)
+        return api_client(f"http://127.0.0.1:{free_port}/")
 
     yield start
     for demo in demos:

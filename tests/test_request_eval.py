@@ -6,6 +6,7 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
+from browser import api_client
 from datagen.job_config import JobConfig
 from datagen.jobs import create_job, run_job
 from db.models import Book, EvalResult, EvalRun, Sample
@@ -271,8 +272,6 @@ def test_demo_evaluation_runs_base_and_run_on_and_off_in_one_worker_then_reuses_
 
 
 def test_evaluate_tab_starts_a_request_set_evaluation_and_shows_the_comparison(catalog_db, tiny_model_dir, free_port):
-    from gradio_client import Client
-
     from app.eval_tab import request_configs
     from app.services import Services
     from app.ui import build_app
@@ -286,7 +285,7 @@ def test_evaluate_tab_starts_a_request_set_evaluation_and_shows_the_comparison(c
     demo.queue()
     demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
     try:
-        client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
+        client = api_client(f"http://127.0.0.1:{free_port}/")
         ids, *_ = client.predict(["base"], "", "grid", ["en"], 1, 31, None, "on and off", 2, 8,
                                  api_name="/start_request_evaluation")
         eval_ids = [int(x) for x in ids.split(",")]
