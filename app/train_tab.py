@@ -118,6 +118,19 @@ def loss_frame(metrics: list[RunMetric]) -> pd.DataFrame:
     return frame.astype({"step": int, "loss": float})
 
 
+def loss_plot(metrics: list[RunMetric]) -> gr.LinePlot:
+    """The loss plot's points and its y range. Gradio lays a plot out once, with the room its first labels need:
+    one that opened empty cut its loss labels ("815" for 10.815) and dropped the axis title. A new range makes it
+    lay the plot out again (checked in Chromium: whole labels and the title)."""
+    frame = loss_frame(metrics)
+    losses = frame["loss"].dropna()
+    if losses.empty:
+        return gr.LinePlot(frame, y_lim=None)
+    lo, hi = float(losses.min()), float(losses.max())
+    pad = max((hi - lo) * 0.1, abs(hi) * 0.005, 1e-3)
+    return gr.LinePlot(frame, y_lim=[float(f"{lo - pad:.3g}"), float(f"{hi + pad:.3g}")])
+
+
 def runs_table(services: Services) -> list[list]:
     with services.db.session() as s:
         runs = list(s.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(50)))
@@ -170,7 +183,7 @@ def run_views(services: Services, current) -> tuple:
                 select(TrainingRun).order_by(TrainingRun.id.desc()).limit(1)).first()
         metrics = list(s.scalars(select(RunMetric).where(RunMetric.run_id == run.id)
                                  .order_by(RunMetric.step))) if run else []
-    return (status_markdown(run, metrics[-1] if metrics else None), loss_frame(metrics),
+    return (status_markdown(run, metrics[-1] if metrics else None), loss_plot(metrics),
             readable_log(log_tail(run.log_path, 40)) if run else "", runs_table(services))
 
 
@@ -228,7 +241,8 @@ def run_section(services: Services) -> SimpleNamespace:
     ui.published = gr.Markdown(published_markdown(services), elem_id="train_published")
     ui.status = gr.Markdown(status_markdown(None, None), elem_id="train_status")
     ui.plot = gr.LinePlot(loss_frame([]), x="step", y="loss", color="series", title="Loss (train and eval)",
-                          x_title="optimizer step", y_title="cross-entropy loss", height=260, elem_id="train_plot")
+                          x_title="optimizer step", y_title="cross-entropy loss", x_axis_format="d", height=260,
+                          elem_id="train_plot")
     ui.log = gr.Textbox(label="Log (tail)", lines=8, interactive=False, elem_id="train_log")
     ui.history = gr.Dataframe(headers=["id", "status", "name", "base model", "r", "steps", "train loss", "s"],
                               value=runs_table(services), interactive=False, elem_id="train_history")

@@ -7,6 +7,14 @@ from browser import REPO, AppServer, chromium, require_browser
 pytestmark = pytest.mark.browser
 TIMEOUT_MS = 90_000
 SHOTS = REPO / "docs" / "screenshots"
+# The loss plot's axis labels and titles that do not lie whole inside the plot (cut off or hidden).
+PLOT_TEXT_CUT_JS = """() => {
+    const svg = document.querySelector('#train_plot svg').getBoundingClientRect();
+    return [...document.querySelectorAll('#train_plot svg text')].filter(t => t.textContent.trim()).filter(t => {
+        const r = t.getBoundingClientRect();
+        return r.width === 0 || r.left < svg.left - 0.5 || r.right > svg.right + 0.5;
+    }).map(t => t.textContent);
+}"""
 
 
 def test_a_run_started_in_the_browser_shows_what_it_does_then_stops_when_asked(catalog_db, tiny_model_dir, home):
@@ -58,6 +66,9 @@ def test_a_run_started_in_the_browser_shows_what_it_does_then_stops_when_asked(c
         assert step >= 3, seen[-1]
         assert any("⏳" in t and "step 0/400" in t for t in seen)  # what it does before step 1, not a bare "step 0"
         page.wait_for_function("document.querySelector('#train_plot').innerText.includes('optimizer step')")
+        # Readable axes: the plot opened empty, and its loss labels ("815" for 10.815) and the y title were cut off.
+        page.wait_for_function(f"({PLOT_TEXT_CUT_JS})().length === 0 && "
+                               "document.querySelector('#train_plot').innerText.includes('cross-entropy loss')")
         page.screenshot(path=str(SHOTS / "train-running.png"))
         page.locator("#train_stop").click()
         page.wait_for_function("['stopping after this step', '— stopped'].some("
