@@ -241,7 +241,7 @@ def run_section(services: Services) -> SimpleNamespace:
     ui.published = gr.Markdown(published_markdown(services), elem_id="train_published")
     ui.status = gr.Markdown(status_markdown(None, None), elem_id="train_status")
     ui.plot = gr.LinePlot(loss_frame([]), x="step", y="loss", color="series", title="Loss (train and eval)",
-                          x_title="optimizer step", y_title="cross-entropy loss", x_axis_format="d", height=260,
+                          x_title="optimizer step", y_title="cross-entropy loss", x_axis_format="~g", height=260,
                           elem_id="train_plot")
     ui.log = gr.Textbox(label="Log (tail)", lines=8, interactive=False, elem_id="train_log")
     ui.history = gr.Dataframe(headers=["id", "status", "name", "base model", "r", "steps", "train loss", "s"],
