@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,30 @@ SLOWEST_FIRST = ("test_e2e_default_model.py", "test_training.py", "test_browser_
 def pytest_collection_modifyitems(config, items) -> None:
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
+@pytest.fixture(autouse=True, scope="session")
+def patient_gradio_launch():
+    """Gradio's launch() checks the local URL with one 3 s HEAD request and, on a timeout, refuses to start
+    ("localhost is not accessible"); an in-process launch failed that way on the loaded 2-core box. Here the
+    check waits up to a minute."""
+    import httpx
+    from gradio import networking
+
+    def url_ok(url: str) -> bool:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.head(url, timeout=10, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308):
+                    return True
+            except (httpx.ConnectError, httpx.TimeoutException):
+                pass
+            time.sleep(0.5)
+        return False
+
+    real, networking.url_ok = networking.url_ok, url_ok
+    yield
+    networking.url_ok = real
 
 
 @pytest.fixture
