@@ -13,13 +13,6 @@ from db.models import Comparison
 from training.config import TrainConfig
 
 
-@pytest.fixture
-def trained(catalog_db, adapter_run):
-    """A completed run on the tiny model (conftest's adapter_run: a real peft adapter, no training; the Train tab
-    test below trains one for real)."""
-    return catalog_db, adapter_run
-
-
 def test_empty_request_is_refused_in_both_languages():
     with pytest.raises(ValueError, match="request is empty"):
         form_request("en", "", "", [], "", "", "")
@@ -35,18 +28,18 @@ def test_request_uses_the_training_format():
     assert request.fields()["moods"] == ["comfort", "calm"]
 
 
-def test_adapter_of_a_different_base_model_is_refused(trained, tiny_model_dir):
-    db, run_id = trained
+def test_adapter_of_a_different_base_model_is_refused(catalog_db, adapter_run, tiny_model_dir):
+    db, run_id = catalog_db, adapter_run  # a completed run on the tiny model (conftest)
     services = Services(db=db, base_model="smollm2-135m")
     assert services.backend_choices() == [BASE_LABEL]  # runs on other bases are not offered
     with pytest.raises(ValueError, match="does not fit"):
         services.adapter_for(f"run:{run_id} (tiny)")
 
 
-def test_served_app_recommends_and_compares(trained, tiny_model_dir, free_port):
+def test_served_app_recommends_and_compares(catalog_db, adapter_run, tiny_model_dir, free_port):
     from app.ui import build_app
 
-    db, run_id = trained
+    db, run_id = catalog_db, adapter_run
     services = Services(db=db, base_model=tiny_model_dir)
     run_label = f"run:{run_id} (tiny)"
     assert services.backend_choices() == [run_label, BASE_LABEL]
